@@ -1,0 +1,133 @@
+"""The cache: a content-addressed store of verified downloads, and the place for unfinished ones.
+
+    $DATASTAGE_CACHE/
+    ├── blobs/sha256/ab/ab12…            verified, immutable (read-only) file contents
+    ├── index/md5/<hex>                  alias: a manifest pinned by md5/sha1/sha512 -> sha256
+    ├── index/url/<sha256(url)>.json     an unpinned URL -> {"sha256", "size", validators}
+    ├── partial/<key>.part               an unfinished download, resumable after kill -9
+    ├── partial/<key>.json               its state: URL, size, ETag/Last-Modified
+    └── .locks/<key>.lock                one downloader per file, across processes
+
+Owns: where things live, looking a file entry up, and committing a verified file
+(fsync, read-only, ``os.replace``). A blob is only ever created from bytes whose digest was
+checked, so finding it (with the right size) is enough: it is never re-hashed on reuse.
+Does not own: downloading (fetch.py) or deciding what "verified" means (verify.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from .digests import CACHE_ALGORITHM, HEX_LENGTHS
+from .fsutil import fsync_dir, write_atomic
+from .manifest import FileEntry
+
+
+@dataclass(frozen=True)
+class Blob:
+    path: Path
+    size: int
+    sha256: str
+
+
+class Cache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # -- locations -----------------------------------------------------------------------
+    def blob_path(self, sha256: str) -> Path:
+        return self.root / "blobs" / CACHE_ALGORITHM / sha256[:2] / sha256
+
+    def key(self, entry: FileEntry) -> str:
+        """A stable file-name-safe key for an entry: its strongest digest, else its URL."""
+        if entry.digests:
+            algorithm, _, hexdigest = entry.identity.partition(":")
+            return f"{algorithm}-{hexdigest}"
+        return "url-" + hashlib.sha256(entry.url.encode()).hexdigest()[:40]
+
+    def partial_paths(self, entry: FileEntry) -> tuple[Path, Path]:
+        key = self.key(entry)
+        return self.root / "partial" / f"{key}.part", self.root / "partial" / f"{key}.json"
+
+    def lock_path(self, entry: FileEntry) -> Path:
+        return self.root / ".locks" / f"{self.key(entry)}.lock"
+
+    def _url_index(self, url: str) -> Path:
+        return self.root / "index" / "url" / (hashlib.sha256(url.encode()).hexdigest() + ".json")
+
+    def _alias(self, algorithm: str, hexdigest: str) -> Path:
+        return self.root / "index" / algorithm / hexdigest
+
+    # -- lookup --------------------------------------------------------------------------
+    def find(self, entry: FileEntry) -> Optional[Blob]:
+        """The verified blob for ``entry``, or None. Costs a few ``stat`` calls, no hashing."""
+        sha256 = self._sha256_of(entry)
+        if sha256 is None:
+            return None
+        path = self.blob_path(sha256)
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return None
+        if entry.size is not None and size != entry.size:
+            return None
+        return Blob(path, size, sha256)
+
+    def _sha256_of(self, entry: FileEntry) -> Optional[str]:
+        pinned = entry.digest(CACHE_ALGORITHM)
+        if pinned:
+            return pinned.hexdigest
+        for digest in entry.digests:
+            alias = _read_text(self._alias(digest.algorithm, digest.hexdigest))
+            if alias:
+                return alias
+        if entry.digests:
+            return None
+        record = _read_json(self._url_index(entry.url))
+        return record.get("sha256") if record else None
+
+    # -- commit --------------------------------------------------------------------------
+    def commit(
+        self, part: Path, entry: FileEntry, digests: dict[str, str], extra: dict[str, Any]
+    ) -> Blob:
+        """Move a verified ``.part`` into the store; record aliases so ``find`` sees it."""
+        sha256 = digests[CACHE_ALGORITHM]
+        target = self.blob_path(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(part, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(part, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        os.replace(part, target)
+        fsync_dir(target.parent)
+        for algorithm, hexdigest in digests.items():
+            if algorithm != CACHE_ALGORITHM and algorithm in HEX_LENGTHS:
+                write_atomic(self._alias(algorithm, hexdigest), sha256.encode())
+        if not entry.digests:
+            record = {"url": entry.url, "sha256": sha256, "size": target.stat().st_size, **extra}
+            write_atomic(self._url_index(entry.url), json.dumps(record).encode())
+        return Blob(target, target.stat().st_size, sha256)
+
+
+def _read_text(path: Path) -> Optional[str]:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _read_json(path: Path) -> Optional[dict[str, Any]]:
+    text = _read_text(path)
+    if text is None:
+        return None
+    with contextlib.suppress(ValueError):
+        value = json.loads(text)
+        if isinstance(value, dict):
+            return value
+    return None

@@ -1,0 +1,83 @@
+"""Settings, resolved once per call: flag > DATASTAGE_* environment > platformdirs defaults.
+
+Owns: where the cache is, network patience (retries, backoff, timeouts), quiet/offline switches.
+Every environment variable datastage reads is listed in ``ENV`` below.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .errors import UsageError
+
+ENV = {
+    "cache_dir": "DATASTAGE_CACHE",
+    "retries": "DATASTAGE_RETRIES",
+    "backoff": "DATASTAGE_BACKOFF",
+    "timeout": "DATASTAGE_TIMEOUT",
+    "lock_timeout": "DATASTAGE_LOCK_TIMEOUT",
+    "quiet": "DATASTAGE_QUIET",
+    "offline": "DATASTAGE_OFFLINE",
+}
+REGISTRY_ENV = "DATASTAGE_REGISTRY"
+DEBUG_ENV = "DATASTAGE_DEBUG"
+
+
+@dataclass(frozen=True)
+class Settings:
+    cache_dir: Path
+    retries: int = 6  # attempts after the first, for each failure without progress
+    backoff: float = 1.0  # seconds; doubles after each consecutive failure (urllib3 Retry)
+    timeout: float = 60.0  # seconds without a byte before a connection counts as stalled
+    lock_timeout: Optional[float] = None  # None: wait for another process as long as it takes
+    quiet: bool = False
+    offline: bool = False
+
+
+def default_cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("datastage", appauthor=False))
+
+
+def resolve(**flags: Any) -> Settings:
+    """Settings from explicit values (None = not given), then the environment, then defaults."""
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        flag = flags.get(f.name)
+        if flag is not None:
+            values[f.name] = flag
+        elif os.environ.get(ENV[f.name], "").strip():
+            values[f.name] = _from_env(f.name, os.environ[ENV[f.name]].strip())
+    if "cache_dir" not in values:
+        values["cache_dir"] = default_cache_dir()
+    values["cache_dir"] = Path(values["cache_dir"]).expanduser().absolute()
+    return replace(Settings(cache_dir=values["cache_dir"]), **values)
+
+
+def _from_env(name: str, raw: str) -> Any:
+    parsers: dict[str, Callable[[str], Any]] = {
+        "cache_dir": Path,
+        "retries": int,
+        "backoff": float,
+        "timeout": float,
+        "lock_timeout": float,
+        "quiet": _boolean,
+        "offline": _boolean,
+    }
+    try:
+        return parsers[name](raw)
+    except ValueError:
+        raise UsageError(f"{ENV[name]}={raw!r} is not a valid value for {name}") from None
+
+
+def _boolean(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)

@@ -1,0 +1,162 @@
+"""Every error datastage raises on purpose, and the exit code the CLI uses for it.
+
+Third-party exceptions (requests, OSError, tarfile, ...) are converted into these once, at the
+boundary where they happen, with ``raise ... from e``. The CLI prints ``error: <message>`` and,
+when there is one, ``hint: <hint>``, then exits with ``exit_code``.
+
+    DatastageError                       1
+    ├── UsageError                       2   bad flag combination, bad target string
+    ├── ManifestError                    3   unreadable or invalid manifest (names file and key)
+    │   └── DatasetNotFound              3   unknown name ("did you mean ...")
+    ├── MissingDependency                3   optional package not installed (install hint)
+    ├── SourceError                      4   the remote side failed
+    │   ├── HTTPStatusError              4   4xx/5xx after retries
+    │   │   ├── RemoteNotFound           4   404/410
+    │   │   └── AccessDenied             4   401/403
+    │   ├── QuotaExceeded                4   a quota page instead of the file (Drive)
+    │   ├── UnexpectedHTML               4   any other HTML page instead of the file
+    │   ├── NetworkError                 4   connection/timeouts after retries
+    │   ├── RemoteChanged                4   file changed on the server while downloading
+    │   └── AllMirrorsFailed             4   every URL of a file failed (each reason listed)
+    ├── IntegrityError                   5
+    │   ├── ChecksumMismatch             5   expected vs actual digest
+    │   ├── SizeMismatch                 5   expected vs actual size
+    │   └── VerifyFailed                 5   staged tree differs from its marker
+    ├── ArchiveError                     6
+    │   ├── UnsafeArchiveMember          6   path traversal, links outside, devices
+    │   ├── CorruptArchive               6   truncated or damaged
+    │   └── UnsupportedArchive           6
+    ├── InsufficientSpace                7   needed vs free, where
+    ├── LockTimeout                      8
+    └── OfflineError                     4   network needed but DATASTAGE_OFFLINE=1
+
+Exit code 130 means interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class DatastageError(Exception):
+    """Root of every datastage error. ``str(e)`` is a complete one-line message."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(DatastageError):
+    exit_code = 2
+
+
+class ManifestError(DatastageError):
+    exit_code = 3
+
+
+class DatasetNotFound(ManifestError):
+    pass
+
+
+class MissingDependency(DatastageError):
+    exit_code = 3
+
+
+class SourceError(DatastageError):
+    exit_code = 4
+
+
+class HTTPStatusError(SourceError):
+    def __init__(self, message: str, status: int, hint: Optional[str] = None) -> None:
+        super().__init__(message, hint)
+        self.status = status
+
+
+class RemoteNotFound(HTTPStatusError):
+    pass
+
+
+class AccessDenied(HTTPStatusError):
+    pass
+
+
+class QuotaExceeded(SourceError):
+    pass
+
+
+class UnexpectedHTML(SourceError):
+    pass
+
+
+class NetworkError(SourceError):
+    pass
+
+
+class RemoteChanged(SourceError):
+    pass
+
+
+class AllMirrorsFailed(SourceError):
+    pass
+
+
+class OfflineError(SourceError):
+    pass
+
+
+class IntegrityError(DatastageError):
+    exit_code = 5
+
+
+class ChecksumMismatch(IntegrityError):
+    pass
+
+
+class SizeMismatch(IntegrityError):
+    pass
+
+
+class VerifyFailed(IntegrityError):
+    pass
+
+
+class ArchiveError(DatastageError):
+    exit_code = 6
+
+
+class UnsafeArchiveMember(ArchiveError):
+    pass
+
+
+class CorruptArchive(ArchiveError):
+    pass
+
+
+class UnsupportedArchive(ArchiveError):
+    pass
+
+
+class InsufficientSpace(DatastageError):
+    exit_code = 7
+
+    def __init__(self, where: str, needed: Optional[int], free: int, what: str = "") -> None:
+        from .units import human_bytes
+
+        what = f" {what}" if what else ""
+        need = f"need {human_bytes(needed)}" if needed else "the disk filled up"
+        super().__init__(
+            f"not enough disk space in {where}{what}: {need}, {human_bytes(free)} free",
+            hint="free some space, or choose another folder with --to / --cache",
+        )
+        self.needed = needed
+        self.free = free
+
+
+class LockTimeout(DatastageError):
+    exit_code = 8

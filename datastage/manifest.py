@@ -1,0 +1,236 @@
+"""Dataset manifests: frozen dataclasses, loaded from TOML and validated before any network use.
+
+Owns: the manifest schema, its validation (every error names the file and the key) and the
+"content key" that says whether a staged copy still matches its manifest.
+Does not own: finding manifests by name (registry.py) or acting on them (api.py).
+
+    name = "tiny"                      # [a-z0-9][a-z0-9._-]*
+    root = "tiny-1.0"                  # optional: the folder inside the archive to hand to users
+    [[files]]
+    url = "https://example.org/tiny.tar.gz"   # or a path, relative to the manifest's folder
+    mirrors = ["https://mirror.example/tiny.tar.gz"]
+    sha256 = "<64 hex>"                # or md5 / sha1 / sha512 (several allowed)
+    size = 12345                       # optional, bytes
+    extract = false                    # optional; archives are extracted by default
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, NoReturn, Optional
+from urllib.parse import unquote, urlsplit
+
+from .digests import HEX_LENGTHS, Digest
+from .errors import ManifestError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python < 3.11
+    import tomli as tomllib
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+TOP_KEYS = {"name", "description", "homepage", "license", "citation", "version", "root", "files"}
+FILE_KEYS = {"url", "mirrors", "size", "extract", "name", "dest", "unpacked_size", *HEX_LENGTHS}
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a dataset: where to get it, how to check it, what to do with it."""
+
+    url: str
+    name: str
+    mirrors: tuple[str, ...] = ()
+    digests: tuple[Digest, ...] = ()
+    size: Optional[int] = None
+    extract: Optional[bool] = None  # None: extract if the bytes are an archive
+    dest: str = ""  # folder inside the staged dataset
+    unpacked_size: Optional[int] = None
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return (self.url, *self.mirrors)
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.digests)
+
+    def digest(self, algorithm: str) -> Optional[Digest]:
+        return next((d for d in self.digests if d.algorithm == algorithm), None)
+
+    @property
+    def identity(self) -> str:
+        """What makes two entries the same bytes: the strongest digest, else the URL."""
+        if self.digests:
+            best = min(self.digests, key=lambda d: list(HEX_LENGTHS).index(d.algorithm))
+            return str(best)
+        return "url:" + self.url
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    files: tuple[FileEntry, ...]
+    root: str = ""
+    description: str = ""
+    homepage: str = ""
+    license: str = ""
+    citation: str = ""
+    version: str = ""
+    path: Optional[Path] = field(default=None, compare=False)
+
+    @property
+    def content_key(self) -> str:
+        """Changes exactly when the staged tree would change (not for a new mirror or text)."""
+        payload = {
+            "root": self.root,
+            "files": [[f.identity, f.name, f.dest, f.extract] for f in self.files],
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def total_size(self) -> Optional[int]:
+        sizes = [f.size for f in self.files]
+        return None if any(s is None for s in sizes) else sum(s for s in sizes if s is not None)
+
+
+def load(path: Path) -> Manifest:
+    """Read and validate a manifest file; every problem is a one-line ManifestError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"manifest {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"manifest {path}: cannot read: {e}") from e
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ManifestError(f"manifest {path}: TOML syntax error: {e}") from e
+    return from_dict(data, source=path)
+
+
+def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifest:
+    """Validate a parsed manifest; ``source`` names the file in errors, anchors relative paths."""
+    where = f"manifest {source}" if source else "manifest"
+    v = _Validator(where)
+    v.known_keys(data, TOP_KEYS, "")
+    name = v.string(data, "name", "", required=True)
+    if not NAME_PATTERN.match(name):
+        v.fail("name", f"{name!r} is not a valid name (lowercase letters, digits, '.', '_', '-')")
+    files_raw = data.get("files")
+    if not isinstance(files_raw, list) or not files_raw:
+        v.fail("files", "needs at least one [[files]] entry")
+    base = source.parent if source else Path.cwd()
+    files = tuple(_file_entry(v, raw, f"files[{i}]", base) for i, raw in enumerate(files_raw))
+    return Manifest(
+        name=name,
+        files=files,
+        root=v.relative_path(data, "root", ""),
+        description=v.string(data, "description", ""),
+        homepage=v.string(data, "homepage", ""),
+        license=v.string(data, "license", ""),
+        citation=v.string(data, "citation", ""),
+        version=v.string(data, "version", ""),
+        path=source,
+    )
+
+
+def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
+    if not isinstance(raw, dict):
+        v.fail(key, "must be a table ([[files]])")
+    v.known_keys(raw, FILE_KEYS, key + ".")
+    url = resolve_url(v.string(raw, "url", key + ".", required=True), base)
+    mirrors = tuple(resolve_url(m, base) for m in v.string_list(raw, "mirrors", key + "."))
+    digests = []
+    for algorithm in HEX_LENGTHS:
+        if algorithm in raw:
+            try:
+                digests.append(Digest.parse(v.string(raw, algorithm, key + "."), algorithm))
+            except ValueError as e:
+                v.fail(f"{key}.{algorithm}", str(e))
+    name = v.string(raw, "name", key + ".") or file_name_from_url(url)
+    if not name or "/" in name or name in (".", ".."):
+        v.fail(f"{key}.name", f'cannot use {name!r} as a file name; set name = "..."')
+    return FileEntry(
+        url=url,
+        name=name,
+        mirrors=mirrors,
+        digests=tuple(digests),
+        size=v.size(raw, "size", key + "."),
+        extract=v.boolean(raw, "extract", key + "."),
+        dest=v.relative_path(raw, "dest", key + "."),
+        unpacked_size=v.size(raw, "unpacked_size", key + "."),
+    )
+
+
+def resolve_url(url: str, base: Path) -> str:
+    """URLs stay as they are; a plain path is made absolute against the manifest's folder."""
+    if URL_SCHEME.match(url):
+        return url
+    return str((base / Path(url).expanduser()).resolve())
+
+
+def file_name_from_url(url: str) -> str:
+    path = urlsplit(url).path if URL_SCHEME.match(url) else url
+    return unquote(PurePosixPath(path).name)
+
+
+class _Validator:
+    """Typed getters that raise ManifestError naming the file and the key."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, key: str, reason: str) -> NoReturn:
+        raise ManifestError(f"{self.where}: {key}: {reason}")
+
+    def known_keys(self, table: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
+        for k in table:
+            if k not in allowed:
+                close = difflib.get_close_matches(k, sorted(allowed), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.fail(prefix + k, f"unknown key{hint}")
+
+    def string(self, t: Mapping[str, Any], k: str, prefix: str, required: bool = False) -> str:
+        if k not in t:
+            if required:
+                self.fail(prefix + k, "missing (required)")
+            return ""
+        if not isinstance(t[k], str) or (required and not t[k].strip()):
+            self.fail(prefix + k, f"must be a non-empty string, got {t[k]!r}")
+        return str(t[k])
+
+    def string_list(self, t: Mapping[str, Any], k: str, prefix: str) -> list[str]:
+        value = t.get(k, [])
+        if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+            self.fail(prefix + k, f"must be a list of strings, got {value!r}")
+        return list(value)
+
+    def size(self, t: Mapping[str, Any], k: str, prefix: str) -> Optional[int]:
+        value = t.get(k)
+        if value is not None and (type(value) is not int or value < 0):
+            self.fail(prefix + k, f"must be a whole number of bytes, got {value!r}")
+        return value
+
+    def boolean(self, t: Mapping[str, Any], k: str, prefix: str) -> Optional[bool]:
+        value = t.get(k)
+        if value is not None and not isinstance(value, bool):
+            self.fail(prefix + k, f"must be true or false, got {value!r}")
+        return value
+
+    def relative_path(self, t: Mapping[str, Any], k: str, prefix: str) -> str:
+        value = self.string(t, k, prefix)
+        parts = value.replace("\\", "/").rstrip("/").split("/") if value else []
+        if value.startswith(("/", "\\", "~")) or any(p in ("", ".", "..") for p in parts):
+            self.fail(
+                prefix + k, f"must be a plain relative path inside the dataset, got {value!r}"
+            )
+        return "/".join(parts)

@@ -1,0 +1,97 @@
+"""Where bytes come from: one small interface, one module per kind, each imported lazily.
+
+A source only moves bytes and translates its library's exceptions into ``datastage.errors``.
+Resume, retries across attempts, hashing, mirrors and locking belong to ``fetch.py``.
+
+To add a source: implement ``Source`` in a module of this package and add its URL scheme to
+``_BY_SCHEME`` (module path as a string, so nothing heavy is imported until it is used).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Optional, Protocol
+
+from ..config import Settings
+from ..digests import Digest
+from ..errors import MissingDependency, UsageError
+from ..manifest import URL_SCHEME
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file as a source describes it. Unknown fields are None."""
+
+    url: str
+    name: str
+    size: Optional[int] = None
+    etag: Optional[str] = None  # a strong validator for If-Range, when the source has one
+    last_modified: Optional[str] = None
+    digest: Optional[Digest] = None  # a digest the remote itself vouches for
+    content_type: Optional[str] = None
+
+    @property
+    def validator(self) -> Optional[str]:
+        """What If-Range may carry: a strong ETag, else Last-Modified."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+
+class Body(Protocol):
+    """An open response. ``offset`` is where its bytes start in the file: the requested start,
+    or 0 when the source ignored the range (or the file changed), which means "start over"."""
+
+    offset: int
+    remote: RemoteFile
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+class Source(Protocol):
+    def list(self, url: str) -> list[RemoteFile]:
+        """The files behind a URL (a folder or repository expands to many)."""
+        ...
+
+    def open_range(self, f: RemoteFile, start: int = 0, end: Optional[int] = None) -> Body:
+        """Bytes ``start..end`` (inclusive; None = to the end) of ``f``. If ``f`` carries a
+        validator and the file changed, the body starts at 0 with the new ``remote``."""
+        ...
+
+
+# scheme -> (module, class, pip extra that provides its library or None)
+_BY_SCHEME: dict[str, tuple[str, str, Optional[str]]] = {
+    "http": ("datastage.sources.http", "HTTPSource", None),
+    "https": ("datastage.sources.http", "HTTPSource", None),
+    "file": ("datastage.sources.local", "LocalSource", None),
+}
+
+_instances: dict[tuple[str, Settings], Source] = {}
+
+
+def scheme_of(url: str) -> str:
+    return url.split("://", 1)[0].lower() if URL_SCHEME.match(url) else "file"
+
+
+def for_url(url: str, settings: Settings) -> Source:
+    """The source that serves ``url`` (a plain path is a local file)."""
+    scheme = scheme_of(url)
+    if scheme not in _BY_SCHEME:
+        known = ", ".join(sorted(_BY_SCHEME))
+        raise UsageError(f"unsupported URL scheme {scheme!r} in {url} (supported: {known})")
+    module_name, class_name, extra = _BY_SCHEME[scheme]
+    key = (module_name, settings)
+    if key not in _instances:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            hint = f"pip install 'datastage[{extra}]'" if extra else None
+            raise MissingDependency(
+                f"{scheme}:// needs {e.name}, which is not installed", hint
+            ) from e
+        _instances[key] = getattr(module, class_name)(settings)
+    return _instances[key]

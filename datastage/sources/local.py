@@ -1,0 +1,75 @@
+"""Local and mounted files (a plain path or ``file://`` URL): a Drive mount, autodl-fs, a NAS.
+
+Owns: reading a byte range of a local file. The ``etag`` is size + mtime, so a file replaced
+between runs is noticed and its partial copy restarted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Optional
+from urllib.parse import unquote, urlsplit
+
+from ..config import Settings
+from ..errors import AccessDenied, RemoteNotFound, SourceError
+from . import RemoteFile
+
+CHUNK = 1 << 20
+
+
+def path_of(url: str) -> Path:
+    if url.startswith("file://"):
+        return Path(unquote(urlsplit(url).path))
+    return Path(url).expanduser()
+
+
+class LocalBody:
+    def __init__(self, path: Path, offset: int, end: Optional[int], remote: RemoteFile) -> None:
+        self.path = path
+        self.offset = offset
+        self.end = end
+        self.remote = remote
+
+    def __iter__(self) -> Iterator[bytes]:
+        remaining = None if self.end is None else self.end + 1 - self.offset
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                while remaining is None or remaining > 0:
+                    chunk = f.read(CHUNK if remaining is None else min(CHUNK, remaining))
+                    if not chunk:
+                        return
+                    if remaining is not None:
+                        remaining -= len(chunk)
+                    yield chunk
+        except OSError as e:
+            raise SourceError(f"cannot read {self.path}: {e.strerror or e}") from e
+
+    def close(self) -> None:
+        pass
+
+
+class LocalSource:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def list(self, url: str) -> list[RemoteFile]:
+        path = path_of(url)
+        return [RemoteFile(url=url, name=path.name)]
+
+    def open_range(self, f: RemoteFile, start: int = 0, end: Optional[int] = None) -> LocalBody:
+        path = path_of(f.url)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise RemoteNotFound(f"no such file: {path}", 404) from None
+        except PermissionError:
+            raise AccessDenied(f"permission denied: {path}", 403) from None
+        if not path.is_file():
+            raise SourceError(f"not a regular file: {path}")
+        etag = f'"{st.st_size}-{st.st_mtime_ns}"'
+        remote = RemoteFile(url=f.url, name=f.name, size=st.st_size, etag=etag, digest=f.digest)
+        if start and f.etag is not None and f.etag != etag:
+            start = 0  # changed since the partial copy began: start over
+        return LocalBody(path, start, end, remote)

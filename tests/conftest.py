@@ -1,0 +1,128 @@
+"""Shared fixtures: a hermetic environment, a loopback file server, CLI runners, manifests."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from tests.servers.http_server import FileServer
+
+PROXY_VARS = (
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+)
+
+
+@pytest.fixture(autouse=True)
+def hermetic_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No proxies, no user registry, a private cache, fast retries; returns the cache folder."""
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.startswith("DATASTAGE_"):
+            monkeypatch.delenv(name)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DATASTAGE_CACHE", str(cache))
+    monkeypatch.setenv("DATASTAGE_BACKOFF", "0.01")
+    monkeypatch.setenv("DATASTAGE_RETRIES", "3")
+    monkeypatch.setenv("DATASTAGE_TIMEOUT", "5")
+    return cache
+
+
+@pytest.fixture
+def cache_dir(hermetic_env: Path) -> Path:
+    return hermetic_env
+
+
+@pytest.fixture
+def server() -> Iterator[FileServer]:
+    s = FileServer()
+    yield s
+    s.close()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def payload(size: int, seed: int = 0) -> bytes:
+    """Deterministic incompressible-looking bytes (fast to make, different per seed)."""
+    block = hashlib.sha512(f"datastage-{seed}".encode()).digest()
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha512(block + counter.to_bytes(8, "little")).digest()
+        counter += 1
+    return bytes(out[:size])
+
+
+def write_manifest(folder: Path, name: str, files: list[dict[str, Any]], **top: Any) -> Path:
+    """Write a manifest TOML (values rendered with repr-safe TOML basics) and return its path."""
+    lines = [f'name = "{name}"']
+    for key, value in top.items():
+        lines.append(f"{key} = {_toml(value)}")
+    for f in files:
+        lines.append("[[files]]")
+        lines.extend(f"{k} = {_toml(v)}" for k, v in f.items())
+    path = folder / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def run_cli(
+    *args: str,
+    env: Optional[dict[str, str]] = None,
+    timeout: float = 60,
+    cwd: Optional[Path] = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m datastage ARGS`` in a real subprocess with this test's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "datastage", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+def dedent(text: str) -> str:
+    return textwrap.dedent(text).lstrip()
+
+
+def tree(root: Path) -> dict[str, Any]:
+    """{relative path: sha256 | 'dir' | '-> target'} for everything under root, hidden too."""
+    out: dict[str, Any] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            out[rel] = "-> " + os.readlink(path)
+        elif path.is_dir():
+            out[rel] = "dir"
+        else:
+            out[rel] = sha256(path.read_bytes())
+    return out
