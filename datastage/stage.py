@@ -21,6 +21,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,7 +29,7 @@ from . import __version__, locks
 from .cache import Blob
 from .digests import hash_file
 from .errors import ManifestError, UnsupportedArchive, UsageError, VerifyFailed
-from .extract import SafeWriter, detect, extract, output_name
+from .extract import Format, SafeWriter, detect, extract, output_name
 from .fsutil import disk_full_as_error, ensure_free, fsync_dir, remove_tree, write_atomic
 from .manifest import FileEntry, Manifest
 from .progress import Reporter
@@ -81,12 +82,13 @@ def stage(
         _remove_leftovers(manifest, to)
         target = dataset_dir(manifest, to)
         _refuse_foreign(target)
-        needed = sum(_unpacked_size(entry, blob) or 0 for entry, blob in blobs)
+        items = [_Item(entry, blob, _format_of(entry, blob)) for entry, blob in blobs]
+        needed = sum(item.unpacked_size() or 0 for item in items)
         ensure_free(to, needed, f"to stage {manifest.name}")
         partial = Path(tempfile.mkdtemp(dir=to, prefix=f".{manifest.name}.partial-"))
         try:
             with disk_full_as_error(to, needed or None, f"to stage {manifest.name}"):
-                record = _build(manifest, blobs, partial, reporter)
+                record = _build(items, partial, reporter)
                 _check_root(manifest, partial)
                 _write_marker(manifest, blobs, partial, record)
             _swap_into_place(partial, target)
@@ -96,15 +98,49 @@ def stage(
     return root_of(manifest, to)
 
 
-def _build(
-    manifest: Manifest, blobs: Sequence[tuple[FileEntry, Blob]], partial: Path, reporter: Reporter
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Item:
+    """One verified file and what staging will do with it (``fmt`` None: copy as is)."""
+
+    entry: FileEntry
+    blob: Blob
+    fmt: Optional[Format]
+
+    def unpacked_size(self) -> Optional[int]:
+        """Bytes it will occupy once staged, when that is known without unpacking."""
+        if self.entry.unpacked_size is not None:
+            return self.entry.unpacked_size
+        if self.fmt is None or (self.fmt.kind == "tar" and self.fmt.compression is None):
+            return self.blob.size
+        if self.fmt.kind == "zip":
+            try:
+                with zipfile.ZipFile(self.blob.path) as zf:
+                    return sum(info.file_size for info in zf.infolist())
+            except (zipfile.BadZipFile, OSError):
+                return None  # extraction will report the damage
+        return None
+
+
+def _format_of(entry: FileEntry, blob: Blob) -> Optional[Format]:
+    if entry.extract is False:
+        return None
+    fmt = detect(blob.path)
+    if fmt.is_archive:
+        return fmt
+    if entry.extract:
+        raise UnsupportedArchive(
+            f"{entry.name} is not an archive datastage recognises, "
+            "but the manifest says extract = true"
+        )
+    return None
+
+
+def _build(items: Sequence[_Item], partial: Path, reporter: Reporter) -> dict[str, Any]:
     record: dict[str, Any] = {}
-    for entry, blob in blobs:
+    for entry, blob, fmt in ((i.entry, i.blob, i.fmt) for i in items):
         folder = partial / entry.dest if entry.dest else partial
         folder.mkdir(parents=True, exist_ok=True)
-        fmt = detect(blob.path) if entry.extract is not False else None
-        if fmt is not None and fmt.is_archive:
+        if fmt is not None:
             writer = SafeWriter(folder, entry.dest, entry.name, record)
             bar = reporter.bar(f"extracting {entry.name}", blob.size)
             try:
@@ -113,11 +149,6 @@ def _build(
                 )
             finally:
                 bar.close()
-        elif entry.extract:
-            raise UnsupportedArchive(
-                f"{entry.name} is not an archive datastage recognises, "
-                "but the manifest says extract = true"
-            )
         else:
             shutil.copyfile(blob.path, folder / entry.name)
             os.chmod(folder / entry.name, 0o644)
@@ -184,24 +215,6 @@ def _remove_leftovers(manifest: Manifest, to: Path) -> None:
     for pattern in (f".{manifest.name}.partial-*", f".{manifest.name}.old-*"):
         for leftover in to.glob(pattern):
             remove_tree(leftover)
-
-
-def _unpacked_size(entry: FileEntry, blob: Blob) -> Optional[int]:
-    """Bytes the entry will occupy once staged, when it can be known without unpacking."""
-    if entry.unpacked_size is not None:
-        return entry.unpacked_size
-    if entry.extract is False:
-        return blob.size
-    fmt = detect(blob.path)
-    if fmt.kind == "zip":
-        try:
-            with zipfile.ZipFile(blob.path) as zf:
-                return sum(info.file_size for info in zf.infolist())
-        except (zipfile.BadZipFile, OSError):
-            return None  # extraction will report the damage
-    if (fmt.kind == "tar" and fmt.compression is None) or fmt.kind == "plain":
-        return blob.size
-    return None
 
 
 # -- verify ----------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ class Faults:
     weak_etag: bool = False  # W/"..." (not usable in If-Range)
     stall_after: Optional[int] = None  # stop sending (but keep the connection) after N bytes ...
     stall_times: int = 1  # ... for this many responses
+    no_length: bool = False  # no Content-Length: the body ends when the connection closes
 
 
 @dataclass
@@ -210,7 +211,11 @@ class _Handler(BaseHTTPRequestHandler):
         announced = (
             faults.wrong_length if (faults.wrong_length is not None and status == 200) else length
         )
-        self.send_header("Content-Length", str(announced))
+        if faults.no_length:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(announced))
         self.send_header("Accept-Ranges", "none" if faults.ignore_range else "bytes")
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
