@@ -11,7 +11,7 @@
 Owns: where things live, looking a file entry up, and committing a verified file
 (fsync, read-only, ``os.replace``). A blob is only ever created from bytes whose digest was
 checked, so finding it (with the right size) is enough: it is never re-hashed on reuse.
-Does not own: downloading (fetch.py) or deciding what "verified" means (verify.py).
+Does not own: downloading (download.py) or deciding what "verified" means (digests.py).
 """
 
 from __future__ import annotations

@@ -23,11 +23,16 @@ pytestmark = pytest.mark.slow
 def _start_get(manifest: Path, out: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "datastage", "get", str(manifest), "--to", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
     )
 
 
-def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 30) -> None:
+def _wait_for(
+    condition: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 30
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if proc.poll() is not None:
@@ -46,7 +51,9 @@ def _kill9(proc: subprocess.Popen[str]) -> None:
 def test_kill_9_mid_download_resumes_with_a_range(tmp_path, server, cache_dir):
     data = payload(6 * 1024 * 1024)
     url = server.add("/big.bin", data, rate=3_000_000)
-    manifest = write_manifest(tmp_path, "big", [{"url": url, "sha256": sha256(data), "extract": False}])
+    manifest = write_manifest(
+        tmp_path, "big", [{"url": url, "sha256": sha256(data), "extract": False}]
+    )
     out = tmp_path / "out"
     proc = _start_get(manifest, out)
     part = cache_dir / "partial" / f"sha256-{sha256(data)}.part"

@@ -21,8 +21,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 4 MB file system (tmpfs); skipped where mounting is not allowed."""
     mount_point = tmp_path / "small"
     mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
-                          capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True
+    )
     if done.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
@@ -50,7 +51,9 @@ def test_declared_size_larger_than_the_disk_fails_before_any_request(tmp_path, s
     assert server.log == [], "no request may be made when the space is known to be missing"
 
 
-def test_server_announced_size_is_checked_against_the_cache_disk(tmp_path, server, small_disk, monkeypatch):
+def test_server_announced_size_is_checked_against_the_cache_disk(
+    tmp_path, server, small_disk, monkeypatch
+):
     monkeypatch.setenv("DATASTAGE_CACHE", str(small_disk / "cache"))
     url = server.add("/f.bin", payload(6 * 1024 * 1024))
     manifest = write_manifest(tmp_path, "f", [{"url": url, "extract": False}])  # size unknown
@@ -64,7 +67,9 @@ def test_disk_full_mid_download_keeps_the_partial_file(tmp_path, server, small_d
     monkeypatch.setenv("DATASTAGE_CACHE", str(small_disk / "cache"))
     data = payload(6 * 1024 * 1024)
     url = server.add("/f.bin", data, no_length=True)  # nobody knows the size in advance
-    manifest = write_manifest(tmp_path, "f", [{"url": url, "sha256": sha256(data), "extract": False}])
+    manifest = write_manifest(
+        tmp_path, "f", [{"url": url, "sha256": sha256(data), "extract": False}]
+    )
     done = run_cli("get", str(manifest), "--to", str(tmp_path / "out"))
     assert done.returncode == 7, done.stderr
     assert done.stderr.startswith(f"error: not enough disk space in {small_disk / 'cache'}")

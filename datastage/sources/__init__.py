@@ -1,7 +1,7 @@
 """Where bytes come from: one small interface, one module per kind, each imported lazily.
 
 A source only moves bytes and translates its library's exceptions into ``datastage.errors``.
-Resume, retries across attempts, hashing, mirrors and locking belong to ``fetch.py``.
+Resume, retries across attempts, hashing, mirrors and locking belong to ``download.py``.
 
 To add a source: implement ``Source`` in a module of this package and add its URL scheme to
 ``_BY_SCHEME`` (module path as a string, so nothing heavy is imported until it is used).

@@ -7,7 +7,7 @@ Content-Encoding decoding, so the digest is of the file the server stores).
 
 Retry layers: urllib3's Retry retries connecting and 429/5xx answers (honouring Retry-After,
 capped at ``MAX_RETRY_AFTER``); a connection that dies *mid-body* raises NetworkError and
-fetch.py resumes from the last byte it wrote.
+download.py resumes from the last byte it wrote.
 """
 
 from __future__ import annotations
