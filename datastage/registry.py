@@ -2,7 +2,11 @@
 
 Search order (the first folder holding ``<name>.toml`` wins, so users can override a built-in
 manifest): every folder in ``$DATASTAGE_REGISTRY`` (``os.pathsep``-separated), in order, then
-the registry shipped with datastage.
+the registry shipped with datastage. A manifest path (``./x.toml``, ``/abs/x.toml``, anything
+ending in ``.toml``) is accepted wherever a name is, and never looked up in the folders.
+
+A subset is addressed as ``<name>/<subset>`` (``librispeech/train-clean-100``); ``_`` and ``-``
+are interchangeable in the subset part, so ``libritts-r/train_clean_100`` works too.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 from . import manifest as manifest_mod
 from .config import REGISTRY_ENV
 from .errors import DatasetNotFound, ManifestError
-from .manifest import Manifest
+from .manifest import SUBSET_SEPARATOR, Manifest
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -41,23 +45,44 @@ def manifest_paths() -> dict[str, Path]:
 
 
 def is_path(target: str) -> bool:
-    return target.endswith(".toml") or os.sep in target or target.startswith((".", "~"))
+    # "name/subset" contains a slash too: only an existing file makes such a target a path.
+    if target.endswith(".toml") or target.startswith((".", "~", os.sep)):
+        return True
+    return os.sep in target and Path(target).is_file()
 
 
 def resolve(target: str) -> Manifest:
-    """A registry name or a path to a manifest file -> a validated Manifest."""
+    """A registry name, ``name/subset`` or a path to a manifest file -> a validated Manifest."""
     if is_path(target):
         return manifest_mod.load(Path(target).expanduser())
+    name, sep, subset = target.partition(SUBSET_SEPARATOR)
     paths = manifest_paths()
-    if target not in paths:
-        close = difflib.get_close_matches(target, list(paths), n=3, cutoff=0.6)
-        hint = (
-            f"did you mean {' or '.join(repr(c) for c in close)}?"
-            if close
-            else "see: datastage list"
+    if name not in paths:
+        raise DatasetNotFound(
+            f"unknown dataset {target!r}", hint=_suggest(target, list(paths), sep, subset)
         )
-        raise DatasetNotFound(f"unknown dataset {target!r}", hint=hint)
-    return load_named(target, paths[target])
+    found = load_named(name, paths[name])
+    if not sep:
+        return found
+    chosen = found.find_subset(subset)
+    if chosen is None:
+        known = [s.address for s in found.subsets]
+        if not known:
+            raise DatasetNotFound(f"{name} has no subsets (asked for {target!r})")
+        close = difflib.get_close_matches(target.lower(), known, n=3, cutoff=0.6)
+        listing = " or ".join(repr(c) for c in close) if close else None
+        hint = f"did you mean {listing}?" if listing else f"subsets: {', '.join(known)}"
+        raise DatasetNotFound(f"{name} has no subset {subset!r}", hint=hint)
+    return chosen
+
+
+def _suggest(target: str, names: list[str], sep: str, subset: str) -> str:
+    """ "did you mean …" for a misspelt name, keeping the subset part the user typed."""
+    name = target.partition(SUBSET_SEPARATOR)[0]
+    close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.6)
+    if not close:
+        return "see: datastage list (or datastage search WORD)"
+    return f"did you mean {' or '.join(repr(c + sep + subset) for c in close)}?"
 
 
 def load_named(name: str, path: Path) -> Manifest:
