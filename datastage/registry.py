@@ -69,8 +69,8 @@ def resolve(target: str) -> Manifest:
         known = [s.address for s in found.subsets]
         if not known:
             raise DatasetNotFound(f"{name} has no subsets (asked for {target!r})")
-        close = difflib.get_close_matches(target.lower(), known, n=3, cutoff=0.6)
-        listing = " or ".join(repr(c) for c in close) if close else None
+        close = _closest(subset.lower(), [s.subset for s in found.subsets])
+        listing = " or ".join(repr(f"{name}{sep}{c}") for c in close) if close else None
         hint = f"did you mean {listing}?" if listing else f"subsets: {', '.join(known)}"
         raise DatasetNotFound(f"{name} has no subset {subset!r}", hint=hint)
     return chosen
@@ -79,10 +79,28 @@ def resolve(target: str) -> Manifest:
 def _suggest(target: str, names: list[str], sep: str, subset: str) -> str:
     """ "did you mean …" for a misspelt name, keeping the subset part the user typed."""
     name = target.partition(SUBSET_SEPARATOR)[0]
-    close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.6)
+    close = _closest(name.lower(), names)
+    if sep:  # only datasets that have the subset asked for
+        close = [c for c in close if _has_subset(c, subset)] or close
     if not close:
         return "see: datastage list (or datastage search WORD)"
     return f"did you mean {' or '.join(repr(c + sep + subset) for c in close)}?"
+
+
+def _closest(word: str, candidates: list[str]) -> list[str]:
+    """Close matches, best first, dropping those clearly worse than the best one."""
+    scored = sorted(
+        ((difflib.SequenceMatcher(None, word, c).ratio(), c) for c in candidates), reverse=True
+    )
+    good = [(r, c) for r, c in scored if r >= 0.6]
+    return [c for r, c in good if r >= good[0][0] - 0.1][:3] if good else []
+
+
+def _has_subset(name: str, subset: str) -> bool:
+    try:
+        return load_named(name, manifest_paths()[name]).find_subset(subset) is not None
+    except ManifestError:
+        return False
 
 
 def load_named(name: str, path: Path) -> Manifest:
