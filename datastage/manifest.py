@@ -14,6 +14,7 @@ Does not own: finding manifests by name (registry.py) or acting on them (api.py)
     extract = false                    # optional; archives are extracted by default
     pinned = false                     # optional: says "no confirmed digest" (trust on first use)
 
+    aliases = ["baker"]                # optional: other names that find this manifest
     noncommercial = true               # optional: warn on stderr before downloading
     license_note = "..."               # optional: shown with that warning
     [layout]                           # optional: checked after staging (a warning if it differs)
@@ -49,7 +50,7 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 TOP_KEYS = {"name", "description", "homepage", "license", "citation", "version", "root", "files"}
-TOP_KEYS |= {"noncommercial", "license_note", "layout", "subsets"}
+TOP_KEYS |= {"noncommercial", "license_note", "layout", "subsets", "aliases"}
 FILE_KEYS = {"url", "mirrors", "size", "extract", "name", "dest", "unpacked_size", *HEX_LENGTHS}
 # pinned: a declaration (false = no confirmed digest); extract_nested: archives inside the
 # archive are extracted too (implemented on the nested-archive branch; validated here).
@@ -127,6 +128,7 @@ class Manifest:
     subset: str = ""  # set on a subset: its name (``name`` is then "<dataset>-<subset>")
     dataset: str = ""  # set on a subset: the dataset it belongs to
     whole: bool = True  # a subset that is part of the whole dataset
+    aliases: tuple[str, ...] = ()  # other names users know it by ("baker" for "bznsyp")
 
     @property
     def address(self) -> str:
@@ -203,7 +205,16 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
         license_note=license_note,
         layout=layout,
         subsets=subsets,
+        aliases=tuple(_aliases(v, data)),
     )
+
+
+def _aliases(v: _Validator, data: Mapping[str, Any]) -> list[str]:
+    aliases = v.string_list(data, "aliases", "")
+    for alias in aliases:
+        if not NAME_PATTERN.match(alias):
+            v.fail("aliases", f"{alias!r} is not a valid name")
+    return aliases
 
 
 def _files(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
+from typing import Optional
 
 from . import manifest as manifest_mod
 from .config import REGISTRY_ENV
@@ -46,7 +47,7 @@ def manifest_paths() -> dict[str, Path]:
 
 def is_path(target: str) -> bool:
     # "name/subset" contains a slash too: only an existing file makes such a target a path.
-    if target.endswith(".toml") or target.startswith((".", "~", os.sep)):
+    if target.endswith(".toml") or target.startswith((".", "~", os.sep)) or ".toml/" in target:
         return True
     return os.sep in target and Path(target).is_file()
 
@@ -54,14 +55,45 @@ def is_path(target: str) -> bool:
 def resolve(target: str) -> Manifest:
     """A registry name, ``name/subset`` or a path to a manifest file -> a validated Manifest."""
     if is_path(target):
-        return manifest_mod.load(Path(target).expanduser())
+        file, sep, subset = target.partition(".toml" + SUBSET_SEPARATOR)
+        if not sep or Path(target).expanduser().exists():
+            return manifest_mod.load(Path(target).expanduser())
+        from_file = manifest_mod.load(Path(file + ".toml").expanduser())  # "x.toml/subset"
+        return _pick_subset(from_file, file + ".toml", SUBSET_SEPARATOR, subset, target)
     name, sep, subset = target.partition(SUBSET_SEPARATOR)
     paths = manifest_paths()
-    if name not in paths:
+    found = load_named(name, paths[name]) if name in paths else _by_alias(name, paths)
+    if found is None:
         raise DatasetNotFound(
-            f"unknown dataset {target!r}", hint=_suggest(target, list(paths), sep, subset)
+            f"unknown dataset {target!r}",
+            hint=_suggest(target, [*paths, *_all_aliases(paths)], sep, subset),
         )
-    found = load_named(name, paths[name])
+    return _pick_subset(found, found.name, sep, subset, target)
+
+
+def _by_alias(name: str, paths: dict[str, Path]) -> Optional[Manifest]:
+    """A manifest that lists ``name`` in its aliases (only read when the name is unknown)."""
+    for stem, path in sorted(paths.items()):
+        try:
+            candidate = load_named(stem, path)
+        except ManifestError:
+            continue  # a broken manifest elsewhere must not hide the one asked for
+        if name in candidate.aliases:
+            return candidate
+    return None
+
+
+def _all_aliases(paths: dict[str, Path]) -> list[str]:
+    aliases: list[str] = []
+    for stem, path in paths.items():
+        try:
+            aliases += load_named(stem, path).aliases
+        except ManifestError:
+            continue
+    return aliases
+
+
+def _pick_subset(found: Manifest, name: str, sep: str, subset: str, target: str) -> Manifest:
     if not sep:
         return found
     chosen = found.find_subset(subset)
@@ -98,7 +130,7 @@ def _closest(word: str, candidates: list[str]) -> list[str]:
 
 def _has_subset(name: str, subset: str) -> bool:
     try:
-        return load_named(name, manifest_paths()[name]).find_subset(subset) is not None
+        return resolve(name).find_subset(subset) is not None
     except ManifestError:
         return False
 

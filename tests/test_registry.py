@@ -63,6 +63,16 @@ def test_names_and_addresses_are_unique():
     assert len(addresses) == len(set(addresses))
     assert len(staged) == len(set(staged)), "a subset's folder name must not clash"
     assert [m.name for m in manifests] == SHIPPED
+    aliases = [a for m in manifests for a in m.aliases]
+    assert len(aliases) == len(set(aliases)) and not set(aliases) & set(staged)
+
+
+def test_aliases_find_the_dataset_and_get_did_you_mean():
+    for alias in ("baker", "csmsc", "databaker"):
+        assert registry.resolve(alias).name == "bznsyp"
+    with pytest.raises(DatasetNotFound) as e:
+        registry.resolve("bakr")
+    assert e.value.hint == "did you mean 'baker'?"
 
 
 def test_every_file_is_pinned_or_says_it_is_not():
@@ -234,6 +244,25 @@ def test_registry_folders_win_over_the_builtin_registry_in_order(tmp_path, monke
     assert registry.resolve("ljspeech").description == "second"
     monkeypatch.delenv("DATASTAGE_REGISTRY")
     assert registry.resolve("ljspeech").path == registry.builtin_dir() / "ljspeech.toml"
+
+
+def test_a_subset_of_a_manifest_file(tmp_path, monkeypatch):
+    path = tmp_path / "mine.toml"
+    path.write_text(
+        dedent("""
+        name = "mine"
+        [subsets.part-a]
+        [[subsets.part-a.files]]
+        url = "https://example.org/a.tar.gz"
+        pinned = false
+        """)
+    )
+    assert registry.resolve(f"{path}/part-a").address == "mine/part-a"
+    monkeypatch.chdir(tmp_path)
+    assert registry.resolve("mine.toml/part_a").name == "mine-part-a"
+    with pytest.raises(DatasetNotFound) as e:
+        registry.resolve("mine.toml/part-b")
+    assert e.value.hint == "did you mean 'mine.toml/part-a'?"
 
 
 def test_a_path_always_means_that_file(tmp_path, monkeypatch):
