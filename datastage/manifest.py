@@ -185,7 +185,9 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
     noncommercial = bool(v.boolean(data, "noncommercial", ""))
     license_note = v.string(data, "license_note", "")
     layout = _layout(v, data, "")
-    subsets = _subsets(v, data, base, name, root, layout, (license_, noncommercial, license_note))
+    subsets = _subsets(v, data, base, name, root, (license_, noncommercial, license_note))
+    inherited = {k: v.string(data, k, "") for k in ("homepage", "citation", "version")}
+    subsets = tuple(replace(sub, path=source, **inherited) for sub in subsets)
     for sub in subsets:
         if sub.whole:
             files += tuple(f for f in sub.files if f not in files)
@@ -254,7 +256,6 @@ def _subsets(
     base: Path,
     dataset: str,
     root: str,
-    layout: Layout,
     licensing: tuple[str, bool, str],
 ) -> tuple[Manifest, ...]:
     """Subsets inherit root and licensing; ``includes`` makes a union of other subsets."""
