@@ -186,8 +186,12 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
     license_note = v.string(data, "license_note", "")
     layout = _layout(v, data, "")
     subsets = _subsets(v, data, base, name, root, (license_, noncommercial, license_note))
-    inherited = {k: v.string(data, k, "") for k in ("homepage", "citation", "version")}
-    subsets = tuple(replace(sub, path=source, **inherited) for sub in subsets)
+    homepage, citation = v.string(data, "homepage", ""), v.string(data, "citation", "")
+    version = v.string(data, "version", "")
+    subsets = tuple(
+        replace(sub, path=source, homepage=homepage, citation=citation, version=version)
+        for sub in subsets
+    )
     for sub in subsets:
         if sub.whole:
             files += tuple(f for f in sub.files if f not in files)
