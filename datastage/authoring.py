@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tarfile
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -73,7 +74,11 @@ def _members(path: Path, fmt: Format, name: str) -> Optional[list[str]]:
                 return [_clean(m.name) for m in tar if m.isreg() or m.islnk()]
         if fmt.kind == "zip":
             with zipfile.ZipFile(path) as zf:
-                return [_clean(i.filename) for i in zf.infolist() if not i.is_dir()]
+                return [
+                    _clean(i.filename)
+                    for i in zf.infolist()
+                    if not i.is_dir() and stat.S_IFMT(i.external_attr >> 16) != stat.S_IFLNK
+                ]
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
         raise CorruptArchive(f"{name} is damaged or truncated ({fmt}): {e}") from e
     if fmt.kind == "compressed":

@@ -25,7 +25,8 @@ def problems(layout: Layout, root: Path) -> list[str]:
         more = f" and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
         found.append(f"expected {listed}{more}: not found")
     for pattern, expected in layout.counts:
-        actual = sum(1 for p in root.glob(pattern) if p.is_file())
+        # Regular files only, as `datastage manifest` counts archive members.
+        actual = sum(1 for p in root.glob(pattern) if p.is_file() and not p.is_symlink())
         if actual != expected:
             found.append(f"{pattern}: {actual} files, expected {expected}")
     return found

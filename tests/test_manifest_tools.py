@@ -129,3 +129,23 @@ def test_hash_prints_manifest_entries(tmp_path):
     assert only["sha512"] == hashlib.sha512(a.read_bytes()).hexdigest()
     missing = run_cli("hash", str(tmp_path / "nope"))
     assert missing.returncode == 2 and missing.stderr.startswith("error: ")
+
+
+def test_counts_match_after_staging_when_the_archive_has_links(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in FILES.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("mydata-1.0/latest.wav")
+        link.type, link.linkname = tarfile.SYMTYPE, "wavs/b.wav"
+        tar.addfile(link)
+    path = tmp_path / "linked.tar.gz"
+    path.write_bytes(buf.getvalue())
+    out = tmp_path / "linked.toml"
+    assert run_cli("manifest", str(path), "-o", str(out)).returncode == 0
+    assert tomllib.loads(out.read_text())["layout"]["counts"]["**/*"] == 3
+    staged = run_cli("get", str(out), "--to", str(tmp_path / "d"))
+    assert staged.returncode == 0 and "warning" not in staged.stderr, staged.stderr
+    assert (Path(staged.stdout.strip()) / "latest.wav").is_symlink()
