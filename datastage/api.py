@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from . import config, registry, stage
-from .errors import ChecksumMismatch, InsufficientSpace, SizeMismatch
+from .errors import AllMirrorsFailed, ChecksumMismatch, InsufficientSpace, SizeMismatch
 from .fsutil import SPACE_MARGIN, existing_ancestor, free_bytes
 from .manifest import FileEntry, Manifest
 from .progress import Reporter
@@ -105,9 +105,9 @@ def _download_pinned(
     book = Pins(store.root)
     try:
         blob = download(expected, store, settings, reporter)
-    except (ChecksumMismatch, SizeMismatch) as e:
+    except (ChecksumMismatch, SizeMismatch, AllMirrorsFailed) as e:
         pin = book.get(entry) if expected is not entry else None
-        if pin is None:
+        if pin is None or "mismatch" not in str(e):
             raise
         raise type(e)(
             f"{e} (expected value pinned on first use, {pin.pinned_at})",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import datastage
-from datastage.errors import ChecksumMismatch, SizeMismatch
+from datastage.errors import AllMirrorsFailed, ChecksumMismatch, SizeMismatch
 from tests.conftest import dedent, payload, run_cli, sha256, tree, write_manifest
 
 
@@ -196,3 +196,20 @@ def test_subsets_stage_apart_and_the_whole_holds_all(tmp_path, server, monkeypat
     assert len(server.requests_for("/part_b.tar.gz")) == 1, "the cache serves both stagings"
     marker = json.loads((to / "mini-part-b" / ".datastage.json").read_text())
     assert marker["name"] == "mini-part-b"
+
+
+def test_a_pin_is_checked_on_every_mirror(tmp_path, server, cache_dir):
+    old, new = payload(10_000, seed=9), payload(10_000, seed=10)
+    main, mirror = server.add("/main.bin", old), server.add("/mirror.bin", old)
+    manifest = write_manifest(tmp_path, "m", [{"url": main, "mirrors": [mirror], "pinned": False}])
+    datastage.fetch(str(manifest))
+    _forget_blobs(cache_dir)
+    server.change("/main.bin", new)
+    (blob,) = datastage.fetch(str(manifest))  # the mirror still has the pinned bytes
+    assert blob.read_bytes() == old
+    _forget_blobs(cache_dir)
+    server.change("/mirror.bin", new)
+    with pytest.raises(AllMirrorsFailed) as e:
+        datastage.fetch(str(manifest))
+    assert str(e.value).count(f"expected sha256:{sha256(old)}") == 2
+    assert "pinned on first use" in str(e.value) and "datastage unpin m" in (e.value.hint or "")
