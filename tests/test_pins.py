@@ -49,6 +49,11 @@ def test_first_download_pins_and_a_changed_file_is_caught(tmp_path, server, cach
     assert info["pinned"] == "first use"
     assert info["files"][0]["pin"]["sha256"] == sha256(old)
     assert info["files"][0]["pin"]["size"] == len(old)
+    shown = run_cli("info", str(manifest)).stdout
+    assert "pinned:      every file, on first use" in shown
+    assert (
+        "pinned:    on first use 20" in shown and f"{len(old)} bytes, sha256:{sha256(old)}" in shown
+    )
 
     _forget_blobs(cache_dir)
     server.change("/data.bin", new)  # same size, other bytes: only the digest can tell
