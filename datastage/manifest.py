@@ -197,6 +197,8 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
             files += tuple(f for f in sub.files if f not in files)
             if sub.root == root:  # a layout is relative to its root
                 layout = layout.merged(sub.layout)
+    if not files:
+        v.fail("subsets", "every subset has whole = false: the whole dataset would be empty")
     return Manifest(
         name=name,
         files=files,

@@ -195,6 +195,7 @@ GOOD_FILE = {"url": "https://example.org/a.tar.gz", "pinned": False}
         ({"subsets": {"a": {"includes": ["nope"]}}}, "subsets.a.includes: 'nope' is not"),
         ({"subsets": {"A b": {"files": [GOOD_FILE]}}}, "subsets.A b: not a valid subset name"),
         ({"subsets": {}}, "subsets: must be a table"),
+        ({"subsets": {"a": {"files": [GOOD_FILE], "whole": False}}}, "would be empty"),
         ({"files": [{**GOOD_FILE, "md5": "0" * 32}]}, "files[0].pinned: is false but"),
         ({"files": [{"url": "https://e.org/a", "pinned": True}]}, "files[0].pinned: is true"),
         ({"files": [{**GOOD_FILE, "extract_nested": "yes"}]}, "files[0].extract_nested: must be"),
