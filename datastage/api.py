@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Union
 
 from . import config, registry, stage
-from .errors import InsufficientSpace
+from .errors import AllMirrorsFailed, ChecksumMismatch, InsufficientSpace, SizeMismatch
 from .fsutil import SPACE_MARGIN, existing_ancestor, free_bytes
-from .manifest import Manifest
+from .manifest import FileEntry, Manifest
 from .progress import Reporter
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -37,11 +38,15 @@ def get(
     settings = config.resolve(cache_dir=cache, quiet=quiet)
     reporter = Reporter(settings.quiet)
     from .cache import Cache
-    from .download import download
 
     store = Cache(settings.cache_dir)
-    _check_space_before_download(manifest, store, dest)
-    blobs = [(entry, download(entry, store, settings, reporter)) for entry in manifest.files]
+    _warn_license(manifest, reporter)
+    pinned = _pinned_entries(manifest, store)
+    _check_space_before_download(replace(manifest, files=tuple(pinned)), store, dest)
+    blobs = [
+        (entry, _download_pinned(manifest, entry, pinned_entry, store, settings, reporter))
+        for entry, pinned_entry in zip(manifest.files, pinned)
+    ]
     return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout)
 
 
@@ -53,11 +58,75 @@ def fetch(
     settings = config.resolve(cache_dir=cache, quiet=quiet)
     reporter = Reporter(settings.quiet)
     from .cache import Cache
-    from .download import download
 
     store = Cache(settings.cache_dir)
-    _check_space_before_download(manifest, store, None)
-    return [download(entry, store, settings, reporter).path for entry in manifest.files]
+    _warn_license(manifest, reporter)
+    pinned = _pinned_entries(manifest, store)
+    _check_space_before_download(replace(manifest, files=tuple(pinned)), store, None)
+    return [
+        _download_pinned(manifest, entry, pinned_entry, store, settings, reporter).path
+        for entry, pinned_entry in zip(manifest.files, pinned)
+    ]
+
+
+def _warn_license(manifest: Manifest, reporter: Reporter) -> None:
+    """Non-commercial terms are said before a byte moves (even with --quiet: it is a warning)."""
+    if manifest.noncommercial:
+        note = f" ({manifest.license_note})" if manifest.license_note else ""
+        reporter.warn(
+            f"{manifest.address} is licensed {manifest.license or 'restrictively'}: "
+            f"non-commercial use only{note}; "
+            f"check the terms at {manifest.homepage or 'its homepage'}"
+        )
+    elif manifest.license_note:
+        reporter.warn(f"{manifest.address}: {manifest.license_note}")
+
+
+def _pinned_entries(manifest: Manifest, store: Any) -> list[FileEntry]:
+    """Entries with their trust-on-first-use pins turned into expected size and sha256."""
+    from .pins import Pins, apply
+
+    book = Pins(store.root)
+    return [apply(entry, book.get(entry)) for entry in manifest.files]
+
+
+def _download_pinned(
+    manifest: Manifest,
+    entry: FileEntry,
+    expected: FileEntry,
+    store: Any,
+    settings: Any,
+    reporter: Reporter,
+) -> Any:
+    """Download ``expected``; record a first-use pin, or say which pin a mismatch broke."""
+    from .download import download
+    from .pins import Pins
+
+    book = Pins(store.root)
+    try:
+        blob = download(expected, store, settings, reporter)
+    except (ChecksumMismatch, SizeMismatch, AllMirrorsFailed) as e:
+        pin = book.get(entry) if expected is not entry else None
+        if pin is None or "mismatch" not in str(e):
+            raise
+        raise type(e)(
+            f"{e} (expected value pinned on first use, {pin.pinned_at})",
+            hint="if the dataset was re-released on purpose: "
+            f"datastage unpin {manifest.address}, then try again",
+        ) from e
+    pin = book.record(entry, blob.size, blob.sha256, manifest.dataset or manifest.name)
+    if pin:
+        reporter.say(f"{entry.name}: pinned on first use (size {pin.size}, sha256:{pin.sha256})")
+    return blob
+
+
+def unpin(target: str, cache: Optional[PathLike] = None) -> list[str]:
+    """Forget the first-use pins of ``target``'s files; returns the names of files unpinned."""
+    from .pins import Pins
+
+    manifest = registry.resolve(target)
+    book = Pins(config.resolve(cache_dir=cache).cache_dir)
+    return [entry.name for entry in manifest.files if book.forget(entry)]
 
 
 def verify(target: str, to: PathLike, quiet: Optional[bool] = None) -> Path:
@@ -77,23 +146,33 @@ def info(
 ) -> dict[str, Any]:
     """What the manifest says, plus which files are in the cache and whether it is staged."""
     from .cache import Cache
+    from .pins import Pins, apply
 
     manifest = registry.resolve(target)
     store = Cache(config.resolve(cache_dir=cache).cache_dir)
+    book = Pins(store.root)
     files = []
+    states = []
     for entry in manifest.files:
-        blob = store.find(entry)
+        pinned, pin = book.status(entry)
+        states.append(pinned)
+        blob = store.find(apply(entry, pin))
         files.append(
             {
                 "name": entry.name,
                 "urls": list(entry.urls),
                 "size": entry.size,
                 "digests": [str(d) for d in entry.digests],
+                "pinned": pinned,
+                "pin": {"size": pin.size, "sha256": pin.sha256, "pinned_at": pin.pinned_at}
+                if pin
+                else None,
                 "cached": str(blob.path) if blob else None,
             }
         )
     result: dict[str, Any] = {
-        "name": manifest.name,
+        "name": manifest.address,
+        "staged_as": manifest.name,
         "description": manifest.description,
         "homepage": manifest.homepage,
         "license": manifest.license,
@@ -102,6 +181,14 @@ def info(
         "root": manifest.root,
         "size": manifest.total_size,
         "manifest": str(manifest.path) if manifest.path else None,
+        "noncommercial": manifest.noncommercial,
+        "license_note": manifest.license_note,
+        "pinned": _overall_pinning(states),
+        "layout": {"paths": list(manifest.layout.paths), "counts": dict(manifest.layout.counts)},
+        "subsets": [
+            {"name": s.address, "size": s.total_size, "whole": s.whole, "files": len(s.files)}
+            for s in manifest.subsets
+        ],
         "files": files,
     }
     if to is not None:
@@ -110,6 +197,25 @@ def info(
             str(stage.root_of(manifest, dest)) if stage.is_current(manifest, dest) else None
         )
     return result
+
+
+def _overall_pinning(states: list[str]) -> str:
+    """One word for a dataset: every file pinned the same way, or "mixed"."""
+    return states[0] if len(set(states)) == 1 else "mixed"
+
+
+def search(word: str) -> list[Manifest]:
+    """Datasets and subsets whose name, description, license or homepage mention ``word``."""
+    needle = word.lower()
+    hits = []
+    for manifest in registry.all_manifests():
+        text = " ".join(
+            [manifest.name, manifest.description, manifest.license, manifest.homepage]
+        ).lower()
+        if needle in text:
+            hits.append(manifest)
+        hits.extend(s for s in manifest.subsets if needle in f"{s.address} {s.description}".lower())
+    return hits
 
 
 def _check_space_before_download(manifest: Manifest, store: Any, dest: Optional[Path]) -> None:

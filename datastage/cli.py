@@ -14,13 +14,16 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn, Optional
+from urllib.parse import urlsplit
 
 import click
 
 from . import __version__, api
 from .config import DEBUG_ENV
-from .errors import DatastageError, InsufficientSpace
+from .errors import DatasetNotFound, DatastageError, InsufficientSpace
+from .manifest import Manifest
 from .units import human_bytes
 
 EXIT_INTERRUPTED = 130
@@ -92,26 +95,72 @@ def verify(target: str, to: str, quiet: Optional[bool]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_debug
 def list_(as_json: bool) -> None:
-    """The datasets datastage knows."""
+    """The datasets datastage knows, and their subsets (NAME/SUBSET)."""
     manifests = api.list_datasets()
+    rows = [m for top in manifests for m in (top, *top.subsets)]
     if as_json:
-        rows = [
-            {
-                "name": m.name,
-                "size": m.total_size,
-                "license": m.license,
-                "description": m.description,
-            }
-            for m in manifests
-        ]
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps([_summary(m) for m in rows], indent=2))
         return
-    table = [(m.name, _size(m.total_size), m.license or "-", m.description) for m in manifests]
-    widths = [
-        max(len(row[i]) for row in [("NAME", "SIZE", "LICENSE", ""), *table]) for i in range(3)
+    _table(rows)
+
+
+@cli.command()
+@click.argument("word")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_debug
+def search(word: str, as_json: bool) -> None:
+    """Datasets whose name, description, license or homepage mention WORD."""
+    hits = api.search(word)
+    if not hits:
+        raise DatasetNotFound(f"no dataset matches {word!r}", hint="see: datastage list")
+    if as_json:
+        click.echo(json.dumps([_summary(m) for m in hits], indent=2))
+        return
+    _table(hits)
+
+
+def _summary(m: Manifest) -> dict[str, Any]:
+    return {
+        "name": m.address,
+        "size": m.total_size,
+        "license": m.license,
+        "noncommercial": m.noncommercial,
+        "sources": [url for f in m.files for url in f.urls],
+        "subsets": [s.address for s in m.subsets],
+        "description": m.description,
+    }
+
+
+def _table(rows: Sequence[Manifest]) -> None:
+    header = ("NAME", "SIZE", "LICENSE", "SOURCES", "DESCRIPTION")
+    table = [
+        (
+            m.address,
+            _size(m.total_size),
+            (m.license or "-") + (" [NC]" if m.noncommercial else ""),
+            _sources(m),
+            m.description,
+        )
+        for m in rows
     ]
-    for row in [("NAME", "SIZE", "LICENSE", "DESCRIPTION"), *table]:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(4)]
+    for row in [header, *table]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+
+
+def _sources(m: Manifest) -> str:
+    """Where the bytes come from, short: primary hosts and how many mirror hosts."""
+    primary = list(dict.fromkeys(_host(f.url) for f in m.files))
+    mirrors = {_host(u) for f in m.files for u in f.mirrors} - set(primary)
+    extra = f" +{len(mirrors)} mirror{'s' if len(mirrors) > 1 else ''}" if mirrors else ""
+    return ", ".join(primary) + extra
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        return parts.hostname or url
+    return f"{parts.scheme}://" if parts.scheme else "local file"
 
 
 @cli.command()
@@ -132,21 +181,114 @@ def info(target: str, to: Optional[str], cache: Optional[str], as_json: bool) ->
     if as_json:
         click.echo(json.dumps(details, indent=2))
         return
-    for key in ("name", "description", "homepage", "license", "version", "root", "manifest"):
-        if details.get(key):
+    keys = ("name", "description", "homepage", "license", "license_note", "version", "root")
+    for key in (*keys, "staged_as", "manifest"):
+        if details.get(key) and (key != "staged_as" or details[key] != details["name"]):
             click.echo(f"{key + ':':13}{details[key]}")
+    if details["noncommercial"]:
+        click.echo(f"{'terms:':13}non-commercial use only")
     click.echo(f"{'size:':13}{_size(details['size'])}")
+    click.echo(f"{'pinned:':13}{_PINNING[details['pinned']]}")
     if "staged" in details:
         click.echo(f"{'staged:':13}{details['staged'] or 'no'}")
+    for sub in details["subsets"]:
+        note = "" if sub["whole"] else "  (not part of the whole)"
+        click.echo(f"{'subset:':13}{sub['name']}  ({_size(sub['size'])}){note}")
+    for pattern in details["layout"]["paths"]:
+        click.echo(f"{'expects:':13}{pattern}")
+    for pattern, count in details["layout"]["counts"].items():
+        click.echo(f"{'expects:':13}{count} files matching {pattern}")
     for f in details["files"]:
         click.echo(f"file:        {f['name']}  ({_size(f['size'])})")
         for url in f["urls"]:
             click.echo(f"  url:       {url}")
-        for digest in f["digests"] or ["(not pinned)"]:
+        for digest in f["digests"]:
             click.echo(f"  digest:    {digest}")
+        if f["pin"]:
+            pin = f["pin"]
+            click.echo(
+                f"  pinned:    on first use {pin['pinned_at']}: "
+                f"{pin['size']} bytes, sha256:{pin['sha256']}"
+            )
+        elif f["pinned"] != "manifest":
+            click.echo("  pinned:    no (unconfirmed; the first download pins it)")
         click.echo(f"  cached:    {f['cached'] or 'no'}")
     if details.get("citation"):
         click.echo(f"{'citation:':13}{details['citation'].strip()}")
+
+
+_PINNING = {
+    "manifest": "every file, by the manifest's checksums",
+    "first use": "every file, on first use (checksums recorded by the first download)",
+    "unpinned": "no: checksums unconfirmed; the first download pins them (trust on first use)",
+    "mixed": "some files (see below)",
+}
+
+
+@cli.command()
+@click.argument("target")
+@_cache
+@_debug
+def unpin(target: str, cache: Optional[str]) -> None:
+    """Forget the first-use pins of TARGET (after an intended re-release of its files)."""
+    names = api.unpin(target, cache=cache)
+    click.echo(f"unpinned: {', '.join(names)}" if names else "nothing was pinned on first use")
+
+
+@cli.command(name="manifest")
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--name", "name", default=None, help="Dataset name [default: from the first file].")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the TOML here."
+)
+@_cache
+@_quiet
+@_debug
+def manifest_(
+    targets: tuple[str, ...],
+    name: Optional[str],
+    output: Optional[str],
+    cache: Optional[str],
+    quiet: Optional[bool],
+) -> None:
+    """Write a manifest for TARGETS (URLs or local files): size, sha256, format, root.
+
+    A URL is downloaded once into the cache; `datastage get` of the result reuses it.
+    """
+    from . import authoring, config
+    from .fsutil import write_atomic
+    from .progress import Reporter
+
+    settings = config.resolve(cache_dir=cache, quiet=quiet)
+    reporter = Reporter(settings.quiet)
+    measured = [authoring.measure(t, settings, reporter) for t in targets]
+    out = Path(output).expanduser().absolute() if output else None
+    text = authoring.render(
+        measured, name or authoring.dataset_name(measured), out.parent if out else None
+    )
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    write_atomic(out, text.encode())
+    click.echo(out)
+
+
+@cli.command(name="hash")
+@click.argument("files", nargs=-1, required=True)
+@click.option(
+    "-a",
+    "--algorithm",
+    "algorithms",
+    multiple=True,
+    type=click.Choice(["sha256", "sha512", "sha1", "md5"]),
+    help="Digests to print (repeatable) [default: sha256 and md5].",
+)
+@_debug
+def hash_(files: tuple[str, ...], algorithms: tuple[str, ...]) -> None:
+    """Print the size and digests of FILES as manifest [[files]] entries."""
+    from . import authoring
+
+    click.echo(authoring.hash_lines(files, algorithms or authoring.DEFAULT_ALGORITHMS), nl=False)
 
 
 def _size(n: Optional[int]) -> str:

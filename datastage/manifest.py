@@ -12,6 +12,17 @@ Does not own: finding manifests by name (registry.py) or acting on them (api.py)
     sha256 = "<64 hex>"                # or md5 / sha1 / sha512 (several allowed)
     size = 12345                       # optional, bytes
     extract = false                    # optional; archives are extracted by default
+    pinned = false                     # optional: says "no confirmed digest" (trust on first use)
+
+    aliases = ["baker"]                # optional: other names that find this manifest
+    noncommercial = true               # optional: warn on stderr before downloading
+    license_note = "..."               # optional: shown with that warning
+    [layout]                           # optional: checked after staging (a warning if it differs)
+    paths = ["metadata.csv"]           # globs under the root that must match something
+    counts = { "wavs/*.wav" = 13100 }  # globs under the root and how many files they match
+    [subsets.<name>]                   # optional: addressed as "<name>/<subset>"; own files,
+    files = [...]                      # root, layout, description; or includes = [<subsets>];
+                                       # whole = false keeps it out of the whole dataset
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ import json
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn, Optional
 from urllib.parse import unquote, urlsplit
@@ -39,7 +50,31 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 TOP_KEYS = {"name", "description", "homepage", "license", "citation", "version", "root", "files"}
+TOP_KEYS |= {"noncommercial", "license_note", "layout", "subsets", "aliases"}
 FILE_KEYS = {"url", "mirrors", "size", "extract", "name", "dest", "unpacked_size", *HEX_LENGTHS}
+# pinned: a declaration (false = no confirmed digest); extract_nested: archives inside the
+# archive are extracted too (implemented on the nested-archive branch; validated here).
+FILE_KEYS |= {"pinned", "extract_nested"}
+LAYOUT_KEYS = {"paths", "counts"}
+SUBSET_KEYS = {"description", "root", "files", "includes", "whole", "layout"}
+SUBSET_SEPARATOR = "/"  # "librispeech/train-clean-100"; staged as DIR/librispeech-train-clean-100
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a staged dataset should look like, relative to its root (checked after staging)."""
+
+    paths: tuple[str, ...] = ()  # globs that must each match at least one path
+    counts: tuple[tuple[str, int], ...] = ()  # (glob, number of files it matches)
+
+    def __bool__(self) -> bool:
+        return bool(self.paths or self.counts)
+
+    def merged(self, other: Layout) -> Layout:
+        return Layout(
+            tuple(dict.fromkeys(self.paths + other.paths)),
+            tuple(dict(self.counts + other.counts).items()),
+        )
 
 
 @dataclass(frozen=True)
@@ -86,6 +121,24 @@ class Manifest:
     citation: str = ""
     version: str = ""
     path: Optional[Path] = field(default=None, compare=False)
+    noncommercial: bool = False
+    license_note: str = ""
+    layout: Layout = Layout()
+    subsets: tuple[Manifest, ...] = ()  # each addressable as "<name>/<subset>"
+    subset: str = ""  # set on a subset: its name (``name`` is then "<dataset>-<subset>")
+    dataset: str = ""  # set on a subset: the dataset it belongs to
+    whole: bool = True  # a subset that is part of the whole dataset
+    aliases: tuple[str, ...] = ()  # other names users know it by ("baker" for "bznsyp")
+
+    @property
+    def address(self) -> str:
+        """What users type: "librispeech" or "librispeech/train-clean-100"."""
+        return f"{self.dataset}{SUBSET_SEPARATOR}{self.subset}" if self.subset else self.name
+
+    def find_subset(self, wanted: str) -> Optional[Manifest]:
+        """The subset called ``wanted`` ('_' and '-' and case are interchangeable)."""
+        key = _subset_key(wanted)
+        return next((s for s in self.subsets if _subset_key(s.subset) == key), None)
 
     @property
     def content_key(self) -> str:
@@ -125,28 +178,148 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
     name = v.string(data, "name", "", required=True)
     if not NAME_PATTERN.match(name):
         v.fail("name", f"{name!r} is not a valid name (lowercase letters, digits, '.', '_', '-')")
-    files_raw = data.get("files")
-    if not isinstance(files_raw, list) or not files_raw:
-        v.fail("files", "needs at least one [[files]] entry")
     base = source.parent if source else Path.cwd()
-    files = tuple(_file_entry(v, raw, f"files[{i}]", base) for i, raw in enumerate(files_raw))
+    files = _files(v, data, "", base, required="subsets" not in data)
+    root = v.relative_path(data, "root", "")
+    license_ = v.string(data, "license", "")
+    noncommercial = bool(v.boolean(data, "noncommercial", ""))
+    license_note = v.string(data, "license_note", "")
+    layout = _layout(v, data, "")
+    subsets = _subsets(v, data, base, name, root, (license_, noncommercial, license_note))
+    homepage, citation = v.string(data, "homepage", ""), v.string(data, "citation", "")
+    version = v.string(data, "version", "")
+    subsets = tuple(
+        replace(sub, path=source, homepage=homepage, citation=citation, version=version)
+        for sub in subsets
+    )
+    for sub in subsets:
+        if sub.whole:
+            files += tuple(f for f in sub.files if f not in files)
+            if sub.root == root:  # a layout is relative to its root
+                layout = layout.merged(sub.layout)
+    if not files:
+        v.fail("subsets", "every subset has whole = false: the whole dataset would be empty")
     return Manifest(
         name=name,
         files=files,
-        root=v.relative_path(data, "root", ""),
+        root=root,
         description=v.string(data, "description", ""),
         homepage=v.string(data, "homepage", ""),
         license=v.string(data, "license", ""),
         citation=v.string(data, "citation", ""),
         version=v.string(data, "version", ""),
         path=source,
+        noncommercial=noncommercial,
+        license_note=license_note,
+        layout=layout,
+        subsets=subsets,
+        aliases=tuple(_aliases(v, data)),
     )
+
+
+def _aliases(v: _Validator, data: Mapping[str, Any]) -> list[str]:
+    aliases = v.string_list(data, "aliases", "")
+    for alias in aliases:
+        if not NAME_PATTERN.match(alias):
+            v.fail("aliases", f"{alias!r} is not a valid name")
+    return aliases
+
+
+def _files(
+    v: _Validator, table: Mapping[str, Any], prefix: str, base: Path, required: bool
+) -> tuple[FileEntry, ...]:
+    if "files" not in table and not required:
+        return ()
+    raw_files = table.get("files")
+    if not isinstance(raw_files, list) or not raw_files:
+        v.fail(prefix + "files", "needs at least one [[files]] entry")
+    return tuple(
+        _file_entry(v, raw, f"{prefix}files[{i}]", base) for i, raw in enumerate(raw_files)
+    )
+
+
+def _layout(v: _Validator, table: Mapping[str, Any], prefix: str) -> Layout:
+    raw = table.get("layout", {})
+    if not isinstance(raw, dict):
+        v.fail(prefix + "layout", "must be a table ([layout])")
+    v.known_keys(raw, LAYOUT_KEYS, prefix + "layout.")
+    paths = v.string_list(raw, "paths", prefix + "layout.")
+    counts = raw.get("counts", {})
+    if not isinstance(counts, dict):
+        v.fail(prefix + "layout.counts", 'must be a table of glob = count, e.g. {"*.wav" = 3}')
+    for pattern, count in counts.items():
+        if type(count) is not int or count < 0:
+            v.fail(f"{prefix}layout.counts.{pattern}", f"must be a whole number, got {count!r}")
+    for pattern in [*paths, *counts]:
+        if pattern.startswith(("/", "~")) or ".." in pattern.split("/"):
+            v.fail(prefix + "layout", f"{pattern!r} must be a glob relative to the root")
+    return Layout(tuple(paths), tuple(counts.items()))
+
+
+def _subsets(
+    v: _Validator,
+    data: Mapping[str, Any],
+    base: Path,
+    dataset: str,
+    root: str,
+    licensing: tuple[str, bool, str],
+) -> tuple[Manifest, ...]:
+    """Subsets inherit root and licensing; ``includes`` makes a union of other subsets."""
+    raw = data.get("subsets", {})
+    if not isinstance(raw, dict) or ("subsets" in data and not raw):
+        v.fail("subsets", "must be a table of [subsets.<name>] tables")
+    parsed: dict[str, tuple[Manifest, list[str]]] = {}
+    for sub, table in raw.items():
+        key = f"subsets.{sub}."
+        if not NAME_PATTERN.match(sub):
+            v.fail(key.rstrip("."), "not a valid subset name (lowercase letters, digits, . _ -)")
+        if not isinstance(table, dict):
+            v.fail(key.rstrip("."), "must be a table")
+        v.known_keys(table, SUBSET_KEYS, key)
+        includes = v.string_list(table, "includes", key)
+        if ("files" in table) == bool(includes):
+            v.fail(key + "files", "a subset needs either [[files]] or includes = [...]")
+        whole = v.boolean(table, "whole", key)
+        manifest = Manifest(
+            name=f"{dataset}-{sub}",
+            files=_files(v, table, key, base, required=not includes),
+            root=v.relative_path(table, "root", key) if "root" in table else root,
+            description=v.string(table, "description", key),
+            license=licensing[0],
+            noncommercial=licensing[1],
+            license_note=licensing[2],
+            layout=_layout(v, table, key),
+            path=None,
+            subset=sub,
+            dataset=dataset,
+            whole=whole if whole is not None else not includes,
+        )
+        parsed[sub] = (manifest, includes)
+    return tuple(_with_includes(v, sub, parsed) for sub in parsed)
+
+
+def _with_includes(
+    v: _Validator, sub: str, parsed: dict[str, tuple[Manifest, list[str]]]
+) -> Manifest:
+    manifest, includes = parsed[sub]
+    files, layout = manifest.files, manifest.layout
+    for other in includes:
+        if other not in parsed or parsed[other][1]:
+            v.fail(f"subsets.{sub}.includes", f"{other!r} is not a subset with its own files")
+        files += tuple(f for f in parsed[other][0].files if f not in files)
+        layout = layout.merged(parsed[other][0].layout)
+    return replace(manifest, files=files, layout=layout)
+
+
+def _subset_key(name: str) -> str:
+    return name.lower().replace("_", "-")
 
 
 def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
     if not isinstance(raw, dict):
         v.fail(key, "must be a table ([[files]])")
     v.known_keys(raw, FILE_KEYS, key + ".")
+    v.boolean(raw, "extract_nested", key + ".")
     url = resolve_url(v.string(raw, "url", key + ".", required=True), base)
     mirrors = tuple(resolve_url(m, base) for m in v.string_list(raw, "mirrors", key + "."))
     digests = []
@@ -156,6 +329,11 @@ def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
                 digests.append(Digest.parse(v.string(raw, algorithm, key + "."), algorithm))
             except ValueError as e:
                 v.fail(f"{key}.{algorithm}", str(e))
+    pinned = v.boolean(raw, "pinned", key + ".")
+    if pinned is False and digests:
+        v.fail(f"{key}.pinned", "is false but the entry has a digest; drop one of them")
+    if pinned and not digests:
+        v.fail(f"{key}.pinned", "is true but the entry has no sha256/md5/sha1/sha512")
     name = v.string(raw, "name", key + ".") or file_name_from_url(url)
     if not name or "/" in name or name in (".", ".."):
         v.fail(f"{key}.name", f'cannot use {name!r} as a file name; set name = "..."')

@@ -90,6 +90,7 @@ def stage(
             with disk_full_as_error(to, needed or None, f"to stage {manifest.name}"):
                 record = _build(items, partial, reporter)
                 _check_root(manifest, partial)
+                _check_layout(manifest, partial, reporter)
                 _write_marker(manifest, blobs, partial, record)
             _swap_into_place(partial, target)
         except BaseException:
@@ -163,6 +164,20 @@ def _check_root(manifest: Manifest, partial: Path) -> None:
         raise ManifestError(
             f"manifest {manifest.path or manifest.name}: root: folder {manifest.root!r} is not in "
             f"the extracted data (top level holds: {', '.join(found) or 'nothing'})"
+        )
+
+
+def _check_layout(manifest: Manifest, partial: Path, reporter: Reporter) -> None:
+    """Warn (not fail) when the staged tree differs from the manifest's expected layout."""
+    if not manifest.layout:
+        return
+    from .layout import problems
+
+    found = problems(manifest.layout, partial / manifest.root if manifest.root else partial)
+    if found:
+        reporter.warn(
+            f"{manifest.address} does not look as its manifest expects: {'; '.join(found)} "
+            "(the files passed their checks; the manifest may be out of date)"
         )
 
 
