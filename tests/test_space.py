@@ -59,7 +59,7 @@ def test_server_announced_size_is_checked_against_the_cache_disk(
     manifest = write_manifest(tmp_path, "f", [{"url": url, "extract": False}])  # size unknown
     with pytest.raises(InsufficientSpace, match=r"need 6\.3 MB"):
         datastage.get(str(manifest), to=tmp_path / "out")
-    assert len(server.requests_for("/f.bin")) == 1
+    assert len(server.requests_for("/f.bin")) <= 1  # logged once its handler ends
     # Loopback socket buffers take megabytes the client never reads, so judge by the disk:
     # not one byte of the body may have been written into a cache that cannot hold it.
     parts = list((small_disk / "cache").rglob("*.part"))
