@@ -1,6 +1,7 @@
 """The Python API, and the one place that knows the order of the pipeline.
 
-    get(target, to)  = resolve manifest -> already staged? -> check space -> fetch every file
+    get(target, to)  = resolve manifest (or synthesise one for a URL/path: direct.py)
+                       -> already staged? -> check space -> fetch every file
                        (cache, lock, resume, verify) -> stage (extract, marker, rename)
 
 Everything a later step needs is imported when that step runs, so a ``get`` of a dataset that
@@ -15,49 +16,67 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from . import config, registry, stage
-from .errors import InsufficientSpace
+from .errors import InsufficientSpace, UsageError
 from .fsutil import SPACE_MARGIN, existing_ancestor, free_bytes
 from .manifest import Manifest
 from .progress import Reporter
 
 PathLike = Union[str, "os.PathLike[str]"]
+FILES_AT_ONCE = 4  # files downloading together (a folder of many small files); each may segment
 
 
 def get(
-    target: str, to: PathLike, cache: Optional[PathLike] = None, quiet: Optional[bool] = None
+    target: str,
+    to: PathLike,
+    cache: Optional[PathLike] = None,
+    quiet: Optional[bool] = None,
+    *,
+    sha256: Optional[str] = None,
+    name: Optional[str] = None,
+    hf_endpoint: Optional[str] = None,
+    s3_endpoint: Optional[str] = None,
 ) -> Path:
-    """Stage ``target`` (a registry name or a manifest path) under ``to``; return its root.
+    """Stage ``target`` under ``to``; return its root.
 
+    ``target`` is a registry name, a manifest path, or — without a manifest — a URL or path
+    (``https://``, Drive links, ``gdrive://``, ``hf://``, ``s3://``, other fsspec URLs, local
+    files and folders); ``sha256`` and ``name`` then pin the file and name the dataset.
     Safe to call from every process at once: the data is downloaded and staged once.
     """
-    manifest = registry.resolve(target)
+    endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
+    manifest = _manifest(target, sha256, name, cache_dir=cache, **endpoints)
     dest = Path(to).expanduser().absolute()
     if stage.is_current(manifest, dest):
         return stage.root_of(manifest, dest)
-    settings = config.resolve(cache_dir=cache, quiet=quiet)
+    settings = config.resolve(cache_dir=cache, quiet=quiet, **endpoints)
     reporter = Reporter(settings.quiet)
     from .cache import Cache
-    from .download import download
 
     store = Cache(settings.cache_dir)
     _check_space_before_download(manifest, store, dest)
-    blobs = [(entry, download(entry, store, settings, reporter)) for entry in manifest.files]
+    blobs = list(zip(manifest.files, _download_all(manifest, store, settings, reporter)))
     return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout)
 
 
 def fetch(
-    target: str, cache: Optional[PathLike] = None, quiet: Optional[bool] = None
+    target: str,
+    cache: Optional[PathLike] = None,
+    quiet: Optional[bool] = None,
+    *,
+    sha256: Optional[str] = None,
+    hf_endpoint: Optional[str] = None,
+    s3_endpoint: Optional[str] = None,
 ) -> list[Path]:
     """Download and verify every file of ``target`` into the cache, without staging it."""
-    manifest = registry.resolve(target)
-    settings = config.resolve(cache_dir=cache, quiet=quiet)
+    endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
+    manifest = _manifest(target, sha256, None, cache_dir=cache, **endpoints)
+    settings = config.resolve(cache_dir=cache, quiet=quiet, **endpoints)
     reporter = Reporter(settings.quiet)
     from .cache import Cache
-    from .download import download
 
     store = Cache(settings.cache_dir)
     _check_space_before_download(manifest, store, None)
-    return [download(entry, store, settings, reporter).path for entry in manifest.files]
+    return [blob.path for blob in _download_all(manifest, store, settings, reporter)]
 
 
 def verify(target: str, to: PathLike, quiet: Optional[bool] = None) -> Path:
@@ -110,6 +129,33 @@ def info(
             str(stage.root_of(manifest, dest)) if stage.is_current(manifest, dest) else None
         )
     return result
+
+
+def _manifest(target: str, sha256: Optional[str], name: Optional[str], **settings: Any) -> Manifest:
+    """The registry's (or a manifest file's) manifest, or one synthesised for a URL/path."""
+    from . import direct
+
+    if direct.is_direct(target):
+        return direct.manifest_for(target, config.resolve(**settings), name=name, sha256=sha256)
+    if sha256 or name:
+        raise UsageError("--sha256 and --name apply to a URL or path, not to a dataset name")
+    return registry.resolve(target)
+
+
+def _download_all(manifest: Manifest, store: Any, settings: Any, reporter: Reporter) -> list[Any]:
+    """Every file's blob, in manifest order; several files at once (folders, repos), bounded."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .download import download
+
+    if len(manifest.files) == 1:
+        return [download(manifest.files[0], store, settings, reporter)]
+    pool = ThreadPoolExecutor(min(FILES_AT_ONCE, len(manifest.files)))
+    try:
+        futures = [pool.submit(download, e, store, settings, reporter) for e in manifest.files]
+        return [f.result() for f in futures]
+    finally:
+        pool.shutdown(cancel_futures=True)  # the first failure stops files not yet started
 
 
 def _check_space_before_download(manifest: Manifest, store: Any, dest: Optional[Path]) -> None:
