@@ -104,5 +104,8 @@ def default_name(url: str, names: list[str]) -> str:
         if lowered.endswith(suffix) and len(lowered) > len(suffix):
             lowered = lowered[: -len(suffix)]
             break
+    else:
+        if len(names) == 1 and "." in lowered.lstrip("."):
+            lowered = lowered.rsplit(".", 1)[0]  # clip.wav -> clip
     cleaned = re.sub(r"[^a-z0-9._-]+", "-", lowered).strip("-._")
     return cleaned or DEFAULT_NAME

@@ -13,8 +13,8 @@ Bytes move through a private ``HTTPSource`` (ranged GETs, resume, segments); its
 the token to the Hub only, since requests drops ``Authorization`` on the redirect to the CDN.
 
 Endpoints: ``settings.hf_endpoint`` (``HF_ENDPOINT`` or ``--hf-endpoint``; several may be given,
-comma-separated) in order, then huggingface.co. A mirror that fails (unreachable, 5xx, missing
-file) falls through to the next; access denied does not (the next would say the same).
+comma-separated) in order, then huggingface.co. A mirror that fails (unreachable, 5xx) falls
+through to the next; "not found" and "access denied" are answers and do not.
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ from urllib.parse import unquote
 
 from ..config import Settings
 from ..digests import Digest
-from ..errors import AccessDenied, NetworkError, RemoteNotFound, SourceError, UsageError
+from ..errors import (
+    AccessDenied,
+    HTTPStatusError,
+    NetworkError,
+    RemoteNotFound,
+    SourceError,
+    UsageError,
+)
 from . import RemoteFile
 from .http import HTTPBody, HTTPSource
 
@@ -159,17 +166,22 @@ class HFSource:
 
     def _each_endpoint(self, call: Any, url: str) -> Any:
         endpoints = self.endpoints
-        for i, endpoint in enumerate(endpoints):
+        failures: list[SourceError] = []
+        for endpoint in endpoints:
             try:
                 return call(endpoint)
-            except AccessDenied:
-                raise
+            except (AccessDenied, RemoteNotFound):
+                raise  # an answer, not a failure: the next endpoint would say the same
             except SourceError as e:
-                if i == len(endpoints) - 1:
-                    raise
-                # A mirror that is down or incomplete: the next endpoint may still have it.
-                _ = e
-        raise SourceError(f"no Hugging Face endpoint for {url}")  # pragma: no cover
+                # Down, unreachable or 5xx: the next endpoint may still serve it.
+                failures.append(e)
+        first = failures[0]
+        if len(failures) == 1:
+            raise first
+        rest = "; ".join(f"then {e}" for e in failures[1:])
+        if isinstance(first, HTTPStatusError):
+            raise type(first)(f"{first}; {rest}", first.status, first.hint)
+        raise type(first)(f"{first}; {rest}", first.hint)
 
 
 def _select(path: str, names: list[str]) -> tuple[set[str], str]:
