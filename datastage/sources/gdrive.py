@@ -17,8 +17,10 @@ Drive hosts to another base URL: the tests point it at a loopback server.
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, Optional
 from urllib.parse import urlencode, urlsplit
@@ -27,7 +29,14 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..config import Settings
-from ..errors import AccessDenied, QuotaExceeded, RemoteNotFound, SourceError, UnexpectedHTML
+from ..errors import (
+    AccessDenied,
+    HTTPStatusError,
+    QuotaExceeded,
+    RemoteNotFound,
+    SourceError,
+    UnexpectedHTML,
+)
 from . import RemoteFile
 from .http import HTTPBody, HTTPSource
 
@@ -44,8 +53,12 @@ QUOTA_MARKERS = (
     "download quota exceeded",
     "download quota for this file has been exceeded",
 )
-SIGN_IN_MARKERS = ("accounts.google.com/servicelogin", "<title>google drive: sign-in</title>")
-PERMISSION_MARKERS = ("you need access", "you need permission", "request access")
+SIGN_IN_MARKERS = (
+    "accounts.google.com/servicelogin",
+    "<title>google drive: sign-in</title>",
+    "<title>sign in - google accounts</title>",
+)
+PERMISSION_MARKERS = ("you need access", "you need permission", "ask for access", "request access")
 NOT_FOUND_MARKERS = ("the file you have requested does not exist", "<title>not found</title>")
 
 HINT_QUOTA = (
@@ -180,28 +193,60 @@ class GDriveSource:
         url = self._direct.get(ident) or _uc_url(ident)
         _ = self.session  # mounts the endpoint redirect before the first request
         for _hop in range(MAX_HOPS):
-            body = self._http.open_range(replace(f, url=url), start, end)
-            if not (body.remote.content_type or "").lower().startswith("text/html"):
+            try:
+                body = self._http.open_range(replace(f, url=url), start, end)
+            except HTTPStatusError as e:
+                if e.status >= 500:
+                    raise
+                # Drive sends its quota/permission pages with 403/404: read which one it is.
+                raise self._explain(url, f.url, e) from e
+            chunks = iter(body)
+            first = next(chunks, b"")
+            html = (body.remote.content_type or "").lower().startswith("text/html")
+            if not (html or (body.offset == 0 and _looks_like_html(first))):
                 self._direct[ident] = url
-                return _DriveBody(body, f)
-            page = _read_page(body)
+                return _DriveBody(body, f, itertools.chain((first,), chunks))
+            page = _read_page(first, chunks, body)
+            if ident in self._direct:  # the remembered URL expired: ask Drive again
+                del self._direct[ident]
             url = recognise(page, f.url) or url
         raise SourceError(f"Google Drive kept sending pages instead of {f.url}")
+
+    def _explain(self, url: str, target: str, error: HTTPStatusError) -> SourceError:
+        """The specific error for the page behind a 4xx answer, else the HTTP error itself."""
+        try:
+            response = self.session.get(url, stream=True, timeout=(20, self.settings.timeout))
+        except requests.exceptions.RequestException:
+            return error
+        try:
+            head = response.raw.read(PAGE_LIMIT, decode_content=True) or b""
+        except Exception:
+            return error
+        finally:
+            response.close()
+        if not _looks_like_html(head):
+            return error
+        try:
+            recognise(head.decode("utf-8", errors="replace"), target)
+        except SourceError as specific:
+            return specific
+        return error
 
 
 class _DriveBody:
     """An HTTP body that reports the ``gdrive://`` file it belongs to."""
 
-    def __init__(self, body: HTTPBody, f: RemoteFile) -> None:
+    def __init__(self, body: HTTPBody, f: RemoteFile, chunks: Iterator[bytes]) -> None:
         self._body = body
+        self._chunks = chunks
         self.offset = body.offset
         self.remote = replace(body.remote, url=f.url, name=f.name, digest=f.digest)
         response = getattr(body, "_response", None)
         disposition = response.headers.get("Content-Disposition", "") if response else ""
         self.disposition_name = _filename(disposition)
 
-    def __iter__(self) -> Any:
-        return iter(self._body)
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
 
     def close(self) -> None:
         self._body.close()
@@ -211,18 +256,26 @@ def _uc_url(ident: str) -> str:
     return f"{DRIVE}/uc?{urlencode({'id': ident, 'export': 'download'})}"
 
 
-def _read_page(body: HTTPBody) -> str:
-    chunks: list[bytes] = []
-    size = 0
+def _read_page(first: bytes, chunks: Iterator[bytes], body: HTTPBody) -> str:
+    parts = [first]
+    size = len(first)
     try:
-        for chunk in body:
-            chunks.append(chunk)
+        for chunk in chunks:
+            parts.append(chunk)
             size += len(chunk)
             if size >= PAGE_LIMIT:
                 break
     finally:
         body.close()
-    return b"".join(chunks).decode("utf-8", errors="replace")
+    return b"".join(parts).decode("utf-8", errors="replace")
+
+
+def _looks_like_html(head: bytes) -> bool:
+    """The start of an HTML document (Drive's pages), whatever the Content-Type says."""
+    text = head[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return text.startswith((b"<!doctype html", b"<html")) or (
+        text.startswith(b"<") and (b"<head" in text or b"<body" in text)
+    )
 
 
 def _filename(disposition: str) -> Optional[str]:
