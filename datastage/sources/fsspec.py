@@ -56,7 +56,11 @@ class FsspecSource:
         try:
             return fsspec.core.url_to_fs(url)
         except ImportError as e:
-            raise MissingDependency(f"{url.split('://')[0]}:// needs {e}", None) from e
+            scheme = url.split("://", 1)[0]
+            raise MissingDependency(
+                f"cannot open {scheme}:// URLs: {' '.join(str(e).split())}",
+                hint="install fsspec's package for this protocol (gcsfs, adlfs, sshfs, ...)",
+            ) from e
         except ValueError as e:
             raise SourceError(f"fsspec cannot open {url}: {e}") from e
 
