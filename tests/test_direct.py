@@ -102,3 +102,29 @@ def test_unknown_scheme_and_missing_library_hint(tmp_path: Path) -> None:
     result = run_cli("get", "gs://bucket/x.bin", "--to", str(tmp_path))
     assert result.returncode in (3, 4), result.stderr
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "package", "extra"),
+    [
+        ("s3://b/k.bin", "boto3", "s3"),
+        ("hf://datasets/o/r/x", "huggingface_hub", "hf"),
+        ("gdrive://1AbCdEfGhIjKlMnOpQrStUvWxYz012345", "gdown", "gdrive"),
+        ("gs://b/x", "fsspec", "fsspec"),
+    ],
+)
+def test_missing_library_names_its_extra(
+    tmp_path: Path, url: str, package: str, extra: str
+) -> None:
+    """A Python without the source's package (blocked in sys.modules) gets an install hint."""
+    probe = (
+        f"import sys\nsys.modules[{package!r}] = None\n"
+        "from datastage.cli import main\n"
+        f"main(['get', {url!r}, '--to', {str(tmp_path)!r}])"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {url.split('://')[0]}:// needs {package}, which is not installed",
+        f"hint: pip install 'datastage[{extra}]'",
+    ]

@@ -111,3 +111,49 @@ def test_unreachable_endpoint_is_a_network_error(tmp_path: Path, monkeypatch: An
     )  # fmt: skip
     assert result.returncode == 4
     assert result.stderr.startswith("error: cannot reach the S3 endpoint"), result.stderr
+
+
+@pytest.fixture
+def s3_with_auth(s3: tuple[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
+    """The same server, now checking signatures and IAM (moto's own switch, in-process)."""
+    from moto import settings
+
+    endpoint, client = s3
+    client.put_object(Bucket=BUCKET, Key="private.bin", Body=b"secret")
+    monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+    yield endpoint, client
+
+
+def test_unknown_credentials_are_access_denied(
+    s3_with_auth: tuple[str, Any], tmp_path: Path
+) -> None:
+    endpoint, _ = s3_with_auth
+    result = run_cli(
+        "get", f"s3://{BUCKET}/private.bin", "--to", str(tmp_path), "--s3-endpoint", endpoint,
+        env={"AWS_ACCESS_KEY_ID": "AKIAUNKNOWN", "AWS_SECRET_ACCESS_KEY": "wrong"},
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"error: access denied to s3://{BUCKET}/private.bin"), lines
+    assert lines[1].startswith("hint: check the bucket policy")
+
+
+def test_missing_credentials_say_so(
+    s3_with_auth: tuple[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint, _ = s3_with_auth
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    env = {
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    result = run_cli(
+        "get", f"s3://{BUCKET}/private.bin", "--to", str(tmp_path), "--s3-endpoint", endpoint,
+        env=env,
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error: access denied"), lines
+    assert lines[1].startswith("hint: no AWS credentials were found"), lines

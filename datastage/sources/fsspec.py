@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Optional
 
+import fsspec  # noqa: F401  (imported here so a missing package is a MissingDependency)
+
 from ..config import Settings
 from ..errors import AccessDenied, MissingDependency, NetworkError, RemoteNotFound, SourceError
 from . import RemoteFile

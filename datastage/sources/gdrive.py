@@ -17,6 +17,16 @@ Drive hosts to another base URL: the tests point it at a loopback server.
 
 from __future__ import annotations
 
+import sys
+
+from ..errors import MissingDependency
+
+if sys.version_info < (3, 10):  # gdown 6 (the embedded-folder-view parser) needs Python 3.10
+    raise MissingDependency(
+        "Google Drive links need Python >= 3.10 (gdown 6)",
+        hint="use Python 3.10+, or download the file yourself and pass its path",
+    )
+
 import itertools
 import re
 import threading
@@ -25,6 +35,7 @@ from dataclasses import replace
 from typing import Any, Optional
 from urllib.parse import urlencode, urlsplit
 
+import gdown  # noqa: F401  (imported here so a missing gdown is a MissingDependency)
 import requests
 from requests.adapters import HTTPAdapter
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Optional
 from urllib.parse import unquote
 
+import huggingface_hub  # noqa: F401  (imported here so a missing package is a MissingDependency)
+
 from ..config import Settings
 from ..digests import Digest
 from ..errors import (

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any, Optional
 
+import boto3  # noqa: F401  (imported here so a missing package is a MissingDependency)
+
 from ..config import Settings
 from ..errors import AccessDenied, NetworkError, RemoteNotFound, SourceError, UsageError
 from . import RemoteFile
