@@ -183,3 +183,14 @@ def test_unknown_file_is_not_found(drive: DriveServer, tmp_path: Path) -> None:
     result = run_cli("get", f"gdrive://{FILE_ID}", "--to", str(tmp_path))
     assert result.returncode == 4
     assert result.stderr.startswith("error: Google Drive has no file at"), result.stderr
+
+
+def test_broken_transfer_resumes_with_a_range(drive: DriveServer, tmp_path: Path) -> None:
+    drive.add_file(BIG_ID, "big.bin", BIG, mode="confirm")
+    drive.drop_after = 150_000
+    from datastage import api
+
+    root = api.get(f"gdrive://{BIG_ID}", to=tmp_path, quiet=True, sha256=sha256(BIG))
+    assert (root / "big.bin").read_bytes() == BIG
+    ranges = [line for line in drive.log if line.startswith("/download ")]
+    assert any(line.endswith("bytes=150000-") for line in ranges), ranges

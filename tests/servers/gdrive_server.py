@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
 from tests.servers.ranged import LoopbackServer, send_bytes, send_simple
@@ -45,6 +46,7 @@ class DriveServer(LoopbackServer):
         self.files: dict[str, DriveFile] = {}
         self.folders: dict[str, tuple[str, list[tuple[str, str, bool]]]] = {}
         self.quota_now = False
+        self.drop_after: Optional[int] = None  # the next transfer breaks after N bytes
         super().__init__()
 
     def add_file(self, ident: str, name: str, data: bytes, mode: str = "direct") -> None:
@@ -92,7 +94,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, f: DriveFile) -> None:
         disposition = f"attachment; filename=\"{f.name}\"; filename*=UTF-8''{f.name}"
-        send_bytes(self, f.data, {"Content-Disposition": disposition})
+        drop = None
+        if not (self.headers.get("Range") or "").split("-")[-1]:  # a transfer, not a probe
+            drop, self.state.drop_after = self.state.drop_after, None
+        send_bytes(self, f.data, {"Content-Disposition": disposition}, drop_after=drop)
 
     def _folder(self, query: dict[str, str]) -> None:
         found = self.state.folders.get(query.get("id", ""))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
@@ -16,8 +17,12 @@ def send_bytes(
     data: bytes,
     headers: Optional[dict[str, str]] = None,
     content_type: str = "application/octet-stream",
+    drop_after: Optional[int] = None,
 ) -> None:
-    """Answer with ``data``, honouring Range and If-Range (strong ETag = sha1 of the bytes)."""
+    """Answer with ``data``, honouring Range and If-Range (strong ETag = sha1 of the bytes).
+
+    ``drop_after``: send only that many body bytes, then close the connection mid-body.
+    """
     etag = '"' + hashlib.sha1(data).hexdigest() + '"'
     size = len(data)
     start, end, status = 0, size - 1, 200
@@ -43,8 +48,16 @@ def send_bytes(
     for k, v in (headers or {}).items():
         handler.send_header(k, v)
     handler.end_headers()
-    if handler.command != "HEAD":
-        handler.wfile.write(data[start : end + 1])
+    if handler.command == "HEAD":
+        return
+    body = data[start : end + 1]
+    if drop_after is not None and drop_after < len(body):
+        handler.wfile.write(body[:drop_after])
+        handler.wfile.flush()
+        handler.connection.shutdown(socket.SHUT_RDWR)
+        handler.close_connection = True
+        return
+    handler.wfile.write(body)
 
 
 def send_simple(
