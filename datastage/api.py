@@ -81,7 +81,7 @@ def fetch(
 
 def verify(target: str, to: PathLike, quiet: Optional[bool] = None) -> Path:
     """Re-hash the staged copy of ``target`` under ``to``; VerifyFailed if anything changed."""
-    manifest = registry.resolve(target)
+    manifest = _manifest(target, None, None)
     reporter = Reporter(config.resolve(quiet=quiet).quiet)
     return stage.verify(manifest, Path(to).expanduser().absolute(), reporter)
 
@@ -97,7 +97,7 @@ def info(
     """What the manifest says, plus which files are in the cache and whether it is staged."""
     from .cache import Cache
 
-    manifest = registry.resolve(target)
+    manifest = _manifest(target, None, None, cache_dir=cache)
     store = Cache(config.resolve(cache_dir=cache).cache_dir)
     files = []
     for entry in manifest.files:

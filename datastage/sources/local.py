@@ -58,7 +58,12 @@ class LocalSource:
         """A file, or every regular file under a folder (names relative to it, sorted)."""
         path = path_of(url)
         if not path.is_dir():
-            return [RemoteFile(url=url, name=path.name)]
+            try:
+                st = path.stat()
+            except OSError:  # missing or unreadable: open_range says which, in one line
+                return [RemoteFile(url=url, name=path.name)]
+            etag = f'"{st.st_size}-{st.st_mtime_ns}"'
+            return [RemoteFile(url=url, name=path.name, size=st.st_size, etag=etag)]
         files = []
         try:
             for found in sorted(p for p in path.rglob("*") if p.is_file()):
