@@ -54,7 +54,7 @@ from .http import HTTPBody, HTTPSource
 DRIVE = "https://drive.google.com"
 GOOGLE_HOSTS = ("drive.google.com", "docs.google.com", "drive.usercontent.google.com")
 PAGE_LIMIT = 2 * 1024 * 1024  # an interstitial is a few kB; never read a real file as a page
-MAX_HOPS = 3  # uc -> confirm page -> usercontent download
+MAX_HOPS = 4  # (expired remembered URL ->) uc -> confirm page -> usercontent download
 Files = list[RemoteFile]
 _FOLDER_PATH = re.compile(r"/drive/(?:u/\d+/)?folders/([-\w]+)")
 
@@ -207,6 +207,10 @@ class GDriveSource:
             try:
                 body = self._http.open_range(replace(f, url=url), start, end)
             except HTTPStatusError as e:
+                if self._direct.get(ident) == url:  # the remembered URL expired: ask Drive again
+                    self._direct.pop(ident, None)
+                    url = _uc_url(ident)
+                    continue
                 if e.status >= 500:
                     raise
                 # Drive sends its quota/permission pages with 403/404: read which one it is.
@@ -218,8 +222,7 @@ class GDriveSource:
                 self._direct[ident] = url
                 return _DriveBody(body, f, itertools.chain((first,), chunks))
             page = _read_page(first, chunks, body)
-            if ident in self._direct:  # the remembered URL expired: ask Drive again
-                del self._direct[ident]
+            self._direct.pop(ident, None)  # a remembered URL now answers with a page
             url = recognise(page, f.url) or url
         raise SourceError(f"Google Drive kept sending pages instead of {f.url}")
 
