@@ -1,6 +1,7 @@
 """The Python API, and the one place that knows the order of the pipeline.
 
-    get(target, to)  = resolve manifest -> already staged? -> check space -> fetch every file
+    get(target, to)  = resolve manifest (or synthesise one for a URL/path: direct.py)
+                       -> already staged? -> check space -> fetch every file
                        (cache, lock, resume, verify) -> stage (extract, marker, rename)
 
 Everything a later step needs is imported when that step runs, so a ``get`` of a dataset that
@@ -16,26 +17,45 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from . import config, registry, stage
-from .errors import AllMirrorsFailed, ChecksumMismatch, InsufficientSpace, SizeMismatch
+from .errors import (
+    AllMirrorsFailed,
+    ChecksumMismatch,
+    InsufficientSpace,
+    SizeMismatch,
+    UsageError,
+)
 from .fsutil import SPACE_MARGIN, existing_ancestor, free_bytes
 from .manifest import FileEntry, Manifest
 from .progress import Reporter
 
 PathLike = Union[str, "os.PathLike[str]"]
+FILES_AT_ONCE = 4  # files downloading together (a folder of many small files); each may segment
 
 
 def get(
-    target: str, to: PathLike, cache: Optional[PathLike] = None, quiet: Optional[bool] = None
+    target: str,
+    to: PathLike,
+    cache: Optional[PathLike] = None,
+    quiet: Optional[bool] = None,
+    *,
+    sha256: Optional[str] = None,
+    name: Optional[str] = None,
+    hf_endpoint: Optional[str] = None,
+    s3_endpoint: Optional[str] = None,
 ) -> Path:
-    """Stage ``target`` (a registry name or a manifest path) under ``to``; return its root.
+    """Stage ``target`` under ``to``; return its root.
 
+    ``target`` is a registry name, a manifest path, or — without a manifest — a URL or path
+    (``https://``, Drive links, ``gdrive://``, ``hf://``, ``s3://``, other fsspec URLs, local
+    files and folders); ``sha256`` and ``name`` then pin the file and name the dataset.
     Safe to call from every process at once: the data is downloaded and staged once.
     """
-    manifest = registry.resolve(target)
+    endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
+    manifest = _manifest(target, sha256, name, cache_dir=cache, **endpoints)
     dest = Path(to).expanduser().absolute()
     if stage.is_current(manifest, dest):
         return stage.root_of(manifest, dest)
-    settings = config.resolve(cache_dir=cache, quiet=quiet)
+    settings = config.resolve(cache_dir=cache, quiet=quiet, **endpoints)
     reporter = Reporter(settings.quiet)
     from .cache import Cache
 
@@ -43,19 +63,23 @@ def get(
     _warn_license(manifest, reporter)
     pinned = _pinned_entries(manifest, store)
     _check_space_before_download(replace(manifest, files=tuple(pinned)), store, dest)
-    blobs = [
-        (entry, _download_pinned(manifest, entry, pinned_entry, store, settings, reporter))
-        for entry, pinned_entry in zip(manifest.files, pinned)
-    ]
+    blobs = list(zip(manifest.files, _download_all(manifest, pinned, store, settings, reporter)))
     return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout)
 
 
 def fetch(
-    target: str, cache: Optional[PathLike] = None, quiet: Optional[bool] = None
+    target: str,
+    cache: Optional[PathLike] = None,
+    quiet: Optional[bool] = None,
+    *,
+    sha256: Optional[str] = None,
+    hf_endpoint: Optional[str] = None,
+    s3_endpoint: Optional[str] = None,
 ) -> list[Path]:
     """Download and verify every file of ``target`` into the cache, without staging it."""
-    manifest = registry.resolve(target)
-    settings = config.resolve(cache_dir=cache, quiet=quiet)
+    endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
+    manifest = _manifest(target, sha256, None, cache_dir=cache, **endpoints)
+    settings = config.resolve(cache_dir=cache, quiet=quiet, **endpoints)
     reporter = Reporter(settings.quiet)
     from .cache import Cache
 
@@ -63,10 +87,7 @@ def fetch(
     _warn_license(manifest, reporter)
     pinned = _pinned_entries(manifest, store)
     _check_space_before_download(replace(manifest, files=tuple(pinned)), store, None)
-    return [
-        _download_pinned(manifest, entry, pinned_entry, store, settings, reporter).path
-        for entry, pinned_entry in zip(manifest.files, pinned)
-    ]
+    return [blob.path for blob in _download_all(manifest, pinned, store, settings, reporter)]
 
 
 def _warn_license(manifest: Manifest, reporter: Reporter) -> None:
@@ -131,7 +152,7 @@ def unpin(target: str, cache: Optional[PathLike] = None) -> list[str]:
 
 def verify(target: str, to: PathLike, quiet: Optional[bool] = None) -> Path:
     """Re-hash the staged copy of ``target`` under ``to``; VerifyFailed if anything changed."""
-    manifest = registry.resolve(target)
+    manifest = _manifest(target, None, None)
     reporter = Reporter(config.resolve(quiet=quiet).quiet)
     return stage.verify(manifest, Path(to).expanduser().absolute(), reporter)
 
@@ -148,7 +169,7 @@ def info(
     from .cache import Cache
     from .pins import Pins, apply
 
-    manifest = registry.resolve(target)
+    manifest = _manifest(target, None, None, cache_dir=cache)
     store = Cache(config.resolve(cache_dir=cache).cache_dir)
     book = Pins(store.root)
     files = []
@@ -216,6 +237,36 @@ def search(word: str) -> list[Manifest]:
             hits.append(manifest)
         hits.extend(s for s in manifest.subsets if needle in f"{s.address} {s.description}".lower())
     return hits
+
+
+def _manifest(target: str, sha256: Optional[str], name: Optional[str], **settings: Any) -> Manifest:
+    """The registry's (or a manifest file's) manifest, or one synthesised for a URL/path."""
+    from . import direct
+
+    if direct.is_direct(target):
+        return direct.manifest_for(target, config.resolve(**settings), name=name, sha256=sha256)
+    if sha256 or name:
+        raise UsageError("--sha256 and --name apply to a URL or path, not to a dataset name")
+    return registry.resolve(target)
+
+
+def _download_all(
+    manifest: Manifest, pinned: list[FileEntry], store: Any, settings: Any, reporter: Reporter
+) -> list[Any]:
+    """Every file's blob, in manifest order; several files at once (folders, repos), bounded."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(entry: FileEntry, expected: FileEntry) -> Any:
+        return _download_pinned(manifest, entry, expected, store, settings, reporter)
+
+    if len(manifest.files) == 1:
+        return [one(manifest.files[0], pinned[0])]
+    pool = ThreadPoolExecutor(min(FILES_AT_ONCE, len(manifest.files)))
+    try:
+        futures = [pool.submit(one, e, p) for e, p in zip(manifest.files, pinned)]
+        return [f.result() for f in futures]
+    finally:
+        pool.shutdown(cancel_futures=True)  # the first failure stops files not yet started
 
 
 def _check_space_before_download(manifest: Manifest, store: Any, dest: Optional[Path]) -> None:

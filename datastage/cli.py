@@ -56,28 +56,74 @@ def cli() -> None:
     """Get datasets onto fast local disk, verified and ready to train."""
 
 
+_sha256 = click.option(
+    "--sha256", default=None, metavar="HEX", help="Expected sha256 of a URL/path target's file."
+)
+_hf_endpoint = click.option(
+    "--hf-endpoint",
+    default=None,
+    metavar="URL[,URL]",
+    help="Hugging Face endpoint(s) to try before huggingface.co [env HF_ENDPOINT].",
+)
+_s3_endpoint = click.option(
+    "--s3-endpoint",
+    default=None,
+    metavar="URL",
+    help="S3-compatible endpoint (MinIO, R2, ...) [env AWS_ENDPOINT_URL].",
+)
+
+
 @cli.command()
 @click.argument("target")
 @_to
 @_cache
+@_sha256
+@click.option("--name", default=None, help="Name of a URL/path target's dataset folder.")
+@_hf_endpoint
+@_s3_endpoint
 @_quiet
 @_debug
-def get(target: str, to: str, cache: Optional[str], quiet: Optional[bool]) -> None:
+def get(
+    target: str,
+    to: str,
+    cache: Optional[str],
+    sha256: Optional[str],
+    name: Optional[str],
+    hf_endpoint: Optional[str],
+    s3_endpoint: Optional[str],
+    quiet: Optional[bool],
+) -> None:
     """Download, verify and stage TARGET (a dataset name or a manifest file).
 
-    Prints the path of the staged dataset root on stdout.
+    TARGET may also be a URL or path, without a manifest: https://..., a Google Drive link or
+    gdrive://ID, hf://datasets/ORG/REPO[@REV]/PATH, s3://BUCKET/KEY-OR-PREFIX/, gs:// and other
+    fsspec URLs, a local file or folder. Prints the path of the staged dataset root on stdout.
     """
-    click.echo(api.get(target, to=to, cache=cache, quiet=quiet))
+    endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
+    click.echo(
+        api.get(target, to=to, cache=cache, quiet=quiet, sha256=sha256, name=name, **endpoints)
+    )
 
 
 @cli.command()
 @click.argument("target")
 @_cache
+@_sha256
+@_hf_endpoint
+@_s3_endpoint
 @_quiet
 @_debug
-def fetch(target: str, cache: Optional[str], quiet: Optional[bool]) -> None:
+def fetch(
+    target: str,
+    cache: Optional[str],
+    sha256: Optional[str],
+    hf_endpoint: Optional[str],
+    s3_endpoint: Optional[str],
+    quiet: Optional[bool],
+) -> None:
     """Download and verify TARGET into the cache without staging it; prints the cached files."""
-    for path in api.fetch(target, cache=cache, quiet=quiet):
+    endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
+    for path in api.fetch(target, cache=cache, quiet=quiet, sha256=sha256, **endpoints):
         click.echo(path)
 
 

@@ -21,6 +21,10 @@ ENV = {
     "lock_timeout": "DATASTAGE_LOCK_TIMEOUT",
     "quiet": "DATASTAGE_QUIET",
     "offline": "DATASTAGE_OFFLINE",
+    # Endpoints of the non-HTTP sources (sources/): a mirror, an S3-compatible store, a test server.
+    "hf_endpoint": "HF_ENDPOINT",
+    "s3_endpoint": "AWS_ENDPOINT_URL",
+    "gdrive_endpoint": "DATASTAGE_GDRIVE_ENDPOINT",
 }
 REGISTRY_ENV = "DATASTAGE_REGISTRY"
 DEBUG_ENV = "DATASTAGE_DEBUG"
@@ -35,6 +39,9 @@ class Settings:
     lock_timeout: Optional[float] = None  # None: wait for another process as long as it takes
     quiet: bool = False
     offline: bool = False
+    hf_endpoint: Optional[str] = None  # None: huggingface.co
+    s3_endpoint: Optional[str] = None  # None: AWS (boto3's own configuration)
+    gdrive_endpoint: Optional[str] = None  # None: Google's hosts; tests point it at 127.0.0.1
 
 
 def default_cache_dir() -> Path:
@@ -67,6 +74,9 @@ def _from_env(name: str, raw: str) -> Any:
         "lock_timeout": float,
         "quiet": _boolean,
         "offline": _boolean,
+        "hf_endpoint": str,
+        "s3_endpoint": str,
+        "gdrive_endpoint": str,
     }
     try:
         return parsers[name](raw)

@@ -63,14 +63,47 @@ class Source(Protocol):
         ...
 
 
+# Handed to fsspec, which imports each protocol's own package (gcsfs, adlfs, ...) on use.
+FSSPEC_SCHEMES = (
+    "gs",
+    "gcs",
+    "az",
+    "abfs",
+    "abfss",
+    "adl",
+    "oss",
+    "r2",
+    "hdfs",
+    "webhdfs",
+    "sftp",
+    "ssh",
+    "ftp",
+    "smb",
+    "dropbox",
+    "memory",
+)
+DRIVE_HOSTS = ("drive.google.com", "docs.google.com")
+
 # scheme -> (module, class, pip extra that provides its library or None)
 _BY_SCHEME: dict[str, tuple[str, str, Optional[str]]] = {
     "http": ("datastage.sources.http", "HTTPSource", None),
     "https": ("datastage.sources.http", "HTTPSource", None),
     "file": ("datastage.sources.local", "LocalSource", None),
+    "gdrive": ("datastage.sources.gdrive", "GDriveSource", "gdrive"),
+    "hf": ("datastage.sources.hf", "HFSource", "hf"),
+    "s3": ("datastage.sources.s3", "S3Source", "s3"),
+    **{scheme: ("datastage.sources.fsspec", "FsspecSource", "fsspec") for scheme in FSSPEC_SCHEMES},
 }
 
 _instances: dict[tuple[str, Settings], Source] = {}
+
+
+def is_drive_link(url: str) -> bool:
+    """Drive share/uc/folder links are https:// URLs that need the Drive source, not HTTP."""
+    if not url.lower().startswith(("https://", "http://")):
+        return False
+    host = url.split("://", 1)[1].split("/", 1)[0].split(":")[0].lower()
+    return host in DRIVE_HOSTS
 
 
 def scheme_of(url: str) -> str:
@@ -79,7 +112,7 @@ def scheme_of(url: str) -> str:
 
 def for_url(url: str, settings: Settings) -> Source:
     """The source that serves ``url`` (a plain path is a local file)."""
-    scheme = scheme_of(url)
+    scheme = "gdrive" if is_drive_link(url) else scheme_of(url)
     if scheme not in _BY_SCHEME:
         known = ", ".join(sorted(_BY_SCHEME))
         raise UsageError(f"unsupported URL scheme {scheme!r} in {url} (supported: {known})")

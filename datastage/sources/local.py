@@ -55,8 +55,32 @@ class LocalSource:
         self.settings = settings
 
     def list(self, url: str) -> list[RemoteFile]:
+        """A file, or every regular file under a folder (names relative to it, sorted)."""
         path = path_of(url)
-        return [RemoteFile(url=url, name=path.name)]
+        if not path.is_dir():
+            try:
+                st = path.stat()
+            except OSError:  # missing or unreadable: open_range says which, in one line
+                return [RemoteFile(url=url, name=path.name)]
+            etag = f'"{st.st_size}-{st.st_mtime_ns}"'
+            return [RemoteFile(url=url, name=path.name, size=st.st_size, etag=etag)]
+        files = []
+        try:
+            for found in sorted(p for p in path.rglob("*") if p.is_file()):
+                st = found.stat()
+                files.append(
+                    RemoteFile(
+                        url=str(found),
+                        name=found.relative_to(path).as_posix(),
+                        size=st.st_size,
+                        etag=f'"{st.st_size}-{st.st_mtime_ns}"',
+                    )
+                )
+        except OSError as e:
+            raise SourceError(f"cannot list {path}: {e.strerror or e}") from e
+        if not files:
+            raise RemoteNotFound(f"no files under {path}", 404)
+        return files
 
     def open_range(self, f: RemoteFile, start: int = 0, end: Optional[int] = None) -> LocalBody:
         path = path_of(f.url)
