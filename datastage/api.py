@@ -24,24 +24,51 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def get(
-    target: str, to: PathLike, cache: Optional[PathLike] = None, quiet: Optional[bool] = None
+    target: str,
+    to: Optional[PathLike] = None,
+    cache: Optional[PathLike] = None,
+    quiet: Optional[bool] = None,
 ) -> Path:
     """Stage ``target`` (a registry name or a manifest path) under ``to``; return its root.
 
-    Safe to call from every process at once: the data is downloaded and staged once.
+    ``to`` defaults to $DATASTAGE_TO, the config file's ``to``, then the platform's fast disk.
+    Safe to call from every process at once: the data is downloaded and staged once; under
+    torchrun the ranks of one machine take turns on a local lock (see ranks.py).
     """
     manifest = registry.resolve(target)
-    dest = Path(to).expanduser().absolute()
+    dest = config.resolve_to(to)
     if stage.is_current(manifest, dest):
         return stage.root_of(manifest, dest)
+    from . import ranks
+
+    if ranks.distributed():
+        settings = config.resolve(cache_dir=cache, quiet=quiet)
+        with ranks.machine_turn(
+            f"get {manifest.name} {dest}",
+            lambda: stage.is_current(manifest, dest),
+            settings.lock_timeout,
+            Reporter(settings.quiet).say,
+        ):
+            if stage.is_current(manifest, dest):
+                return stage.root_of(manifest, dest)
+            return _get(manifest, dest, cache, quiet)
+    return _get(manifest, dest, cache, quiet)
+
+
+def _get(manifest: Manifest, dest: Path, cache: Optional[PathLike], quiet: Optional[bool]) -> Path:
     settings = config.resolve(cache_dir=cache, quiet=quiet)
     reporter = Reporter(settings.quiet)
+    from . import cachetool, tiers
     from .cache import Cache
     from .download import download
 
     store = Cache(settings.cache_dir)
     _check_space_before_download(manifest, store, dest)
-    blobs = [(entry, download(entry, store, settings, reporter)) for entry in manifest.files]
+    blobs = [
+        (entry, tiers.obtain(entry, manifest, store, settings, reporter, download))
+        for entry in manifest.files
+    ]
+    cachetool.record_use(store, manifest, blobs)
     return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout)
 
 
@@ -52,12 +79,18 @@ def fetch(
     manifest = registry.resolve(target)
     settings = config.resolve(cache_dir=cache, quiet=quiet)
     reporter = Reporter(settings.quiet)
+    from . import cachetool, tiers
     from .cache import Cache
     from .download import download
 
     store = Cache(settings.cache_dir)
     _check_space_before_download(manifest, store, None)
-    return [download(entry, store, settings, reporter).path for entry in manifest.files]
+    blobs = [
+        (entry, tiers.obtain(entry, manifest, store, settings, reporter, download))
+        for entry in manifest.files
+    ]
+    cachetool.record_use(store, manifest, blobs)
+    return [blob.path for _, blob in blobs]
 
 
 def verify(target: str, to: PathLike, quiet: Optional[bool] = None) -> Path:

@@ -55,11 +55,18 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("target")
-@_to
+@click.option(
+    "--to",
+    "to",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder that receives the dataset (DIR/<name>/) [env DATASTAGE_TO; config `to`; "
+    "default on Colab/AutoDL/SageMaker: the fast disk, see `datastage env`].",
+)
 @_cache
 @_quiet
 @_debug
-def get(target: str, to: str, cache: Optional[str], quiet: Optional[bool]) -> None:
+def get(target: str, to: Optional[str], cache: Optional[str], quiet: Optional[bool]) -> None:
     """Download, verify and stage TARGET (a dataset name or a manifest file).
 
     Prints the path of the staged dataset root on stdout.
@@ -147,6 +154,11 @@ def info(target: str, to: Optional[str], cache: Optional[str], as_json: bool) ->
         click.echo(f"  cached:    {f['cached'] or 'no'}")
     if details.get("citation"):
         click.echo(f"{'citation:':13}{details['citation'].strip()}")
+
+
+from .cli_platform import register as _register_platform_commands  # noqa: E402
+
+_register_platform_commands(cli)
 
 
 def _size(n: Optional[int]) -> str:
