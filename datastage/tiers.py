@@ -97,7 +97,16 @@ class Persistent:
                 return blob
             reporter.say(f"copying {entry.name} from the persistent tier ({path.parent})")
             rehash = settings.verify_persistent
-            return _copy_in(path, entry, store, reporter, sidecar["digests"], rehash=rehash)
+            try:
+                return _copy_in(path, entry, store, reporter, sidecar["digests"], rehash=rehash)
+            except IntegrityError as e:
+                reporter.warn(f"ignoring the persistent copy: {e}")
+                # Our own tier: drop the sidecar so the good bytes are saved over it later.
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{path}{SIDECAR}")
+            except OSError as e:  # a mount that went away: the network still works
+                reporter.warn(f"cannot read {path}: {e.strerror or e}")
+            return None
 
     def save(
         self, entry: FileEntry, dataset: str, blob: Blob, settings: Settings, reporter: Reporter
