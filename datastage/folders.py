@@ -136,6 +136,7 @@ def _stage_folder(src: Path, target: Path, workers: int, reporter: Reporter) -> 
     reporter.say(f"listing {src}")
     files = _listing(src)
     done = _journal(partial, files)
+    _drop_unjournalled(partial, done)
     todo = [rel for rel in files if rel not in done]
     ensure_free(target.parent, sum(files[r][0] for r in todo), f"to stage {src}")
     if done:
@@ -194,6 +195,16 @@ def _journal(partial: Path, files: dict[str, tuple[int, int]]) -> dict[str, dict
                 if os.stat(partial / rel).st_size == rec["size"]:
                     done[rel] = {"size": rec["size"], "sha256": rec["sha256"]}
     return done
+
+
+def _drop_unjournalled(partial: Path, done: dict[str, dict[str, Any]]) -> None:
+    """Temporary files and unverified copies of a killed run: nothing vouches for them."""
+    for folder, _dirs, names in os.walk(partial):
+        for n in names:
+            path = os.path.join(folder, n)
+            rel = os.path.relpath(path, partial).replace(os.sep, "/")
+            if rel != JOURNAL and rel not in done:
+                os.unlink(path)
 
 
 def _copy_file(src: Path, dest: Path, size: int, bar: Any) -> str:
