@@ -25,7 +25,7 @@ _json = click.option("--json", "as_json", is_flag=True, help="Machine-readable o
 
 
 def register(cli: click.Group) -> None:
-    for command in (env, config, stage, pack, cache):
+    for command in (env, config, stage, pack, cache, push):
         cli.add_command(command)
 
 
@@ -67,6 +67,7 @@ def environment() -> dict[str, Any]:
             if settings.persistent_cache
             else None,
             "sources": [str(p) for p in settings.sources],
+            "shared_cache": settings.shared_cache,
         },
         "suggested_persistent_cache": str(found.suggested_persistent)
         if found.suggested_persistent
@@ -96,6 +97,7 @@ def env(as_json: bool) -> None:
     click.echo(f"{'cache:':19}{d['cache_dir']}")
     click.echo(f"{'persistent cache:':19}{d['persistent_cache'] or '(none)'}")
     click.echo(f"{'source folders:':19}{', '.join(d['sources']) or '(none)'}")
+    click.echo(f"{'shared cache:':19}{d['shared_cache'] or '(none)'}")
     if not d["persistent_cache"] and info["suggested_persistent_cache"]:
         click.echo(
             f"hint: keep downloads across sessions: datastage config set persistent_cache "
@@ -206,6 +208,22 @@ def pack(src: Path, to: Path, name: Optional[str], quiet: Optional[bool]) -> Non
     from . import folders
 
     click.echo(folders.pack(src, to, name, bool(quiet)))
+
+
+@click.command()
+@click.argument("target")
+@click.argument("url")
+@_quiet
+@_debug
+def push(target: str, url: str, quiet: Optional[bool]) -> None:
+    """Upload the verified files of TARGET to URL (s3://bucket/prefix) for other machines.
+
+    Point them at it with: datastage config set shared_cache s3://bucket/prefix
+    """
+    from . import s3cache
+
+    for pushed in s3cache.push_dataset(target, url, quiet):
+        click.echo(pushed)
 
 
 # -- cache -----------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ ENV = {
     "persistent_cache": "DATASTAGE_PERSISTENT_CACHE",
     "sources": "DATASTAGE_SOURCES",  # os.pathsep-separated folders
     "verify_persistent": "DATASTAGE_VERIFY_PERSISTENT",
+    "shared_cache": "DATASTAGE_SHARED_CACHE",  # s3://bucket/prefix (s3cache.py)
 }
 TO_ENV = "DATASTAGE_TO"
 REGISTRY_ENV = "DATASTAGE_REGISTRY"
@@ -44,6 +45,7 @@ class Settings:
     persistent_cache: Optional[Path] = None  # the persistent tier (tiers.py); None: none
     sources: tuple[Path, ...] = ()  # read-only folders searched before downloading
     verify_persistent: bool = False  # re-hash copies from the persistent tier
+    shared_cache: Optional[str] = None  # s3://bucket/prefix asked before the dataset's URLs
 
 
 def default_cache_dir() -> Path:
@@ -122,6 +124,7 @@ def _from_env(name: str, raw: str) -> Any:
         "persistent_cache": Path,
         "sources": lambda s: tuple(Path(p).expanduser() for p in s.split(os.pathsep) if p),
         "verify_persistent": _boolean,
+        "shared_cache": str,
     }
     try:
         return parsers[name](raw)

@@ -8,8 +8,9 @@
 ``obtain`` returns the verified cache blob for a file entry, trying in order: the cache; the
 persistent tier (a copy whose sidecar matches the manifest: zero network requests); the source
 folders (a file with the right name and size, hashed while it is copied, because nobody vouched
-for it); the network (``download``). After a network download or a source-folder hit the archive
-is saved to the persistent tier, so the next session (a new Colab runtime) skips the network.
+for it); the shared S3 prefix (s3cache.py, when configured); the network (``download``). After
+a network download or a source-folder hit the archive is saved to the persistent tier, so the
+next session (a new Colab runtime) skips the network.
 
 Copies from a slow mount are one sequential read into the cache's ``partial/`` folder, then a
 normal cache commit. A persistent copy is trusted by its sidecar (size checked, no re-hash of a
@@ -62,6 +63,12 @@ def obtain(
         if blob:
             return blob
     blob = from_sources(entry, manifest.name, settings.sources, store, settings, reporter)
+    if blob is None and settings.shared_cache:
+        from . import s3cache
+
+        blob = s3cache.restore(
+            entry, manifest.name, settings.shared_cache, store, settings, reporter
+        )
     if blob is None:
         blob = download(entry, store, settings, reporter)
     if tier is not None:

@@ -40,6 +40,7 @@ KEYS = {
     "persistent_cache": Key("path", "persistent tier: a folder that keeps verified archives"),
     "sources": Key("paths", "read-only folders searched for a file before downloading"),
     "verify_persistent": Key("bool", "re-hash copies from the persistent tier"),
+    "shared_cache": Key("url", "s3://bucket/prefix shared by many machines (datastage push)"),
     "retries": Key("int", "attempts after the first"),
     "backoff": Key("float", "seconds; doubles after each failure"),
     "timeout": Key("float", "seconds without a byte before a connection counts as stalled"),
@@ -106,6 +107,7 @@ def parse(key: str, raw: str) -> Any:
     kind = KEYS[key].kind
     parsers: dict[str, Callable[[str], Any]] = {
         "path": lambda s: Path(s).expanduser(),
+        "url": str,
         "paths": lambda s: tuple(Path(p).expanduser() for p in s.split(os.pathsep) if p),
         "int": int,
         "float": float,
@@ -134,6 +136,7 @@ def _typed(key: str, value: Any, where: Path) -> Any:
     kind = KEYS[key].kind
     ok = {
         "path": isinstance(value, str) and value != "",
+        "url": isinstance(value, str) and value != "",
         "paths": isinstance(value, list) and all(isinstance(v, str) and v for v in value),
         "int": type(value) is int,
         "float": type(value) in (int, float),
