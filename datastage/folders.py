@@ -270,7 +270,8 @@ def pack(src: Path, dest: Path, name: Optional[str] = None, quiet: bool = False)
     fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{archive.name}.", suffix=".tmp")
     bar = reporter.bar(f"packing {src.name}", unpacked)
     try:
-        with os.fdopen(fd, "wb") as raw:
+        # A large buffer: tarfile writes in small pieces, and a network mount pays per write.
+        with os.fdopen(fd, "wb", buffering=8 << 20) as raw:
             out = _HashingWriter(raw)
             with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
                 for rel in files:

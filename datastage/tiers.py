@@ -54,15 +54,14 @@ def obtain(
     download: Downloader,
 ) -> Blob:
     """The verified cache blob for ``entry``: cache, persistent tier, source folders, network."""
-    blob = store.find(entry)
-    if blob:
-        return blob
     tier = Persistent(settings.persistent_cache) if settings.persistent_cache else None
-    if tier is not None:
+    blob = store.find(entry)
+    if blob is None and tier is not None:
         blob = tier.restore(entry, manifest.name, store, settings, reporter)
         if blob:
             return blob
-    blob = from_sources(entry, manifest.name, settings.sources, store, settings, reporter)
+    if blob is None:
+        blob = from_sources(entry, manifest.name, settings.sources, store, settings, reporter)
     if blob is None and settings.shared_cache:
         from . import s3cache
 
@@ -71,7 +70,7 @@ def obtain(
         )
     if blob is None:
         blob = download(entry, store, settings, reporter)
-    if tier is not None:
+    if tier is not None:  # also a blob cached before the tier was configured
         tier.save(entry, manifest.name, blob, settings, reporter)
     return blob
 

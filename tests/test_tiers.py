@@ -131,3 +131,43 @@ def test_offline_get_works_from_the_persistent_tier(tmp_path, server, dataset, m
     monkeypatch.setenv("DATASTAGE_OFFLINE", "1")
     root = datastage.get(str(manifest), to=_new_session(tmp_path, monkeypatch, 2))
     assert (root / "b.wav").read_bytes() == payload(7000, 2)
+
+
+def test_a_blob_cached_before_the_tier_was_configured_is_saved_later(
+    tmp_path, server, dataset, monkeypatch
+):
+    manifest, archive = dataset
+    datastage.get(str(manifest), to=tmp_path / "fast-1")  # no persistent tier yet
+    drive = tmp_path / "drive"
+    monkeypatch.setenv("DATASTAGE_PERSISTENT_CACHE", str(drive))
+    requests = len(server.log)
+    datastage.get(str(manifest), to=tmp_path / "fast-2")
+    assert len(server.log) == requests  # from the cache
+    assert (drive / "ds" / "ds.tar").read_bytes() == archive
+
+
+def test_persistent_tier_on_a_read_only_fuse_mount(tmp_path, server, dataset, monkeypatch):
+    from tests.servers import slowfs
+
+    reason = slowfs.available()
+    if reason:
+        pytest.skip(reason)
+    manifest, _ = dataset
+    drive = tmp_path / "drive"
+    monkeypatch.setenv("DATASTAGE_PERSISTENT_CACHE", str(drive))
+    datastage.get(str(manifest), to=_new_session(tmp_path, monkeypatch, 1))
+    requests = len(server.log)
+    mount = slowfs.SlowMount(drive, tmp_path / "mnt", open_latency=0.005)
+    try:
+        mounted = mount.__enter__()
+    except OSError as e:
+        pytest.skip(f"cannot mount FUSE here: {e}")
+    try:
+        monkeypatch.setenv("DATASTAGE_PERSISTENT_CACHE", str(mounted))
+        done = run_cli("get", str(manifest), "--to", str(_new_session(tmp_path, monkeypatch, 2)))
+        assert done.returncode == 0, done.stderr
+        assert "from the persistent tier" in done.stderr
+        assert len(server.log) == requests
+        assert (Path(done.stdout.strip()) / "a.wav").read_bytes() == payload(5000, 1)
+    finally:
+        mount.__exit__()
