@@ -158,8 +158,14 @@ def _stage_folder(src: Path, target: Path, workers: int, reporter: Reporter) -> 
                 journal.flush()
                 done[rel] = {"size": size, "sha256": sha}
 
-        for future in [pool.submit(copy, rel) for rel in todo]:
-            future.result()
+        futures = [pool.submit(copy, rel) for rel in todo]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            # Fail (or stop on Ctrl-C) now, not after every queued file was copied anyway.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     bar.close()
     (partial / JOURNAL).unlink()
     marker = {
