@@ -70,7 +70,7 @@ def environment() -> dict[str, Any]:
             "shared_cache": settings.shared_cache,
         },
         "suggested_persistent_cache": str(found.suggested_persistent)
-        if found.suggested_persistent
+        if found.suggested_persistent and any(s.available for s in found.of_role("persistent"))
         else None,
         "hints": list(found.hints),
     }
@@ -170,7 +170,10 @@ def config_list() -> None:
 
 @click.command()
 @click.argument("src", type=click.Path(path_type=Path))
-@click.option("--to", "to", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--to", "to", default=None, type=click.Path(file_okay=False, path_type=Path),
+    help="Fast folder that receives DIR/<name> [default: as for get, see `datastage env`].",
+)  # fmt: skip
 @click.option("--name", default=None, help="Folder name under --to [default: from SRC].")
 @click.option("--workers", default=None, type=click.IntRange(1, 256), help="Parallel copies.")
 @_quiet
@@ -182,13 +185,10 @@ def stage(
 
     Many files are copied at once; an interrupted run resumes. Prints the staged folder.
     """
-    from . import folders
+    from . import config, folders
 
-    click.echo(
-        folders.stage(
-            src, to.expanduser().absolute(), name, workers or folders.DEFAULT_WORKERS, bool(quiet)
-        )
-    )
+    dest = config.resolve_to(to)
+    click.echo(folders.stage(src, dest, name, workers or folders.DEFAULT_WORKERS, bool(quiet)))
 
 
 @click.command()

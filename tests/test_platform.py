@@ -80,13 +80,19 @@ def test_env_command_text_and_json(fake_root, monkeypatch):
     assert "HF_ENDPOINT:" in done.stdout and "hf-mirror.com" in done.stdout
     assert f"{fake_root}/root/autodl-fs  (autodl-fs; not mounted / missing)" in done.stdout
     assert f"--to default:      {fake_root}/root/autodl-tmp/datasets" in done.stdout
-    assert "datastage config set persistent_cache" in done.stdout
+    assert "datastage config set persistent_cache" not in done.stdout  # autodl-fs not mounted
     info = json.loads(run_cli("env", "--json", env={"DATASTAGE_CACHE": ""}).stdout)
     assert info["platform"] == "autodl"
     assert info["defaults"]["cache_dir"] == f"{fake_root}/root/autodl-tmp/.datastage-cache"
     assert info["defaults"]["sources"] == [f"{fake_root}/root/autodl-pub"]
     free = {s["label"]: s["free"] for s in info["stores"]}
     assert free["autodl-tmp (data disk)"] > 0 and free["autodl-fs"] is None
+    (fake_root / "root" / "autodl-fs").mkdir()
+    mounted = run_cli("env", env={"DATASTAGE_CACHE": ""}).stdout
+    assert (
+        f"hint: keep downloads across sessions: datastage config set persistent_cache "
+        f"{fake_root}/root/autodl-fs/datastage-cache" in mounted
+    )
 
 
 def test_precedence_flag_env_file_platform(tmp_path, fake_root, monkeypatch):
