@@ -13,7 +13,9 @@ into an empty folder on local disk:
     datastage stage MOUNT/corpus             many files at once, verified, resumable
     datastage get MOUNT/<name>.toml          the packed archive: one sequential read + extract
 
-and prints seconds and speed-ups against ``cp -r``. Needs root (FUSE), fusepy and libfuse2.
+and prints seconds and speed-ups against ``cp -r``. The first line, a plain read of the packed
+archive, is the floor the mount's bandwidth sets for any one-archive method.
+Needs root (FUSE), fusepy and libfuse2.
 Numbers on a shared, noisy machine vary; run it a few times.
 """
 
@@ -101,6 +103,12 @@ def main() -> None:
         with SlowMount(backing, work / "mnt", open_latency=a.latency, rate=a.rate) as mnt:
             src = mnt / "LJSpeech-1.1"
             runs = {
+                "(floor) cat packed .tar": [
+                    "dd",
+                    f"if={mnt / 'ljspeech-1.1.tar'}",
+                    "of=/dev/null",
+                    "bs=8M",
+                ],
                 "cp -r (folder)": ["cp", "-r", str(src), str(work / "cp")],
                 "rsync -a (folder)": ["rsync", "-a", f"{src}/", str(work / "rsync")],
                 "datastage stage (folder)": [
