@@ -34,7 +34,7 @@ FILES_AT_ONCE = 4  # files downloading together (a folder of many small files); 
 
 def get(
     target: str,
-    to: PathLike,
+    to: Optional[PathLike] = None,
     cache: Optional[PathLike] = None,
     quiet: Optional[bool] = None,
     *,
@@ -48,22 +48,35 @@ def get(
     ``target`` is a registry name, a manifest path, or — without a manifest — a URL or path
     (``https://``, Drive links, ``gdrive://``, ``hf://``, ``s3://``, other fsspec URLs, local
     files and folders); ``sha256`` and ``name`` then pin the file and name the dataset.
-    Safe to call from every process at once: the data is downloaded and staged once.
+    ``to`` defaults to $DATASTAGE_TO, the config file's ``to``, then the platform's fast disk.
+    Safe to call from every process at once: the data is downloaded and staged once; under
+    torchrun the ranks of one machine take turns on a local lock (see ranks.py).
     """
     endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
     manifest = _manifest(target, sha256, name, cache_dir=cache, **endpoints)
-    dest = Path(to).expanduser().absolute()
+    dest = config.resolve_to(to)
     if stage.is_current(manifest, dest):
         return stage.root_of(manifest, dest)
     settings = config.resolve(cache_dir=cache, quiet=quiet, **endpoints)
-    reporter = Reporter(settings.quiet)
-    from .cache import Cache
+    from . import ranks
 
-    store = Cache(settings.cache_dir)
-    _warn_license(manifest, reporter)
-    pinned = _pinned_entries(manifest, store)
-    _check_space_before_download(replace(manifest, files=tuple(pinned)), store, dest)
-    blobs = list(zip(manifest.files, _download_all(manifest, pinned, store, settings, reporter)))
+    if not ranks.distributed():
+        return get_manifest(manifest, dest, settings)
+    with ranks.machine_turn(
+        f"get {manifest.name} {dest}",
+        lambda: stage.is_current(manifest, dest),
+        settings.lock_timeout,
+        Reporter(settings.quiet).say,
+    ):
+        if stage.is_current(manifest, dest):
+            return stage.root_of(manifest, dest)
+        return get_manifest(manifest, dest, settings)
+
+
+def get_manifest(manifest: Manifest, dest: Path, settings: config.Settings) -> Path:
+    """Fetch and stage an already resolved manifest (no is-current shortcut, no rank turn)."""
+    reporter = Reporter(settings.quiet)
+    blobs = list(zip(manifest.files, _obtain_all(manifest, dest, settings, reporter)))
     return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout)
 
 
@@ -81,13 +94,23 @@ def fetch(
     manifest = _manifest(target, sha256, None, cache_dir=cache, **endpoints)
     settings = config.resolve(cache_dir=cache, quiet=quiet, **endpoints)
     reporter = Reporter(settings.quiet)
+    return [blob.path for blob in _obtain_all(manifest, None, settings, reporter)]
+
+
+def _obtain_all(
+    manifest: Manifest, dest: Optional[Path], settings: config.Settings, reporter: Reporter
+) -> list[Any]:
+    """Every file's verified cache blob, in manifest order (space checked first)."""
+    from . import cachetool
     from .cache import Cache
 
     store = Cache(settings.cache_dir)
     _warn_license(manifest, reporter)
     pinned = _pinned_entries(manifest, store)
-    _check_space_before_download(replace(manifest, files=tuple(pinned)), store, None)
-    return [blob.path for blob in _download_all(manifest, pinned, store, settings, reporter)]
+    _check_space_before_download(replace(manifest, files=tuple(pinned)), store, dest)
+    blobs = _download_all(manifest, pinned, store, settings, reporter)
+    cachetool.record_use(store, manifest, list(zip(manifest.files, blobs)))
+    return blobs
 
 
 def _warn_license(manifest: Manifest, reporter: Reporter) -> None:
@@ -120,12 +143,13 @@ def _download_pinned(
     reporter: Reporter,
 ) -> Any:
     """Download ``expected``; record a first-use pin, or say which pin a mismatch broke."""
+    from . import tiers
     from .download import download
     from .pins import Pins
 
     book = Pins(store.root)
     try:
-        blob = download(expected, store, settings, reporter)
+        blob = tiers.obtain(expected, manifest, store, settings, reporter, download)
     except (ChecksumMismatch, SizeMismatch, AllMirrorsFailed) as e:
         pin = book.get(entry) if expected is not entry else None
         if pin is None or "mismatch" not in str(e):

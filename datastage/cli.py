@@ -75,7 +75,14 @@ _s3_endpoint = click.option(
 
 @cli.command()
 @click.argument("target")
-@_to
+@click.option(
+    "--to",
+    "to",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder that receives the dataset (DIR/<name>/) [env DATASTAGE_TO; config `to`; "
+    "default on Colab/AutoDL/SageMaker: the fast disk, see `datastage env`].",
+)
 @_cache
 @_sha256
 @click.option("--name", default=None, help="Name of a URL/path target's dataset folder.")
@@ -85,7 +92,7 @@ _s3_endpoint = click.option(
 @_debug
 def get(
     target: str,
-    to: str,
+    to: Optional[str],
     cache: Optional[str],
     sha256: Optional[str],
     name: Optional[str],
@@ -335,6 +342,11 @@ def hash_(files: tuple[str, ...], algorithms: tuple[str, ...]) -> None:
     from . import authoring
 
     click.echo(authoring.hash_lines(files, algorithms or authoring.DEFAULT_ALGORITHMS), nl=False)
+
+
+from .cli_platform import register as _register_platform_commands  # noqa: E402
+
+_register_platform_commands(cli)
 
 
 def _size(n: Optional[int]) -> str:

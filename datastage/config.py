@@ -1,6 +1,8 @@
-"""Settings, resolved once per call: flag > DATASTAGE_* environment > platformdirs defaults.
+"""Settings, resolved once per call: flag > DATASTAGE_* environment > config file > platform
+default (Colab, AutoDL, SageMaker: see platform.py) > platformdirs defaults.
 
-Owns: where the cache is, network patience (retries, backoff, timeouts), quiet/offline switches.
+Owns: where the cache is, network patience (retries, backoff, timeouts), quiet/offline switches,
+the persistent tier and read-only source folders, and the default ``--to``.
 Every environment variable datastage reads is listed in ``ENV`` below.
 """
 
@@ -25,7 +27,12 @@ ENV = {
     "hf_endpoint": "HF_ENDPOINT",
     "s3_endpoint": "AWS_ENDPOINT_URL",
     "gdrive_endpoint": "DATASTAGE_GDRIVE_ENDPOINT",
+    "persistent_cache": "DATASTAGE_PERSISTENT_CACHE",
+    "sources": "DATASTAGE_SOURCES",  # os.pathsep-separated folders
+    "verify_persistent": "DATASTAGE_VERIFY_PERSISTENT",
+    "shared_cache": "DATASTAGE_SHARED_CACHE",  # s3://bucket/prefix (s3cache.py)
 }
+TO_ENV = "DATASTAGE_TO"
 REGISTRY_ENV = "DATASTAGE_REGISTRY"
 DEBUG_ENV = "DATASTAGE_DEBUG"
 
@@ -42,6 +49,10 @@ class Settings:
     hf_endpoint: Optional[str] = None  # None: huggingface.co
     s3_endpoint: Optional[str] = None  # None: AWS (boto3's own configuration)
     gdrive_endpoint: Optional[str] = None  # None: Google's hosts; tests point it at 127.0.0.1
+    persistent_cache: Optional[Path] = None  # the persistent tier (tiers.py); None: none
+    sources: tuple[Path, ...] = ()  # read-only folders searched before downloading
+    verify_persistent: bool = False  # re-hash copies from the persistent tier
+    shared_cache: Optional[str] = None  # s3://bucket/prefix asked before the dataset's URLs
 
 
 def default_cache_dir() -> Path:
@@ -59,10 +70,53 @@ def resolve(**flags: Any) -> Settings:
             values[f.name] = flag
         elif os.environ.get(ENV[f.name], "").strip():
             values[f.name] = _from_env(f.name, os.environ[ENV[f.name]].strip())
+    _add_file_and_platform_values(values)
     if "cache_dir" not in values:
         values["cache_dir"] = default_cache_dir()
     values["cache_dir"] = Path(values["cache_dir"]).expanduser().absolute()
     return replace(Settings(cache_dir=values["cache_dir"]), **values)
+
+
+def _add_file_and_platform_values(values: dict[str, Any]) -> None:
+    """Fill what flags and environment left open from the config file, then the platform."""
+    from . import userconfig
+
+    for key, value in userconfig.load().items():
+        if key in ENV:
+            values.setdefault(key, value)
+    if "cache_dir" not in values or "sources" not in values:
+        from .platform import detect
+
+        found = detect()
+        if found.default_cache is not None:
+            values.setdefault("cache_dir", found.default_cache)
+        values.setdefault("sources", found.default_sources)
+    for key in ("persistent_cache",):
+        if values.get(key) is not None:
+            values[key] = Path(values[key]).expanduser().absolute()
+
+
+def resolve_to(flag: Any = None) -> Path:
+    """Where ``get`` stages: --to > $DATASTAGE_TO > config ``to`` > platform default."""
+    if flag is not None:
+        return Path(flag).expanduser().absolute()
+    raw = os.environ.get(TO_ENV, "").strip()
+    if raw:
+        return Path(raw).expanduser().absolute()
+    from . import userconfig
+
+    configured = userconfig.load().get("to")
+    if configured is not None:
+        return Path(configured).expanduser().absolute()
+    from .platform import detect
+
+    found = detect()
+    if found.default_to is None:
+        raise UsageError(
+            "--to is required on this machine (no platform default)",
+            hint="pass --to DIR, set DATASTAGE_TO, or run: datastage config set to DIR",
+        )
+    return found.default_to
 
 
 def _from_env(name: str, raw: str) -> Any:
@@ -77,6 +131,10 @@ def _from_env(name: str, raw: str) -> Any:
         "hf_endpoint": str,
         "s3_endpoint": str,
         "gdrive_endpoint": str,
+        "persistent_cache": Path,
+        "sources": lambda s: tuple(Path(p).expanduser() for p in s.split(os.pathsep) if p),
+        "verify_persistent": _boolean,
+        "shared_cache": str,
     }
     try:
         return parsers[name](raw)

@@ -40,6 +40,12 @@ def hermetic_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DATASTAGE_BACKOFF", "0.01")
     monkeypatch.setenv("DATASTAGE_RETRIES", "3")
     monkeypatch.setenv("DATASTAGE_TIMEOUT", "5")
+    # No user config file, no real platform folders, local locks private to the test.
+    monkeypatch.setenv("DATASTAGE_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.setenv("DATASTAGE_PLATFORM_ROOT", str(tmp_path / "platform-root"))
+    monkeypatch.setenv("DATASTAGE_LOCK_DIR", str(tmp_path / "locks"))
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
     return cache
 
 

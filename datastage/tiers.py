@@ -1,0 +1,281 @@
+"""The persistent tier and read-only source folders: look there before the network.
+
+    <persistent_cache>/                    a Drive folder, /root/autodl-fs/..., any slow mount
+    └── <dataset>/
+        ├── LJSpeech-1.1.tar.bz2           a verified archive, saved after a network download
+        └── LJSpeech-1.1.tar.bz2.datastage.json   sidecar: size + digests, written last
+
+``obtain`` returns the verified cache blob for a file entry, trying in order: the cache; the
+persistent tier (a copy whose sidecar matches the manifest: zero network requests); the source
+folders (a file with the right name and size, hashed while it is copied, because nobody vouched
+for it); the shared S3 prefix (s3cache.py, when configured); the network (``download``). After
+a network download or a source-folder hit the archive is saved to the persistent tier, so the
+next session (a new Colab runtime) skips the network.
+
+Copies from a slow mount are one sequential read into the cache's ``partial/`` folder, then a
+normal cache commit. A persistent copy is trusted by its sidecar (size checked, no re-hash of a
+multi-GB file on a slow mount) unless ``verify_persistent`` is set. Saves go to a temporary
+name, are renamed, and the sidecar is written last: a half-written archive is never trusted.
+Locks for the mount live on local disk (ranks.lock_path), never on the mount itself.
+Does not own: downloading (download.py), the cache layout (cache.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from . import locks, ranks
+from .cache import Blob, Cache
+from .config import Settings
+from .digests import CACHE_ALGORITHM, HEX_LENGTHS, READ_CHUNK, Hasher, check
+from .errors import IntegrityError
+from .fsutil import fsync_dir, write_atomic
+from .manifest import FileEntry, Manifest
+from .progress import Reporter
+
+SIDECAR = ".datastage.json"
+COPY_CHUNK = 8 * READ_CHUNK  # large reads: a network mount pays per request, not per byte
+
+Downloader = Callable[[FileEntry, Cache, Settings, Reporter], Blob]
+
+
+def obtain(
+    entry: FileEntry,
+    manifest: Manifest,
+    store: Cache,
+    settings: Settings,
+    reporter: Reporter,
+    download: Downloader,
+) -> Blob:
+    """The verified cache blob for ``entry``: cache, persistent tier, source folders, network."""
+    tier = Persistent(settings.persistent_cache) if settings.persistent_cache else None
+    blob = store.find(entry)
+    if blob is None and tier is not None:
+        blob = tier.restore(entry, manifest.name, store, settings, reporter)
+        if blob:
+            return blob
+    if blob is None:
+        blob = from_sources(entry, manifest.name, settings.sources, store, settings, reporter)
+    if blob is None and settings.shared_cache:
+        from . import s3cache
+
+        blob = s3cache.restore(
+            entry, manifest.name, settings.shared_cache, store, settings, reporter
+        )
+    if blob is None:
+        blob = download(entry, store, settings, reporter)
+    if tier is not None:  # also a blob cached before the tier was configured
+        tier.save(entry, manifest.name, blob, settings, reporter)
+    return blob
+
+
+class Persistent:
+    """A folder of verified archives with size + digest sidecars."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_of(self, entry: FileEntry, dataset: str) -> Path:
+        return self.root / dataset / entry.name
+
+    def find(self, entry: FileEntry, dataset: str) -> Optional[tuple[Path, dict[str, Any]]]:
+        """The saved copy and its sidecar when they match ``entry`` (a few stats, no hashing)."""
+        return _vouched(self.path_of(entry, dataset), entry)
+
+    def restore(
+        self, entry: FileEntry, dataset: str, store: Cache, settings: Settings, reporter: Reporter
+    ) -> Optional[Blob]:
+        found = self.find(entry, dataset)
+        if found is None:
+            return None
+        path, sidecar = found
+        with locks.hold(
+            store.lock_path(entry), f"copy of {entry.name}", settings.lock_timeout, reporter.say
+        ):
+            blob = store.find(entry)
+            if blob:
+                return blob
+            reporter.say(f"copying {entry.name} from the persistent tier ({path.parent})")
+            rehash = settings.verify_persistent
+            try:
+                return _copy_in(path, entry, store, reporter, sidecar["digests"], rehash=rehash)
+            except IntegrityError as e:
+                reporter.warn(f"ignoring the persistent copy: {e}")
+                # Our own tier: drop the sidecar so the good bytes are saved over it later.
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{path}{SIDECAR}")
+            except OSError as e:  # a mount that went away: the network still works
+                reporter.warn(f"cannot read {path}: {e.strerror or e}")
+            return None
+
+    def save(
+        self, entry: FileEntry, dataset: str, blob: Blob, settings: Settings, reporter: Reporter
+    ) -> None:
+        """Keep a verified blob in the tier; a full or broken mount is a warning, not a failure."""
+        target = self.path_of(entry, dataset)
+        if self.find(entry, dataset) is not None:
+            return
+        try:
+            with locks.hold(
+                ranks.lock_path("persist", str(target)),
+                f"saving {entry.name} to {self.root}",
+                settings.lock_timeout,
+                reporter.say,
+            ):
+                if self.find(entry, dataset) is None:
+                    reporter.say(f"saving {entry.name} to the persistent tier ({target.parent})")
+                    _save(blob, entry, target, reporter)
+        except OSError as e:
+            reporter.warn(f"could not save {entry.name} to {self.root}: {e.strerror or e}")
+
+
+def from_sources(
+    entry: FileEntry,
+    dataset: str,
+    folders: tuple[Path, ...],
+    store: Cache,
+    settings: Settings,
+    reporter: Reporter,
+) -> Optional[Blob]:
+    """Copy ``entry`` from a read-only folder holding a file of that name, size and digest."""
+    if not entry.digests:
+        return None  # nothing to check a stranger's file against
+    for path in _candidates(entry, dataset, folders):
+        vouched = _vouched(path, entry)
+        with locks.hold(
+            store.lock_path(entry), f"copy of {entry.name}", settings.lock_timeout, reporter.say
+        ):
+            blob = store.find(entry)
+            if blob:
+                return blob
+            reporter.say(f"copying {entry.name} from {path.parent}")
+            try:
+                return _copy_in(
+                    path, entry, store, reporter, vouched[1]["digests"] if vouched else None, True
+                )
+            except IntegrityError as e:
+                reporter.warn(f"ignoring {path}: {e}")
+            except OSError as e:
+                reporter.warn(f"cannot read {path}: {e.strerror or e}")
+    return None
+
+
+def _candidates(entry: FileEntry, dataset: str, folders: tuple[Path, ...]) -> list[Path]:
+    """Files named like ``entry`` at the top of each folder, in <dataset>/, or one level down."""
+    found: list[Path] = []
+    for folder in folders:
+        paths = [folder / entry.name, folder / dataset / entry.name]
+        with contextlib.suppress(OSError):
+            paths += sorted(folder.glob(f"*/{_glob_escape(entry.name)}"))
+        for path in paths:
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            if path.is_file() and (entry.size is None or size == entry.size) and path not in found:
+                found.append(path)
+    return found
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _vouched(path: Path, entry: FileEntry) -> Optional[tuple[Path, dict[str, Any]]]:
+    """``path`` and its sidecar when the sidecar matches the file's size and ``entry``."""
+    try:
+        sidecar = json.loads(Path(f"{path}{SIDECAR}").read_text(encoding="utf-8"))
+        size = path.stat().st_size
+    except (OSError, ValueError):
+        return None
+    digests = sidecar.get("digests") if isinstance(sidecar, dict) else None
+    if not isinstance(digests, dict) or CACHE_ALGORITHM not in digests:
+        return None
+    if sidecar.get("size") != size or (entry.size is not None and size != entry.size):
+        return None
+    if entry.digests:
+        known = [d for d in entry.digests if d.algorithm in digests]
+        if not known or any(digests[d.algorithm] != d.hexdigest for d in known):
+            return None
+    elif sidecar.get("url") != entry.url:
+        return None
+    return path, sidecar
+
+
+def _copy_in(
+    source: Path,
+    entry: FileEntry,
+    store: Cache,
+    reporter: Reporter,
+    vouched: Optional[dict[str, str]],
+    rehash: bool,
+) -> Blob:
+    """One sequential read of ``source`` into the cache; hashed unless a sidecar vouches for it."""
+    partial = store.root / "partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=partial, prefix=f"{store.key(entry)}.", suffix=".copy")
+    hasher = Hasher([d.algorithm for d in entry.digests]) if rehash or not vouched else None
+    size = os.stat(source).st_size
+    bar = reporter.bar(f"copying {entry.name}", size)
+    try:
+        with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+            while chunk := src.read(COPY_CHUNK):
+                dst.write(chunk)
+                if hasher:
+                    hasher.update(chunk)
+                bar.update(len(chunk))
+        if hasher:
+            digests = hasher.hexdigests()
+            check(entry.name, hasher.size, digests, entry.size, entry.digests)
+            if vouched and vouched.get(CACHE_ALGORITHM) != digests[CACHE_ALGORITHM]:
+                raise IntegrityError(f"{source} does not match its sidecar")
+        else:
+            assert vouched is not None
+            digests = {k: v for k, v in vouched.items() if k in HEX_LENGTHS}
+        return store.commit(Path(tmp), entry, digests, {})
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    finally:
+        bar.close()
+
+
+def _save(blob: Blob, entry: FileEntry, target: Path, reporter: Reporter) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    bar = reporter.bar(f"saving {entry.name}", blob.size)
+    try:
+        with open(blob.path, "rb") as src, os.fdopen(fd, "wb") as dst:
+            while chunk := src.read(COPY_CHUNK):
+                dst.write(chunk)
+                bar.update(len(chunk))
+            dst.flush()
+            os.fsync(dst.fileno())
+        # An old sidecar must never vouch for the new bytes, even if we die right after this.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{target}{SIDECAR}")
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    finally:
+        bar.close()
+    digests = {CACHE_ALGORITHM: blob.sha256}
+    digests.update({d.algorithm: d.hexdigest for d in entry.digests})
+    sidecar = {
+        "name": entry.name,
+        "url": entry.url,
+        "size": blob.size,
+        "digests": digests,
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_atomic(Path(f"{target}{SIDECAR}"), json.dumps(sidecar, indent=1).encode())

@@ -1,0 +1,99 @@
+"""`datastage push` to an S3 prefix, and `get` on another machine pulling from it (moto server)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import payload, run_cli, sha256, write_manifest
+
+boto3 = pytest.importorskip("boto3")
+moto_server = pytest.importorskip("moto.server")
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A real S3 endpoint on 127.0.0.1 (moto's threaded server) with a bucket ``team``."""
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    for name, value in {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="team")
+    yield client
+    server.stop()
+
+
+def test_push_then_get_from_the_shared_prefix(tmp_path, server, s3, monkeypatch):
+    data = payload(300_000, 7)
+    url = server.add("/big.bin", data)
+    manifest = write_manifest(
+        tmp_path, "big", [{"url": url, "sha256": sha256(data), "extract": False}]
+    )
+    done = run_cli("push", str(manifest), "s3://team/datasets")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "s3://team/datasets/big/big.bin"
+    assert s3.get_object(Bucket="team", Key="datasets/big/big.bin")["Body"].read() == data
+    sidecar = json.loads(
+        s3.get_object(Bucket="team", Key="datasets/big/big.bin.datastage.json")["Body"].read()
+    )
+    assert sidecar["digests"]["sha256"] == sha256(data) and sidecar["size"] == len(data)
+    origin_requests = len(server.log)
+
+    # Pushing again uploads nothing.
+    again = run_cli("push", str(manifest), "s3://team/datasets")
+    assert again.returncode == 0 and "already in s3://team/datasets/big/big.bin" in again.stderr
+
+    # "Another machine": empty cache, the prefix configured first; the origin is not asked.
+    monkeypatch.setenv("DATASTAGE_CACHE", str(tmp_path / "node2-cache"))
+    assert run_cli("config", "set", "shared_cache", "s3://team/datasets").returncode == 0
+    got = run_cli("get", str(manifest), "--to", str(tmp_path / "node2"))
+    assert got.returncode == 0, got.stderr
+    assert "from the shared cache" in got.stderr
+    assert len(server.log) == origin_requests
+    assert (tmp_path / "node2" / "big" / "big.bin").read_bytes() == data
+
+
+def test_a_bad_object_in_the_shared_prefix_falls_back_to_the_origin(
+    tmp_path, server, s3, monkeypatch
+):
+    data = payload(20_000, 3)
+    url = server.add("/x.bin", data)
+    manifest = write_manifest(tmp_path, "x", [{"url": url, "sha256": sha256(data)}])
+    assert run_cli("push", str(manifest), "s3://team/p").returncode == 0
+    s3.put_object(Bucket="team", Key="p/x/x.bin", Body=bytes(len(data)))  # corrupted in place
+    monkeypatch.setenv("DATASTAGE_CACHE", str(tmp_path / "other-cache"))
+    monkeypatch.setenv("DATASTAGE_SHARED_CACHE", "s3://team/p")
+    before = len(server.requests_for("/x.bin"))
+    got = run_cli("get", str(manifest), "--to", str(tmp_path / "out"))
+    assert got.returncode == 0, got.stderr
+    assert "warning: ignoring the shared cache copy: checksum mismatch" in got.stderr
+    assert len(server.requests_for("/x.bin")) == before + 1
+    assert (tmp_path / "out" / "x" / "x.bin").read_bytes() == data
+
+
+def test_push_to_a_bad_url_is_one_line(tmp_path):
+    manifest = write_manifest(tmp_path, "x", [{"url": "http://127.0.0.1:9/x.bin"}])
+    done = run_cli("push", str(manifest), "https://example.org/bucket")
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: 'https://example.org/bucket' is not an S3 URL")
+
+
+def test_push_to_a_missing_bucket_is_one_line(tmp_path, server, s3):
+    data = payload(1000)
+    manifest = write_manifest(
+        tmp_path, "x", [{"url": server.add("/x.bin", data), "sha256": sha256(data)}]
+    )
+    done = run_cli("push", str(manifest), "s3://no-such-bucket/p")
+    assert done.returncode == 4
+    assert done.stderr.startswith("error: s3://no-such-bucket/p/x/x.bin: NoSuchBucket")
