@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from . import config, registry, stage
-from .errors import InsufficientSpace
+from .errors import ArchiveError, InsufficientSpace
 from .fsutil import SPACE_MARGIN, existing_ancestor, free_bytes
 from .manifest import Manifest
 from .progress import Reporter
@@ -42,7 +42,14 @@ def get(
     store = Cache(settings.cache_dir)
     _check_space_before_download(manifest, store, dest)
     blobs = [(entry, download(entry, store, settings, reporter)) for entry in manifest.files]
-    return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout)
+    try:
+        return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout)
+    except ArchiveError:
+        # Unpinned bytes were never checked against anything: once the server is fixed, a
+        # rerun must download them again rather than reuse the broken copy from the cache.
+        for entry in manifest.files:
+            store.forget(entry)
+        raise
 
 
 def fetch(

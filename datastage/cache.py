@@ -93,6 +93,12 @@ class Cache:
         record = _read_json(self._url_index(entry.url))
         return record.get("sha256") if record else None
 
+    def forget(self, entry: FileEntry) -> None:
+        """Drop what an unpinned URL points to, so the next run downloads it again."""
+        if not entry.digests:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._url_index(entry.url))
+
     # -- commit --------------------------------------------------------------------------
     def commit(
         self, part: Path, entry: FileEntry, digests: dict[str, str], extra: dict[str, Any]

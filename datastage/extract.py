@@ -169,7 +169,10 @@ class SafeWriter:
 
     def hardlink(self, member: str, target: str) -> None:
         rel = self.clean_name(member)
-        target_rel = self.clean_name(target)
+        try:
+            target_rel = self.clean_name(target)
+        except UnsafeArchiveMember:  # name the member, not only its link target
+            raise self.refuse(member, f"hard link to {target!r} leads outside the target") from None
         source = self._files.get(target_rel)
         if source is None:
             raise self.refuse(
