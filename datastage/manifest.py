@@ -156,7 +156,8 @@ def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
                 digests.append(Digest.parse(v.string(raw, algorithm, key + "."), algorithm))
             except ValueError as e:
                 v.fail(f"{key}.{algorithm}", str(e))
-    name = v.string(raw, "name", key + ".") or file_name_from_url(url)
+    # an explicit name = "" is a mistake, not a request for the default
+    name = v.string(raw, "name", key + ".", required="name" in raw) or file_name_from_url(url)
     if not name or "/" in name or name in (".", ".."):
         v.fail(f"{key}.name", f'cannot use {name!r} as a file name; set name = "..."')
     return FileEntry(

@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 import pytest
 
-from datastage.cli import main
 from tests.conftest import payload, run_cli, sha256, tree, write_manifest
+from tests.inprocess import cli
 
 FILES = {
     "a.txt": b"alpha\n",
@@ -99,15 +99,6 @@ def zip_with(*specs: tuple[str, int, bytes]) -> bytes:
             info.external_attr = mode << 16
             zf.writestr(info, data)
     return raw.getvalue()
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """The real CLI entry point, in this process: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    out, err = capsys.readouterr()
-    code = done.value.code
-    return (code if isinstance(code, int) else 1), out, err
 
 
 class Setup:
