@@ -13,12 +13,13 @@ import gzip
 import io
 import lzma
 import stat
+import struct
 import tarfile
 import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -484,3 +485,33 @@ def test_staged_files_are_not_older_than_the_archive_says(setup, capsys):
     assert code == 0, err
     assert (setup.to / "ds" / "a.txt").stat().st_mtime == 1_700_000_000
     assert time.time() > 1_700_000_000
+
+
+def _zip_with_header_patch(flag_bits: int = 0, method: Optional[int] = None) -> bytes:
+    """A one-member zip whose headers claim encryption or another compression method."""
+    data = bytearray(make_zip({"a.txt": b"hello world"}))
+    central = data.rfind(b"PK\x01\x02")
+    data[6] |= flag_bits
+    data[central + 8] |= flag_bits
+    if method is not None:
+        struct.pack_into("<H", data, 8, method)
+        struct.pack_into("<H", data, central + 10, method)
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (_zip_with_header_patch(flag_bits=1), "'a.txt' is encrypted"),
+        (_zip_with_header_patch(method=9), "'a.txt' is compressed with Deflate64"),
+        (_zip_with_header_patch(method=99), "'a.txt' is compressed with AES"),
+    ],
+    ids=["encrypted", "deflate64", "aes"],
+)
+def test_zip_features_python_cannot_read_are_a_clear_error(setup, capsys, data, words):
+    manifest = setup.manifest(data, "odd.zip")
+    code, out, err = cli(capsys, "get", str(manifest), "--to", str(setup.to))
+    assert code == 6, err
+    assert out == "" and "internal error" not in err and "Traceback" not in err
+    assert err.startswith("error: odd.zip: member ") and words in err.splitlines()[0]
+    assert setup.leftovers() == []
