@@ -314,6 +314,21 @@ def _wait_for_partial_download(cache: Path) -> None:
     raise AssertionError("the download never started")
 
 
+def test_a_partial_folder_is_never_trusted(capsys, manifest, to):
+    """Even a complete-looking staging (marker and all) is not trusted under a partial name."""
+    assert cli(capsys, "get", str(manifest), "--to", str(to))[0] == 0
+    (to / "ds").rename(to / ".ds.partial-dead")
+    code, _, err = cli(capsys, "verify", str(manifest), "--to", str(to))
+    assert code == 5
+    _one_error(err)
+    code, out, err = cli(capsys, "info", str(manifest), "--to", str(to), "--json")
+    assert json.loads(out)["staged"] is None
+    code, out, err = cli(capsys, "get", str(manifest), "--to", str(to))
+    assert code == 0, err
+    assert not (to / ".ds.partial-dead").exists(), "leftovers of a dead run are cleaned"
+    assert cli(capsys, "verify", str(manifest), "--to", str(to))[0] == 0
+
+
 def test_staging_interrupted_by_kill_is_never_trusted(tmp_path, server, to, cache_dir):
     data = _tar_gz({"big.bin": payload(4_000_000, seed=5)})
     url = server.add("/slow.tar.gz", data, rate=400_000)
@@ -373,6 +388,7 @@ def test_cache_flag_beats_the_environment(tmp_path, manifest, to, archive, monke
     assert (env_cache / blob).is_file()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the per-user folder differs by platform")
 def test_default_cache_is_per_user(tmp_path, manifest, to, monkeypatch):
     monkeypatch.delenv("DATASTAGE_CACHE")
     home = tmp_path / "home"

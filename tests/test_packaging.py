@@ -29,7 +29,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(
         REPO,
         src,
-        ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info", "data"),
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "__pycache__", "*.egg-info", "data", ".*_cache", "build", "dist"
+        ),
     )
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
@@ -77,7 +79,7 @@ def test_installed_wheel_stages_the_demo_offline(wheel, tmp_path):
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
-    deps = [p for p in sys.path if p.endswith("site-packages")]
+    deps = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
     Path(site, "outer-deps.pth").write_text("\n".join(deps) + "\n")
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(site)  # a wheel is "installed" by unpacking it into site-packages
