@@ -538,3 +538,11 @@ def test_offline_refuses_the_network_but_reads_local_files(capsys, manifest, to,
         code, out, err = cli(capsys, "get", str(m), "--to", str(to))
         assert code == 0, err
         assert (Path(out.strip()) / "local.bin").read_bytes() == b"local bytes"
+
+
+def test_staged_folder_is_readable_by_other_users(capsys, manifest, to):
+    code, _, err = cli(capsys, "get", str(manifest), "--to", str(to))
+    assert code == 0, err
+    assert (to / "ds").stat().st_mode & 0o777 == 0o755
+    assert (to / "ds" / ".datastage.json").stat().st_mode & 0o777 == 0o644
+    assert (to / "ds" / "top" / "a.txt").stat().st_mode & 0o044 == 0o044

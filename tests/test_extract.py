@@ -515,3 +515,17 @@ def test_zip_features_python_cannot_read_are_a_clear_error(setup, capsys, data, 
     assert out == "" and "internal error" not in err and "Traceback" not in err
     assert err.startswith("error: odd.zip: member ") and words in err.splitlines()[0]
     assert setup.leftovers() == []
+
+
+def test_member_named_like_our_marker_does_not_break_staging(setup, capsys):
+    data = make_tar({".datastage.json": b'{"format": 1}', "a.txt": b"a"})
+    manifest = setup.manifest(data, "m.tar")
+    code, out, err = cli(capsys, "get", str(manifest), "--to", str(setup.to))
+    assert code == 0, err
+    staged = setup.to / "ds"
+    inode = staged.stat().st_ino
+    code, _, err = cli(capsys, "verify", str(manifest), "--to", str(setup.to))
+    assert code == 0, err
+    code, out2, err = cli(capsys, "get", str(manifest), "--to", str(setup.to))
+    assert code == 0 and out2 == out, err
+    assert staged.stat().st_ino == inode, "a current staging must not be rebuilt"
