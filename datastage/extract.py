@@ -176,6 +176,8 @@ class SafeWriter:
         except UnsafeArchiveMember:  # name the member, not only its link target
             raise self.refuse(member, f"hard link to {target!r} leads outside the target") from None
         source = self._files.get(target_rel)
+        if source is not None and target_rel == rel:
+            return  # GNU tar stores a file archived twice as a link to itself: it is there
         if source is None:
             raise self.refuse(
                 member, f"hard link to {target!r}, which is not a file extracted before it"

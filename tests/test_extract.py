@@ -529,3 +529,13 @@ def test_member_named_like_our_marker_does_not_break_staging(setup, capsys):
     code, out2, err = cli(capsys, "get", str(manifest), "--to", str(setup.to))
     assert code == 0 and out2 == out, err
     assert staged.stat().st_ino == inode, "a current staging must not be rebuilt"
+
+
+def test_hard_link_to_itself_is_the_file(setup, capsys):
+    """``tar cf a.tar x x`` stores the second copy as a hard link named like its target."""
+    data = tar_with(("x", tarfile.REGTYPE, b"abc"), ("x", tarfile.LNKTYPE, b"x"))
+    manifest = setup.manifest(data, "twice.tar")
+    code, _, err = cli(capsys, "get", str(manifest), "--to", str(setup.to))
+    assert code == 0, err
+    assert staged_tree(setup.to / "ds") == {"x": sha256(b"abc")}
+    assert cli(capsys, "verify", str(manifest), "--to", str(setup.to))[0] == 0
