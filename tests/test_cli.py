@@ -546,3 +546,11 @@ def test_staged_folder_is_readable_by_other_users(capsys, manifest, to):
     assert (to / "ds").stat().st_mode & 0o777 == 0o755
     assert (to / "ds" / ".datastage.json").stat().st_mode & 0o777 == 0o644
     assert (to / "ds" / "top" / "a.txt").stat().st_mode & 0o044 == 0o044
+
+
+def test_bare_command_shows_the_help():
+    done = run_cli()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: datastage")
+    assert "Commands:" in done.stdout and "\n  get " in done.stdout
+    assert "error:" not in done.stderr
