@@ -539,3 +539,16 @@ def test_hard_link_to_itself_is_the_file(setup, capsys):
     assert code == 0, err
     assert staged_tree(setup.to / "ds") == {"x": sha256(b"abc")}
     assert cli(capsys, "verify", str(manifest), "--to", str(setup.to))[0] == 0
+
+
+def test_root_missing_from_the_archive_is_a_manifest_error(setup, capsys):
+    data = make_tar({"other-1.0/a.txt": b"a"})
+    url = setup.server.add("/r.tar", data)
+    spec = {"url": url, "sha256": sha256(data)}
+    manifest = write_manifest(setup.manifests, "ds", [spec], root="pack-1.0")
+    code, out, err = cli(capsys, "get", str(manifest), "--to", str(setup.to))
+    assert code == 3 and out == ""
+    line = err.splitlines()[0]
+    assert line.startswith(f"error: manifest {manifest}: root: folder 'pack-1.0'"), err
+    assert "other-1.0" in line, "the error says what the archive holds instead"
+    assert setup.leftovers() == []
