@@ -19,6 +19,7 @@ from typing import Any, Optional, Union
 from . import config, registry, stage
 from .errors import (
     AllMirrorsFailed,
+    ArchiveError,
     ChecksumMismatch,
     InsufficientSpace,
     SizeMismatch,
@@ -77,7 +78,25 @@ def get_manifest(manifest: Manifest, dest: Path, settings: config.Settings) -> P
     """Fetch and stage an already resolved manifest (no is-current shortcut, no rank turn)."""
     reporter = Reporter(settings.quiet)
     blobs = list(zip(manifest.files, _obtain_all(manifest, dest, settings, reporter)))
-    return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout)
+    try:
+        return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout)
+    except ArchiveError:
+        _forget_unvouched(manifest, settings)
+        raise
+
+
+def _forget_unvouched(manifest: Manifest, settings: config.Settings) -> None:
+    """Bytes no manifest checksum vouched for turned out broken: drop their cache record and
+    first-use pin, so a rerun after the server is fixed downloads them again."""
+    from .cache import Cache
+    from .pins import Pins, needs_pin
+
+    store = Cache(settings.cache_dir)
+    book = Pins(store.root)
+    for entry in manifest.files:
+        store.forget(entry)
+        if needs_pin(entry):
+            book.forget(entry)
 
 
 def fetch(

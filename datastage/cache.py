@@ -81,17 +81,23 @@ class Cache:
         return Blob(path, size, sha256)
 
     def _sha256_of(self, entry: FileEntry) -> Optional[str]:
+        """The blob every digest of ``entry`` agrees on. Each md5/sha1/sha512 must have an alias
+        to the same sha256: a blob known only by one digest is never taken for another."""
+        if not entry.digests:
+            record = _read_json(self._url_index(entry.url))
+            return record.get("sha256") if record else None
         pinned = entry.digest(CACHE_ALGORITHM)
-        if pinned:
-            return pinned.hexdigest
+        found = {pinned.hexdigest} if pinned else set()
         for digest in entry.digests:
-            alias = _read_text(self._alias(digest.algorithm, digest.hexdigest))
-            if alias:
-                return alias
-        if entry.digests:
-            return None
-        record = _read_json(self._url_index(entry.url))
-        return record.get("sha256") if record else None
+            if digest.algorithm != CACHE_ALGORITHM:
+                found.add(_read_text(self._alias(digest.algorithm, digest.hexdigest)) or "")
+        return found.pop() if len(found) == 1 and "" not in found else None
+
+    def forget(self, entry: FileEntry) -> None:
+        """Drop what an unpinned URL points to, so the next run downloads it again."""
+        if not entry.digests:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._url_index(entry.url))
 
     # -- commit --------------------------------------------------------------------------
     def commit(

@@ -27,6 +27,8 @@ from .manifest import Manifest
 from .units import human_bytes
 
 EXIT_INTERRUPTED = 130
+# click >= 8.2 raises this for a bare `datastage` (older versions print the help themselves)
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 _quiet = click.option(
     "-q", "--quiet", is_flag=True, default=None, help="No progress bars or messages."
@@ -361,6 +363,9 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
     debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         result = cli.main(args=args, prog_name="datastage", standalone_mode=False)
+    except _NO_ARGS_IS_HELP as e:  # a bare `datastage`: the help, as with --help
+        click.echo(e.format_message())
+        sys.exit(0)
     except click.ClickException as e:
         _fail(e.format_message(), "run 'datastage --help' for usage", e.exit_code, debug)
     except (KeyboardInterrupt, click.Abort):

@@ -61,7 +61,7 @@ def download(entry: FileEntry, cache: Cache, settings: Settings, reporter: Repor
     blob = cache.find(entry)
     if blob:
         return blob
-    if settings.offline:
+    if settings.offline and not _usable_urls(entry, settings):
         raise OfflineError(f"{entry.name} is not in the cache and DATASTAGE_OFFLINE is set")
     with locks.hold(
         cache.lock_path(entry), f"download of {entry.name}", settings.lock_timeout, reporter.say
@@ -72,14 +72,23 @@ def download(entry: FileEntry, cache: Cache, settings: Settings, reporter: Repor
         return _from_any_url(entry, cache, settings, reporter)
 
 
+def _usable_urls(entry: FileEntry, settings: Settings) -> tuple[str, ...]:
+    """Every URL of ``entry``; offline, only local paths (reading them is no network use:
+    the bundled demo must stage offline)."""
+    if settings.offline:
+        return tuple(u for u in entry.urls if sources.scheme_of(u) == "file")
+    return entry.urls
+
+
 def _from_any_url(entry: FileEntry, cache: Cache, settings: Settings, reporter: Reporter) -> Blob:
     failures: list[tuple[str, Exception]] = []
-    for url in entry.urls:
+    urls = _usable_urls(entry, settings)
+    for url in urls:
         try:
             return _Download(entry, url, cache, settings, reporter).run()
         except (SourceError, IntegrityError) as e:
             failures.append((url, e))
-            if len(entry.urls) > 1 and len(failures) < len(entry.urls):
+            if len(urls) > 1 and len(failures) < len(urls):
                 reporter.warn(f"{e}; trying the next mirror")
     if len(failures) == 1:
         raise failures[0][1]

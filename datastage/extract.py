@@ -47,6 +47,8 @@ _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _OTHER_ARCHIVES = {b"7z\xbc\xaf\x27\x1c": "7z", b"Rar!\x1a\x07": "rar", b"\x28\xb5\x2f\xfd": "zst"}
 _OPENERS: dict[str, Callable[..., Any]] = {"gz": gzip.open, "bz2": bz2.open, "xz": lzma.open}
 _SUFFIXES = {"gz": (".gz",), "bz2": (".bz2",), "xz": (".xz",)}
+# zip compression methods Python may not read, by their number in the zip header
+_ZIP_METHODS = {9: "Deflate64", 93: "Zstandard", 95: "xz", 97: "WavPack", 98: "PPMd", 99: "AES"}
 _DECOMPRESSION_ERRORS = (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile, tarfile.TarError)
 
 
@@ -169,8 +171,13 @@ class SafeWriter:
 
     def hardlink(self, member: str, target: str) -> None:
         rel = self.clean_name(member)
-        target_rel = self.clean_name(target)
+        try:
+            target_rel = self.clean_name(target)
+        except UnsafeArchiveMember:  # name the member, not only its link target
+            raise self.refuse(member, f"hard link to {target!r} leads outside the target") from None
         source = self._files.get(target_rel)
+        if source is not None and target_rel == rel:
+            return  # GNU tar stores a file archived twice as a link to itself: it is there
         if source is None:
             raise self.refuse(
                 member, f"hard link to {target!r}, which is not a file extracted before it"
@@ -362,14 +369,35 @@ def _extract_zip(path: Path, writer: SafeWriter, on_bytes: Callable[[int], None]
             if info.is_dir():
                 writer.directory(info.filename)
             elif kind == stat.S_IFLNK:
-                writer.symlink(info.filename, zf.read(info).decode("utf-8", "surrogateescape"))
+                with _open_zip_member(zf, info, writer) as member:
+                    target = member.read()
+                writer.symlink(info.filename, target.decode("utf-8", "surrogateescape"))
             elif kind in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK):
                 writer.special(info.filename, "device or FIFO")
             else:
                 mtime = _zip_mtime(info)
-                with zf.open(info) as member:
+                with _open_zip_member(zf, info, writer) as member:
                     writer.file(info.filename, _chunks(member), unix_mode or 0o644, mtime)
             on_bytes(info.compress_size)
+
+
+def _open_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, writer: SafeWriter) -> IO[bytes]:
+    """``zf.open``, with encryption and unknown methods (Windows writes Deflate64 for big
+    files) reported as UnsupportedArchive rather than zipfile's RuntimeError/NotImplementedError."""
+    if info.flag_bits & 0x1:
+        raise UnsupportedArchive(
+            f"{writer.archive}: member {info.filename!r} is encrypted; "
+            "password-protected zips are not supported"
+        )
+    try:
+        return zf.open(info)
+    except NotImplementedError:
+        method = _ZIP_METHODS.get(info.compress_type, f"method {info.compress_type}")
+        raise UnsupportedArchive(
+            f"{writer.archive}: member {info.filename!r} is compressed with {method}, "
+            "which Python's zipfile cannot read",
+            hint="re-pack it as a standard zip (deflate) or a tar.gz",
+        ) from None
 
 
 def _zip_mtime(info: zipfile.ZipInfo) -> Optional[float]:

@@ -334,7 +334,8 @@ def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
         v.fail(f"{key}.pinned", "is false but the entry has a digest; drop one of them")
     if pinned and not digests:
         v.fail(f"{key}.pinned", "is true but the entry has no sha256/md5/sha1/sha512")
-    name = v.string(raw, "name", key + ".") or file_name_from_url(url)
+    # an explicit name = "" is a mistake, not a request for the default
+    name = v.string(raw, "name", key + ".", required="name" in raw) or file_name_from_url(url)
     if not name or "/" in name or name in (".", ".."):
         v.fail(f"{key}.name", f'cannot use {name!r} as a file name; set name = "..."')
     return FileEntry(

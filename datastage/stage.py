@@ -197,9 +197,14 @@ def _write_marker(
         "sources": [
             {"name": e.name, "url": e.url, "size": b.size, "sha256": b.sha256} for e, b in blobs
         ],
-        "files": dict(sorted(record.items())),
+        # a data file of that name is replaced by the marker, so it cannot be listed in it
+        "files": dict(sorted((k, v) for k, v in record.items() if k != MARKER)),
     }
     write_atomic(partial / MARKER, json.dumps(marker, indent=1).encode())
+    # mkdtemp/mkstemp make both private; a dataset is for every user of the machine, like a
+    # folder tar would have made
+    os.chmod(partial / MARKER, 0o644)
+    os.chmod(partial, 0o755)
 
 
 def _swap_into_place(partial: Path, target: Path) -> None:

@@ -6,6 +6,7 @@ import gzip
 import io
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,12 +60,16 @@ def test_server_announced_size_is_checked_against_the_cache_disk(
     manifest = write_manifest(tmp_path, "f", [{"url": url, "extract": False}])  # size unknown
     with pytest.raises(InsufficientSpace, match=r"need 6\.3 MB"):
         datastage.get(str(manifest), to=tmp_path / "out")
-    assert len(server.requests_for("/f.bin")) <= 1  # logged once its handler ends
-    # Loopback socket buffers take megabytes the client never reads, so judge by the disk:
-    # not one byte of the body may have been written into a cache that cannot hold it.
+    # the server logs a request once it stops sending, a moment after the client hung up
+    deadline = time.monotonic() + 10
+    while not server.requests_for("/f.bin") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (request,) = server.requests_for("/f.bin")
+    # ``sent`` counts what the kernel's socket buffers took (up to ~4 MB on loopback) before
+    # the hang-up was noticed; what matters is the hang-up and that nothing reached the disk.
+    assert request.sent < 6 * 1024 * 1024, "the client must hang up, not drain the body"
     parts = list((small_disk / "cache").rglob("*.part"))
-    assert all(p.stat().st_size == 0 for p in parts), parts
-    assert not list((small_disk / "cache").rglob("blobs/*/*/*"))
+    assert sum(p.stat().st_size for p in parts) == 0, "no body bytes may reach the disk"
 
 
 def test_disk_full_mid_download_keeps_the_partial_file(tmp_path, server, small_disk, monkeypatch):
