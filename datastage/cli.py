@@ -27,6 +27,7 @@ from .manifest import Manifest
 from .units import human_bytes
 
 EXIT_INTERRUPTED = 130
+EXIT_BAD_PATH = 2  # like a usage error: the user's path, not datastage, is at fault
 # click >= 8.2 raises this for a bare `datastage` (older versions print the help themselves)
 _NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
@@ -379,8 +380,14 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             error = InsufficientSpace(e.filename or "the target", None, 0)
             _fail(error.message, error.hint, error.exit_code, debug)
-        where = f": {e.filename}" if e.filename else ""
-        _fail(f"{e.strerror or e}{where}", None, 1, debug)
+        if e.filename:  # a folder or file the user pointed at cannot be read or written
+            _fail(
+                f"{e.strerror or e}: {e.filename}",
+                "check the path and its permissions, or choose another --to / --cache",
+                EXIT_BAD_PATH,
+                debug,
+            )
+        _fail(f"{e.strerror or e}", "re-run with --debug and report the traceback", 1, debug)
     except Exception as e:  # a bug: still one line, with a way to learn more
         _fail(
             f"internal error: {type(e).__name__}: {e}",
