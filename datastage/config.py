@@ -1,6 +1,7 @@
 """Settings, resolved once per call: flag > DATASTAGE_* environment > platformdirs defaults.
 
-Owns: where the cache is, network patience (retries, backoff, timeouts), quiet/offline switches.
+Owns: where the cache is, network patience (retries, backoff, timeouts), quiet/offline switches,
+connections (segments and parallel files), the preferred mirror.
 Every environment variable datastage reads is listed in ``ENV`` below.
 """
 
@@ -21,6 +22,9 @@ ENV = {
     "lock_timeout": "DATASTAGE_LOCK_TIMEOUT",
     "quiet": "DATASTAGE_QUIET",
     "offline": "DATASTAGE_OFFLINE",
+    "connections": "DATASTAGE_CONNECTIONS",
+    "mirror": "DATASTAGE_MIRROR",
+    "min_segment": "DATASTAGE_MIN_SEGMENT",
 }
 REGISTRY_ENV = "DATASTAGE_REGISTRY"
 DEBUG_ENV = "DATASTAGE_DEBUG"
@@ -35,6 +39,9 @@ class Settings:
     lock_timeout: Optional[float] = None  # None: wait for another process as long as it takes
     quiet: bool = False
     offline: bool = False
+    connections: int = 8  # connections at once per get/fetch (segments of a file, files)
+    mirror: Optional[str] = None  # prefer URLs containing this (a host or any substring)
+    min_segment: int = 4 * 1024 * 1024  # bytes; files under 8x this use one connection
 
 
 def default_cache_dir() -> Path:
@@ -67,11 +74,32 @@ def _from_env(name: str, raw: str) -> Any:
         "lock_timeout": float,
         "quiet": _boolean,
         "offline": _boolean,
+        "connections": _positive,
+        "mirror": str,
+        "min_segment": _byte_size,
     }
     try:
         return parsers[name](raw)
     except ValueError:
         raise UsageError(f"{ENV[name]}={raw!r} is not a valid value for {name}") from None
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError(raw)
+    return value
+
+
+def _byte_size(raw: str) -> int:
+    """``4194304``, ``4M``, ``512K``, ``1G`` (powers of 1024)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = raw.strip().upper().removesuffix("B").removesuffix("I")
+    factor = units.get(text[-1:], 1)
+    value = int(text[:-1] if factor > 1 else text) * factor
+    if value < 1:
+        raise ValueError(raw)
+    return value
 
 
 def _boolean(raw: str) -> bool:
