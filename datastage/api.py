@@ -24,40 +24,70 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def get(
-    target: str, to: PathLike, cache: Optional[PathLike] = None, quiet: Optional[bool] = None
+    target: str,
+    to: PathLike,
+    cache: Optional[PathLike] = None,
+    quiet: Optional[bool] = None,
+    connections: Optional[int] = None,
+    mirror: Optional[str] = None,
 ) -> Path:
     """Stage ``target`` (a registry name or a manifest path) under ``to``; return its root.
 
     Safe to call from every process at once: the data is downloaded and staged once.
+    ``connections`` caps the connections open at once (segments and files together);
+    ``mirror`` prefers the URLs that contain it (e.g. a host name).
     """
     manifest = registry.resolve(target)
     dest = Path(to).expanduser().absolute()
     if stage.is_current(manifest, dest):
         return stage.root_of(manifest, dest)
-    settings = config.resolve(cache_dir=cache, quiet=quiet)
+    settings = config.resolve(cache_dir=cache, quiet=quiet, connections=connections, mirror=mirror)
     reporter = Reporter(settings.quiet)
     from .cache import Cache
-    from .download import download
 
     store = Cache(settings.cache_dir)
     _check_space_before_download(manifest, store, dest)
-    blobs = [(entry, download(entry, store, settings, reporter)) for entry in manifest.files]
+    blobs = list(zip(manifest.files, _download_all(manifest, store, settings, reporter)))
     return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout)
 
 
 def fetch(
-    target: str, cache: Optional[PathLike] = None, quiet: Optional[bool] = None
+    target: str,
+    cache: Optional[PathLike] = None,
+    quiet: Optional[bool] = None,
+    connections: Optional[int] = None,
+    mirror: Optional[str] = None,
 ) -> list[Path]:
     """Download and verify every file of ``target`` into the cache, without staging it."""
     manifest = registry.resolve(target)
-    settings = config.resolve(cache_dir=cache, quiet=quiet)
+    settings = config.resolve(cache_dir=cache, quiet=quiet, connections=connections, mirror=mirror)
     reporter = Reporter(settings.quiet)
     from .cache import Cache
-    from .download import download
 
     store = Cache(settings.cache_dir)
     _check_space_before_download(manifest, store, None)
-    return [download(entry, store, settings, reporter).path for entry in manifest.files]
+    return [blob.path for blob in _download_all(manifest, store, settings, reporter)]
+
+
+def _download_all(manifest: Manifest, store: Any, settings: Any, reporter: Reporter) -> list[Any]:
+    """Every file of the manifest, several at once, within one budget of connections.
+
+    Files start in manifest order; each takes connections from the shared budget as its
+    segments need them, so a big file and many small ones share the link without exceeding
+    ``settings.connections``. The first failure is raised once the others have stopped.
+    """
+    from .download import download
+    from .segmented import Budget
+
+    budget = Budget(settings.connections)
+    files = manifest.files
+    if len(files) == 1 or settings.connections == 1:
+        return [download(entry, store, settings, reporter, budget) for entry in files]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(len(files), settings.connections)) as pool:
+        futures = [pool.submit(download, e, store, settings, reporter, budget) for e in files]
+        return [f.result() for f in futures]
 
 
 def verify(target: str, to: PathLike, quiet: Optional[bool] = None) -> Path:

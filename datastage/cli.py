@@ -46,6 +46,22 @@ _cache = click.option(
 )
 
 
+_connections = click.option(
+    "-j",
+    "--connections",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Connections at once: segments of a big file and files in parallel "
+    "[env DATASTAGE_CONNECTIONS; default: 8].",
+)
+_mirror = click.option(
+    "--mirror",
+    default=None,
+    metavar="TEXT",
+    help="Prefer the URLs that contain TEXT (e.g. a host name) [env DATASTAGE_MIRROR].",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="datastage")
 @_debug
@@ -57,24 +73,43 @@ def cli() -> None:
 @click.argument("target")
 @_to
 @_cache
+@_connections
+@_mirror
 @_quiet
 @_debug
-def get(target: str, to: str, cache: Optional[str], quiet: Optional[bool]) -> None:
+def get(
+    target: str,
+    to: str,
+    cache: Optional[str],
+    connections: Optional[int],
+    mirror: Optional[str],
+    quiet: Optional[bool],
+) -> None:
     """Download, verify and stage TARGET (a dataset name or a manifest file).
 
     Prints the path of the staged dataset root on stdout.
     """
-    click.echo(api.get(target, to=to, cache=cache, quiet=quiet))
+    click.echo(
+        api.get(target, to=to, cache=cache, quiet=quiet, connections=connections, mirror=mirror)
+    )
 
 
 @cli.command()
 @click.argument("target")
 @_cache
+@_connections
+@_mirror
 @_quiet
 @_debug
-def fetch(target: str, cache: Optional[str], quiet: Optional[bool]) -> None:
+def fetch(
+    target: str,
+    cache: Optional[str],
+    connections: Optional[int],
+    mirror: Optional[str],
+    quiet: Optional[bool],
+) -> None:
     """Download and verify TARGET into the cache without staging it; prints the cached files."""
-    for path in api.fetch(target, cache=cache, quiet=quiet):
+    for path in api.fetch(target, cache=cache, quiet=quiet, connections=connections, mirror=mirror):
         click.echo(path)
 
 

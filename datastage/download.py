@@ -47,9 +47,11 @@ from .config import Settings
 from .digests import Hasher, check, hash_file
 from .errors import (
     AllMirrorsFailed,
+    DatastageError,
     IntegrityError,
     NetworkError,
     OfflineError,
+    RemoteChanged,
     SizeMismatch,
     SourceError,
     UnexpectedHTML,
@@ -176,7 +178,7 @@ class _Download:
     def run(self) -> Blob:
         resumed = self._resumable_offset() > 0
         try:
-            return self._download(resume=True)
+            return self._attempt(resume=True)
         except IntegrityError:
             if not resumed:
                 raise
@@ -184,7 +186,19 @@ class _Download:
             self.reporter.warn(
                 f"{self.entry.name} failed verification after resuming; downloading it again"
             )
+            return self._attempt(resume=False)
+
+    def _attempt(self, resume: bool) -> Blob:
+        """One download; a segment plan made worthless by a changed file starts over once."""
+        try:
+            return self._download(resume)
+        except Restart as e:
+            self.reporter.say(f"{self.entry.name}: {e}; starting over")
+            self._discard()
+        try:
             return self._download(resume=False)
+        except Restart as e:
+            raise RemoteChanged(f"{e}; the file keeps changing on the server") from e
 
     # -- state -----------------------------------------------------------------------------
     def _load_state(self) -> Optional[_State]:
@@ -229,11 +243,7 @@ class _Download:
         offset = self._resumable_offset() if resume else 0
         state = self._load_state() if offset else None
         if state is not None and state.segments is not None:
-            try:
-                return self._verify_and_commit(*self._resume_segmented(state))
-            except Restart as e:
-                self.reporter.say(f"{self.entry.name}: {e}; starting over")
-                offset, state = 0, None
+            return self._verify_and_commit(*self._resume_segmented(state))
         known = sources.RemoteFile(url=self.url, name=self.entry.name)
         if state and state.url == self.url:
             known = sources.RemoteFile(
@@ -292,8 +302,7 @@ class _Download:
                         bar = self.reporter.bar(self.entry.name, size, initial=hasher.size)
                     if hasher.size == 0 and size is not None and self._segmentable(size):
                         handed_over = True
-                        self.budget.release()  # the segment workers take their own
-                        holding = False
+                        holding = False  # the token goes with the open response to segment 0
                         plan = segments.plan(
                             size, self.settings.connections, self.settings.min_segment
                         )
@@ -365,14 +374,20 @@ class _Download:
         def save(p: list[list[int]]) -> None:
             self._save_state(replace(base, segments=p))
 
-        save(segments.to_json(plan))  # before the preallocated .part exists: never a bare .part
-        self._preallocate(size)
+        try:
+            save(segments.to_json(plan))  # before the preallocated .part: never a bare .part
+            self._preallocate(size)
+        except BaseException:
+            if first is not None:
+                first[0].close()
+                self.budget.release()  # the token that came with the open response
+            raise
         mirrors = [Mirror(self.url, self.source, known, checked=True)]
         for url in self.spread_urls:
             try:
                 source = sources.for_url(url, self.settings)
-            except SourceError:
-                continue
+            except DatastageError:
+                continue  # e.g. a scheme whose library is missing: not a mirror for segments
             mirrors.append(Mirror(url, source, sources.RemoteFile(url=url, name=self.entry.name)))
         transfer = SegmentedTransfer(
             name=self.entry.name,

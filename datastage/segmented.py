@@ -108,12 +108,15 @@ class SegmentedTransfer:
         first: Optional[tuple[Body, Iterator[bytes]]] = None,
         pinned: bool = False,
     ) -> None:
+        """``first``: a response already open at byte 0, whose budget token the caller holds
+        and hands over (it is released when that response is done)."""
         self.name, self.part, self.size, self.segments = name, part, size, plan
         self.mirrors = list(mirrors)  # live ones; mirrors[0] is the reference
         self.reference = mirrors[0]
         self.hasher, self.settings, self.bar, self.budget = hasher, settings, bar, budget
         self.save, self.refuse_html, self.warn, self.on_prefix = save, refuse_html, warn, on_prefix
         self.first = first
+        self._token_held = first is not None
         self.pinned = pinned
         self.dropped: list[tuple[str, Exception]] = []
         self.ranges = True  # False once the reference server ignored a range
@@ -130,10 +133,10 @@ class SegmentedTransfer:
     # -- the calling thread ----------------------------------------------------------------
     def run(self) -> Hasher:
         """Fetch every segment, hash the prefix as it lands; return the hasher of the file."""
-        self.fd = os.open(self.part, os.O_RDWR)
         reported = seglib.written(self.segments)
         saved_at = time.monotonic()
         try:
+            self.fd = os.open(self.part, os.O_RDWR)
             self._start_workers()
             while True:
                 with self.cond:
@@ -163,6 +166,7 @@ class SegmentedTransfer:
             token = next(self._tokens)
             seg0.owner, seg0.progress_at = token, time.monotonic()
             initial = (seg0, token)
+            self._token_held = False  # worker 0 owns it now
         for wid in range(workers):
             threading.Thread(
                 target=self._worker,
@@ -182,6 +186,9 @@ class SegmentedTransfer:
                 self.on_prefix(self.hasher.size)
 
     def _close(self) -> None:
+        if self._token_held:
+            self.budget.release()
+            self._token_held = False
         self.stop.set()
         with self.cond:
             self.closed = True
@@ -195,14 +202,17 @@ class SegmentedTransfer:
             if self.hasher.size < self.size:
                 self.save(plan)  # what a re-run (or kill -9 survivor) resumes from
         finally:
-            os.close(self.fd)
+            if self.fd >= 0:
+                os.close(self.fd)
 
     # -- workers ---------------------------------------------------------------------------
     def _worker(self, wid: int, initial: Optional[tuple[Segment, int]]) -> None:
+        held = initial is not None  # the caller's connection (and budget token) comes with it
         try:
             while not self.stop.is_set():
-                if not self.budget.acquire(self.stop):
+                if not held and not self.budget.acquire(self.stop):
                     return
+                held = False
                 try:
                     with self.cond:
                         claim = initial or self._claim()
@@ -339,18 +349,35 @@ class SegmentedTransfer:
             return seg, 0
         if not reference:
             raise SourceError(f"{mirror.url} ignores byte ranges")
-        seg = self._collapse(token)
-        return seg, seg.pos - body.offset
-
-    def _collapse(self, token: int) -> Segment:
-        """The server sent the whole file for a range: continue as one stream from the prefix."""
         with self.cond:
-            prefix = seglib.contiguous_prefix(self.segments)
-            if self.ranges:
-                self.warn(f"{self.reference.url} ignores byte ranges; using one connection")
+            collapsed = not self.ranges
+        if not collapsed:
+            seg = self._collapse(token) or seg
+        # After a collapse only the one remaining segment may write; any other stops at once.
+        return seg, max(0, seg.pos - body.offset)
+
+    def _collapse(self, token: int) -> Optional[Segment]:
+        """The server sent the whole file for a range: continue as one stream from the prefix.
+
+        The stream that is already growing the prefix (the first response) simply carries on
+        to the end; only without one does this worker's response take over. Returns the
+        segment this worker now fills, or None (its response is not needed).
+        """
+        self.warn(f"{self.reference.url} ignores byte ranges; using one connection")
+        with self.cond:
             self.ranges = False
-            self.segments[:] = [Segment(0, prefix, self.size, token, time.monotonic())]
             self.mirrors = [self.reference]
+            head = next((s for s in self.segments if not s.done), None)
+            keep = head if head is not None and head.owner not in (0, -1, token) else None
+            for s in self.segments:
+                if s is not keep:
+                    s.owner = -1  # abandoned: their workers stop at their next write
+            if keep is not None:
+                keep.end = self.size
+                self.segments[:] = [keep]
+                return None
+            prefix = seglib.contiguous_prefix(self.segments)
+            self.segments[:] = [Segment(0, prefix, self.size, token, time.monotonic())]
             return self.segments[0]
 
     def _pump(self, seg: Segment, token: int, chunks: Iterator[bytes], url: str) -> None:
