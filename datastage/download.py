@@ -278,6 +278,7 @@ class _Download:
         try:
             while True:
                 start = hasher.size
+                body = None
                 try:
                     body = self.source.open_range(known, start)
                     if body.offset != start:
@@ -300,7 +301,7 @@ class _Download:
                     self._check_size_and_space(size, hasher.size)
                     if bar is None:
                         bar = self.reporter.bar(self.entry.name, size, initial=hasher.size)
-                    if hasher.size == 0 and size is not None and self._segmentable(size):
+                    if hasher.size == 0 and size and known.size and self._segmentable(size):
                         handed_over = True
                         holding = False  # the token goes with the open response to segment 0
                         plan = segments.plan(
@@ -330,6 +331,10 @@ class _Download:
                             f"({human_bytes(hasher.size)} kept in the cache; re-run to resume)"
                         ) from e
                     retry.sleep()
+                except BaseException:
+                    if body is not None and not handed_over:
+                        body.close()  # let the server know now, not at garbage collection
+                    raise
         finally:
             if holding:
                 self.budget.release()
