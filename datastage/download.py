@@ -304,9 +304,7 @@ class _Download:
                     if hasher.size == 0 and size and known.size and self._segmentable(size):
                         handed_over = True
                         holding = False  # the token goes with the open response to segment 0
-                        plan = segments.plan(
-                            size, self.settings.connections, self.settings.min_segment
-                        )
+                        plan = segments.plan(size)
                         opened = (body, itertools.chain((first,), chunks))
                         return self._run_segments(known, size, plan, hasher, bar, opened), size
                     self._write(itertools.chain((first,), chunks), hasher, bar)
@@ -343,7 +341,7 @@ class _Download:
 
     # -- segments --------------------------------------------------------------------------
     def _segmentable(self, size: int) -> bool:
-        return segments.count(size, self.settings.connections, self.settings.min_segment) > 1
+        return segments.should_split(size, self.settings.connections, self.settings.min_segment)
 
     def _resume_segmented(self, state: _State) -> tuple[Hasher, Optional[int]]:
         plan = self._saved_plan(state)

@@ -122,6 +122,7 @@ class SegmentedTransfer:
         self.ranges = True  # False once the reference server ignored a range
         self.stall_after = max(1.0, min(10.0, settings.timeout / 2))
         self.min_steal = max(64 * 1024, min(seglib.MIN_STEAL, settings.min_segment))
+        self.workers = max(1, min(settings.connections, budget.size))
         self.cond = threading.Condition()
         self.stop = threading.Event()
         self.error: Optional[BaseException] = None
@@ -159,13 +160,11 @@ class SegmentedTransfer:
             self._close()
 
     def _start_workers(self) -> None:
-        workers = max(1, min(self.settings.connections, self.budget.size))
+        workers = self.workers
         initial: Optional[tuple[Segment, int]] = None
         if self.first is not None:
-            seg0 = self.segments[0]
-            token = next(self._tokens)
-            seg0.owner, seg0.progress_at = token, time.monotonic()
-            initial = (seg0, token)
+            with self.cond:
+                initial = self._claim()  # the first piece, for the response open at byte 0
             self._token_held = False  # worker 0 owns it now
         for wid in range(workers):
             threading.Thread(
@@ -238,6 +237,9 @@ class SegmentedTransfer:
         """(Under the lock) a segment for an idle worker: unowned, split off, or stalled."""
         now = time.monotonic()
         seg = next((s for s in self.segments if not s.owner and not s.done), None)
+        if seg is not None and self.ranges:
+            piece = seglib.piece_size(self.segments, self.workers, self.settings.min_segment)
+            seg = seglib.take_piece(self.segments, seg, piece)
         if seg is None and self.ranges:
             seg = seglib.split_largest(self.segments, self.min_steal)
         if seg is None and self.ranges:
@@ -409,6 +411,8 @@ class SegmentedTransfer:
                         # are the same ones the new segment will write, so only clamp.
                         seg.pos = min(offset + n, seg.end)
                         seg.progress_at = time.monotonic()
+                        if seg.done:
+                            self.cond.notify_all()  # the prefix may have grown; idle may split
                     if self.closed:
                         self.cond.notify_all()
             view = view[n:]

@@ -44,17 +44,33 @@ class Segment:
 SPLIT_FROM = 8
 
 
-def plan(size: int, connections: int, min_segment: int) -> list[Segment]:
-    """Equal segments, at most ``connections`` of them and none smaller than ``min_segment``;
-    one segment for a file under ``SPLIT_FROM * min_segment``."""
-    min_segment = max(1, min_segment)
-    count = 1 if size < SPLIT_FROM * min_segment else max(1, min(connections, size // min_segment))
-    bounds = [size * i // count for i in range(count + 1)]
-    return [Segment(a, a, b) for a, b in zip(bounds, bounds[1:])]
+def should_split(size: int, connections: int, min_segment: int) -> bool:
+    """Worth several connections: not for a file under ``SPLIT_FROM * min_segment``."""
+    return connections > 1 and size >= SPLIT_FROM * max(1, min_segment)
 
 
-def count(size: int, connections: int, min_segment: int) -> int:
-    return len(plan(size, connections, min_segment)) if size > 0 else 1
+def plan(size: int) -> list[Segment]:
+    """A fresh plan: the whole file, unclaimed. Workers cut pieces off its front (take_piece)."""
+    return [Segment(0, 0, size)]
+
+
+def piece_size(segments: list[Segment], connections: int, min_piece: int) -> int:
+    """Guided self-scheduling: a share of what nobody has claimed yet, never below min_piece.
+
+    Big pieces first (few requests while there is plenty left), small ones at the end, so all
+    connections finish together and the unhashed tail behind the prefix stays small.
+    """
+    unclaimed = sum(s.remaining for s in segments if not s.owner)
+    return max(min_piece, unclaimed // (2 * max(1, connections)))
+
+
+def take_piece(segments: list[Segment], seg: Segment, piece: int) -> Segment:
+    """Cut ``seg`` (unclaimed) to its first ``piece`` bytes; the rest stays unclaimed."""
+    if seg.remaining >= piece + piece // 2:  # never leave a crumb behind
+        cut = seg.pos + piece
+        segments.insert(segments.index(seg) + 1, Segment(cut, cut, seg.end))
+        seg.end = cut
+    return seg
 
 
 def split_largest(segments: list[Segment], min_steal: int = MIN_STEAL) -> Optional[Segment]:

@@ -181,13 +181,27 @@ def test_prefix_hook_is_monotonic_and_ends_at_the_size(tmp_path, server, cache_d
 
 def test_several_files_at_once_share_one_connection_budget(tmp_path, server, monkeypatch):
     monkeypatch.setenv("DATASTAGE_CONNECTIONS", "3")
-    files = {f"/f{i}.bin": payload(300_000, seed=i) for i in range(5)}
+    files = {f"/f{i}.bin": payload(300_000, seed=i) for i in range(7)}
+    entries = [
+        {"url": server.add(path, data, rate=1_000_000), "sha256": sha256(data), "extract": False}
+        for path, data in files.items()
+    ]
+    blobs = datastage.fetch(str(write_manifest(tmp_path, "many", entries)))
+    assert [b.read_bytes() for b in blobs] == list(files.values())
+    assert server.max_active == 3, "files download in parallel, never beyond the budget"
+
+
+def test_a_big_file_and_small_ones_together(tmp_path, server, monkeypatch):
+    monkeypatch.setenv("DATASTAGE_CONNECTIONS", "3")
+    files = {f"/f{i}.bin": payload(300_000, seed=i) for i in range(4)}
     files["/big.bin"] = payload(3 * MIB, seed=9)
     entries = [
         {"url": server.add(path, data, rate=2_000_000), "sha256": sha256(data), "extract": False}
         for path, data in files.items()
     ]
-    manifest = write_manifest(tmp_path, "many", entries)
-    blobs = datastage.fetch(str(manifest))
-    assert [b.read_bytes() for b in blobs] == list(files.values())
-    assert server.max_active == 3, "files and segments run in parallel, never beyond the budget"
+    done = run_cli("get", str(write_manifest(tmp_path, "mixed", entries)), "--to", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    staged = tmp_path / "mixed"
+    for path, data in files.items():
+        assert (staged / path.lstrip("/")).read_bytes() == data
+    assert any(r.range for r in server.requests_for("/big.bin")), "the big one was segmented"

@@ -278,7 +278,7 @@ class _Handler(BaseHTTPRequestHandler):
                     state.bucket.take(n)
                 self.wfile.write(entry.read(start + sent, n))
                 sent += n
-                if rate:
+                if rate and sent < limit:  # no pause after the last byte: the answer is done
                     ahead = began + sent / rate - time.monotonic()
                     if ahead > 0:
                         time.sleep(ahead)
