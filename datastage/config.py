@@ -25,6 +25,7 @@ ENV = {
     "connections": "DATASTAGE_CONNECTIONS",
     "mirror": "DATASTAGE_MIRROR",
     "min_segment": "DATASTAGE_MIN_SEGMENT",
+    "probe": "DATASTAGE_PROBE",
 }
 REGISTRY_ENV = "DATASTAGE_REGISTRY"
 DEBUG_ENV = "DATASTAGE_DEBUG"
@@ -42,6 +43,7 @@ class Settings:
     connections: int = 8  # connections at once per get/fetch (segments of a file, files)
     mirror: Optional[str] = None  # prefer URLs containing this (a host or any substring)
     min_segment: int = 4 * 1024 * 1024  # bytes; files under 8x this use one connection
+    probe: float = 0.25  # seconds one connection runs alone before a split is decided
 
 
 def default_cache_dir() -> Path:
@@ -77,6 +79,7 @@ def _from_env(name: str, raw: str) -> Any:
         "connections": _positive,
         "mirror": str,
         "min_segment": _byte_size,
+        "probe": float,
     }
     try:
         return parsers[name](raw)

@@ -34,6 +34,7 @@ import itertools
 import json
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Optional
@@ -146,6 +147,33 @@ def _from_any_url(
         raise failures[0][1]
     reasons = "; ".join(f"{url}: {e}" for url, e in failures)
     raise AllMirrorsFailed(f"all {len(failures)} sources of {entry.name} failed: {reasons}")
+
+
+class _Probe:
+    """Should one connection get company? It runs alone for ``seconds`` first: if it would
+    finish the file within ``FAST_ENOUGH`` at its rate, more connections cannot save much and
+    only cost CPU (a fast unthrottled host, loopback). Otherwise split. ``seconds=0`` splits
+    at once."""
+
+    FAST_ENOUGH = 2.0
+
+    def __init__(self, size: int, seconds: float) -> None:
+        self.size, self.seconds = size, seconds
+        self.began = time.monotonic()
+        self.split = False
+        self._settled = False
+
+    def decided(self, have: int) -> bool:
+        """Called after each chunk; True stops the single stream (to split the rest)."""
+        if self._settled:
+            return False
+        elapsed = time.monotonic() - self.began
+        if elapsed < self.seconds:
+            return False
+        self._settled = True
+        rate = have / elapsed if elapsed > 0 else 0.0
+        self.split = self.seconds <= 0 or rate <= 0 or (self.size - have) / rate > self.FAST_ENOUGH
+        return self.split
 
 
 class _Download:
@@ -301,13 +329,17 @@ class _Download:
                     self._check_size_and_space(size, hasher.size)
                     if bar is None:
                         bar = self.reporter.bar(self.entry.name, size, initial=hasher.size)
+                    stream = itertools.chain((first,), chunks)
                     if hasher.size == 0 and size and known.size and self._segmentable(size):
-                        handed_over = True
-                        holding = False  # the token goes with the open response to segment 0
-                        plan = segments.plan(size)
-                        opened = (body, itertools.chain((first,), chunks))
-                        return self._run_segments(known, size, plan, hasher, bar, opened), size
-                    self._write(itertools.chain((first,), chunks), hasher, bar)
+                        probe = _Probe(size, self.settings.probe)
+                        self._write(stream, hasher, bar, until=probe.decided)
+                        if probe.split:
+                            handed_over = True
+                            holding = False  # the token goes with the open response
+                            plan = segments.plan(size, hasher.size)
+                            opened = (body, stream)
+                            return self._run_segments(known, size, plan, hasher, bar, opened), size
+                    self._write(stream, hasher, bar)
                     if size is not None and hasher.size < size:
                         raise NetworkError(
                             f"connection to {self.url} closed at {hasher.size} of {size} bytes"
@@ -444,8 +476,15 @@ class _Download:
         if size is not None:
             ensure_free(self.cache.root, size - offset, "for the download cache")
 
-    def _write(self, chunks: Iterable[bytes], hasher: Hasher, bar: Bar) -> None:
-        """Append to ``.part`` at ``hasher.size``, hashing as the bytes pass."""
+    def _write(
+        self,
+        chunks: Iterable[bytes],
+        hasher: Hasher,
+        bar: Bar,
+        until: Optional[Callable[[int], bool]] = None,
+    ) -> None:
+        """Append to ``.part`` at ``hasher.size``, hashing as the bytes pass; stop early once
+        ``until(bytes so far)`` says so (the rest of ``chunks`` is left for the caller)."""
         mode = "r+b" if self.part.exists() else "wb"
         with (
             disk_full_as_error(self.cache.root, what="for the download cache"),
@@ -460,6 +499,8 @@ class _Download:
                 if self.on_prefix is not None:
                     f.flush()  # "written" means a reader of the .part sees it
                     self.on_prefix(hasher.size)
+                if until is not None and until(hasher.size):
+                    return
 
     def _refuse_html(self, first: bytes) -> None:
         self._refuse_html_from(first, self.url)

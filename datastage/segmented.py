@@ -116,6 +116,7 @@ class SegmentedTransfer:
         self.hasher, self.settings, self.bar, self.budget = hasher, settings, bar, budget
         self.save, self.refuse_html, self.warn, self.on_prefix = save, refuse_html, warn, on_prefix
         self.first = first
+        self.first_at = seglib.contiguous_prefix(plan)  # where the open response has got to
         self._token_held = first is not None
         self.pinned = pinned
         self.dropped: list[tuple[str, Exception]] = []
@@ -262,7 +263,8 @@ class SegmentedTransfer:
                 if seg.owner != token or seg.done or self.stop.is_set():
                     return
                 start, end = seg.pos, seg.end
-                first, self.first = (self.first, None) if start == 0 else (None, self.first)
+                at = self.first_at
+                first, self.first = (self.first, None) if start == at else (None, self.first)
             mirror = self.reference if first else self._pick(wid)
             body: Optional[Body] = first[0] if first else None
             try:

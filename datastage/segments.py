@@ -49,9 +49,10 @@ def should_split(size: int, connections: int, min_segment: int) -> bool:
     return connections > 1 and size >= SPLIT_FROM * max(1, min_segment)
 
 
-def plan(size: int) -> list[Segment]:
-    """A fresh plan: the whole file, unclaimed. Workers cut pieces off its front (take_piece)."""
-    return [Segment(0, 0, size)]
+def plan(size: int, have: int = 0) -> list[Segment]:
+    """A fresh plan: the whole file (``have`` bytes already written), unclaimed. Workers cut
+    pieces off its front (take_piece)."""
+    return [Segment(0, have, size)]
 
 
 def piece_size(segments: list[Segment], connections: int, min_piece: int) -> int:

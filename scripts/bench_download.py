@@ -10,7 +10,7 @@ the whole server, like a throttling dataset host) and uncapped. Each tool downlo
 fresh folder ``--repeats`` times per scenario; the table shows the median wall time, the
 throughput and the speedup of datastage over each tool (tool time / datastage time, so > 1
 means datastage was faster). datastage's time includes verifying the sha256 and committing to
-its cache; the peers verify nothing. datastage's peak RSS comes from ``wait4``.
+its cache; the peers verify nothing. Peak RSS is polled from /proc (VmHWM).
 
 Peers: ``wget -q``, ``curl -s``, ``aria2c -x8 -s8`` (apt-get install -y aria2); a missing one is
 skipped with a note. Targets (issue 3): capped, datastage <= aria2c and >= 5x wget; uncapped,
@@ -61,18 +61,34 @@ def make_file(path: Path, size: int) -> str:
 
 
 def timed(argv: list[str], env: Optional[dict[str, str]] = None) -> tuple[float, int]:
-    """Run ``argv``; return (wall seconds, peak RSS in bytes). Raises on a non-zero exit."""
+    """Run ``argv``; return (wall seconds, peak RSS in bytes). Raises on a non-zero exit.
+
+    The peak is the child's own ``VmHWM`` polled from /proc (``ru_maxrss`` would also count
+    the Python parent's pages the child had between fork and exec).
+    """
     began = time.monotonic()
     proc = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or dict(os.environ)
     )
-    _, status, usage = os.wait4(proc.pid, 0)
+    status_file = Path(f"/proc/{proc.pid}/status")
+    peak = 0
+    while True:
+        try:
+            for line in status_file.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) * 1024)
+        except (OSError, ValueError):
+            pass
+        pid, status = os.waitpid(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        time.sleep(0.02)
     elapsed = time.monotonic() - began
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[0]} exited {proc.returncode}: {err.strip()[-500:]}")
-    return elapsed, usage.ru_maxrss * 1024  # Linux reports KiB
+    return elapsed, peak
 
 
 class Tool:

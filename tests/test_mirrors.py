@@ -25,6 +25,7 @@ def server2() -> Iterator[FileServer]:
 @pytest.fixture(autouse=True)
 def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATASTAGE_MIN_SEGMENT", "256K")
+    monkeypatch.setenv("DATASTAGE_PROBE", "0")
     monkeypatch.setenv("DATASTAGE_CONNECTIONS", "4")
 
 

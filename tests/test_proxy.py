@@ -25,7 +25,7 @@ def _manifest(tmp_path: Path, url: str, data: bytes) -> Path:
     return write_manifest(tmp_path, "p", [entry])
 
 
-ENV = {"DATASTAGE_MIN_SEGMENT": "256K", "DATASTAGE_CONNECTIONS": "4"}
+ENV = {"DATASTAGE_MIN_SEGMENT": "256K", "DATASTAGE_CONNECTIONS": "4", "DATASTAGE_PROBE": "0"}
 
 
 @pytest.mark.parametrize("variable", ["http_proxy", "HTTP_PROXY"])

@@ -29,6 +29,7 @@ MIB = 1024 * 1024
 def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
     """Split from 2 MiB (8 x 256 KiB) so small fixtures exercise the segmented path."""
     monkeypatch.setenv("DATASTAGE_MIN_SEGMENT", "256K")
+    monkeypatch.setenv("DATASTAGE_PROBE", "0")
     monkeypatch.setenv("DATASTAGE_CONNECTIONS", "4")
 
 
@@ -72,6 +73,26 @@ def test_connections_flag_of_one_means_one_stream(tmp_path, server):
     done = run_cli("fetch", str(_manifest(tmp_path, url, data)), "-j", "1")
     assert done.returncode == 0, done.stderr
     assert [r.range for r in server.requests_for("/big.bin")] == [None]
+
+
+def test_a_fast_single_connection_is_left_alone(tmp_path, server, monkeypatch):
+    monkeypatch.setenv("DATASTAGE_PROBE", "0.25")
+    data = payload(4 * MIB)
+    url = server.add("/big.bin", data)
+    (blob,) = datastage.fetch(str(_manifest(tmp_path, url, data)))
+    assert blob.read_bytes() == data
+    assert [r.range for r in server.requests_for("/big.bin")] == [None]
+
+
+def test_a_throttled_connection_gets_company_after_the_probe(tmp_path, server, monkeypatch):
+    monkeypatch.setenv("DATASTAGE_PROBE", "0.25")
+    data = payload(4 * MIB)
+    url = server.add("/big.bin", data, rate=1_000_000)
+    (blob,) = datastage.fetch(str(_manifest(tmp_path, url, data)))
+    assert blob.read_bytes() == data
+    first, *rest = server.requests_for("/big.bin")
+    assert first.range is None and len(rest) >= 3
+    assert min(start for start, _ in _ranges(rest)) > 0, "what the probe got is kept"
 
 
 @pytest.mark.slow
