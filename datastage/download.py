@@ -157,9 +157,8 @@ class _Probe:
 
     FAST_ENOUGH = 2.0
 
-    def __init__(self, size: int, seconds: float) -> None:
-        self.size, self.seconds = size, seconds
-        self.began = time.monotonic()
+    def __init__(self, size: int, seconds: float, began: float) -> None:
+        self.size, self.seconds, self.began = size, seconds, began
         self.split = False
         self._settled = False
 
@@ -307,6 +306,7 @@ class _Download:
             while True:
                 start = hasher.size
                 body = None
+                asked_at = time.monotonic()
                 try:
                     body = self.source.open_range(known, start)
                     if body.offset != start:
@@ -331,7 +331,7 @@ class _Download:
                         bar = self.reporter.bar(self.entry.name, size, initial=hasher.size)
                     stream = itertools.chain((first,), chunks)
                     if hasher.size == 0 and size and known.size and self._segmentable(size):
-                        probe = _Probe(size, self.settings.probe)
+                        probe = _Probe(size, self.settings.probe, asked_at)
                         self._write(stream, hasher, bar, until=probe.decided)
                         if probe.split:
                             handed_over = True

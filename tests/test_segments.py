@@ -51,8 +51,10 @@ def test_big_file_comes_in_ranged_segments(tmp_path, server):
     url = server.add("/big.bin", data)
     (blob,) = datastage.fetch(str(_manifest(tmp_path, url, data)))
     assert blob.read_bytes() == data
-    first, *rest = server.requests_for("/big.bin")
-    assert first.range is None and first.status == 200
+    log = server.requests_for("/big.bin")  # in the order the answers ended
+    (first,) = [r for r in log if r.range is None]
+    rest = [r for r in log if r.range]
+    assert first.status == 200
     assert len(rest) >= 3, "the other segments come over their own connections"
     assert all(r.status == 206 and r.if_range for r in rest)
     for start, end in _ranges(rest):
@@ -90,8 +92,9 @@ def test_a_throttled_connection_gets_company_after_the_probe(tmp_path, server, m
     url = server.add("/big.bin", data, rate=1_000_000)
     (blob,) = datastage.fetch(str(_manifest(tmp_path, url, data)))
     assert blob.read_bytes() == data
-    first, *rest = server.requests_for("/big.bin")
-    assert first.range is None and len(rest) >= 3
+    log = server.requests_for("/big.bin")  # in the order the answers ended
+    rest = [r for r in log if r.range]
+    assert len(log) - len(rest) == 1 and len(rest) >= 3
     assert min(start for start, _ in _ranges(rest)) > 0, "what the probe got is kept"
 
 
@@ -147,9 +150,10 @@ def test_stalled_segment_is_taken_over(tmp_path, server):
     url = server.add("/big.bin", data, stall_after=300_000, stall_times=1)
     (blob,) = datastage.fetch(str(_manifest(tmp_path, url, data)))
     assert blob.read_bytes() == data
-    first, *rest = server.requests_for("/big.bin")
-    assert first.range is None and first.sent == 300_000, "the first connection stalled"
-    assert all(r.range for r in rest), "the file is never restarted"
+    log = server.requests_for("/big.bin")
+    (first,) = [r for r in log if r.range is None]  # the file is never restarted
+    rest = [r for r in log if r.range]
+    assert first.sent == 300_000, "the first connection stalled"
     assert any(0 < start < 300_000 + 1 for start, _ in _ranges(rest)), (
         "the stalled bytes were asked for again on another connection"
     )
