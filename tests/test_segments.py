@@ -20,6 +20,7 @@ from datastage.download import download
 from datastage.manifest import FileEntry
 from datastage.progress import Reporter
 from tests.conftest import payload, run_cli, sha256, write_manifest
+from tests.servers.http_server import FileServer
 from tests.test_crash import _wait_for
 
 MIB = 1024 * 1024
@@ -96,6 +97,19 @@ def test_a_throttled_connection_gets_company_after_the_probe(tmp_path, server, m
     rest = [r for r in log if r.range]
     assert len(log) - len(rest) == 1 and len(rest) >= 3
     assert min(start for start, _ in _ranges(rest)) > 0, "what the probe got is kept"
+
+
+def test_a_server_limiting_connections_gets_fewer_not_a_failure(tmp_path, capsys):
+    limited = FileServer(connection_limit=2)
+    try:
+        data = payload(4 * MIB)
+        url = limited.add("/big.bin", data, rate=4_000_000)
+        (blob,) = datastage.fetch(str(_manifest(tmp_path, url, data)))
+        assert blob.read_bytes() == data
+        assert any(r.status == 503 for r in limited.log), "the limit was hit"
+        assert "continuing big.bin with fewer connections" in capsys.readouterr().err
+    finally:
+        limited.close()
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@
     server.faults("/a.tar.gz", drop_after=1000)  # next response closes after 1000 body bytes
     server.log                                 # every request: method, path, Range, status, sent
     server.max_active                          # most GET responses served at once
+    FileServer(connection_limit=2)             # 503 for a GET beyond 2 at once
 
 Faults (per path, see ``Faults``): drop the connection after N bytes, ignore Range, answer
 429/503 (+ Retry-After) first, serve an HTML page instead, trickle at a byte rate, announce a
@@ -111,10 +112,16 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class FileServer:
-    def __init__(self, rate: Optional[float] = None, total_rate: Optional[float] = None) -> None:
+    def __init__(
+        self,
+        rate: Optional[float] = None,
+        total_rate: Optional[float] = None,
+        connection_limit: Optional[int] = None,
+    ) -> None:
         self.files: dict[str, Entry] = {}
         self.log: list[Request] = []
         self.rate = rate
+        self.connection_limit = connection_limit  # answer 503 beyond this many GETs at once
         self.bucket = _TokenBucket(total_rate) if total_rate else None
         self._lock = threading.Lock()
         self._version = 0
@@ -183,7 +190,13 @@ class _Handler(BaseHTTPRequestHandler):
         with state._lock:
             state.active += 1
             state.max_active = max(state.max_active, state.active)
+            busy = state.connection_limit is not None and state.active > state.connection_limit
         try:
+            if busy:
+                path = "/" + self.path.split("?", 1)[0].lstrip("/")
+                state.log.append(Request("GET", path, self.headers.get("Range"), None, 503, 0))
+                self._simple(503, b"too many connections")
+                return
             self._serve(head=False)
         finally:
             with state._lock:
