@@ -43,7 +43,7 @@ class Settings:
     connections: int = 8  # connections at once per get/fetch (segments of a file, files)
     mirror: Optional[str] = None  # prefer URLs containing this (a host or any substring)
     min_segment: int = 4 * 1024 * 1024  # bytes; files under 8x this use one connection
-    probe: float = 0.25  # seconds one connection runs alone before a split is decided
+    probe: float = 0.1  # seconds one connection runs alone before a split is decided
 
 
 def default_cache_dir() -> Path:

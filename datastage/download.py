@@ -150,28 +150,31 @@ def _from_any_url(
 
 
 class _Probe:
-    """Should one connection get company? It runs alone for ``seconds`` first: if it would
+    """Should one connection get company? It runs alone for up to ``seconds``: if it would
     finish the file within ``FAST_ENOUGH`` at its rate, more connections cannot save much and
-    only cost CPU (a fast unthrottled host, loopback). Otherwise split. ``seconds=0`` splits
-    at once."""
+    only cost CPU (a fast unthrottled host, loopback), so it stays alone. A connection clearly
+    too slow (``CLEARLY`` times over) gets company at once, without waiting out the probe.
+    ``seconds=0`` splits at once."""
 
     FAST_ENOUGH = 2.0
+    CLEARLY = 4.0
 
     def __init__(self, size: int, seconds: float, began: float) -> None:
         self.size, self.seconds, self.began = size, seconds, began
-        self.split = False
-        self._settled = False
+        self.split = seconds <= 0
+        self._settled = self.split
 
     def decided(self, have: int) -> bool:
         """Called after each chunk; True stops the single stream (to split the rest)."""
         if self._settled:
-            return False
+            return self.split
         elapsed = time.monotonic() - self.began
-        if elapsed < self.seconds:
-            return False
-        self._settled = True
-        rate = have / elapsed if elapsed > 0 else 0.0
-        self.split = self.seconds <= 0 or rate <= 0 or (self.size - have) / rate > self.FAST_ENOUGH
+        # The rate includes the request's latency: it errs on the side of splitting.
+        projected = (self.size - have) * elapsed / have if have else float("inf")
+        if projected > self.FAST_ENOUGH * self.CLEARLY:
+            self.split = self._settled = True
+        elif elapsed >= self.seconds:
+            self.split, self._settled = projected > self.FAST_ENOUGH, True
         return self.split
 
 

@@ -56,6 +56,7 @@ from .sources import Body, RemoteFile, Source
 from .units import human_bytes
 
 HASH_READ = 1 << 20
+FLUSH_EVERY = 128 << 20  # write back as we go: the fsync before the commit then has little left
 SAVE_EVERY = 1.0  # seconds between saves of the plan (a kill -9 re-fetches at most this much)
 TICK = 0.2  # how often the calling thread hashes, reports and saves
 BUSY_STATUSES = (429, 503)  # "too many connections": fewer workers, not a failed file
@@ -141,6 +142,7 @@ class SegmentedTransfer:
         self.retired = False
         self._tokens = itertools.count(1)
         self.fd = -1
+        self._flushed = 0
 
     # -- the calling thread ----------------------------------------------------------------
     def run(self) -> Hasher:
@@ -194,6 +196,9 @@ class SegmentedTransfer:
             self.hasher.update(data)
             if self.on_prefix is not None:
                 self.on_prefix(self.hasher.size)
+            if self.hasher.size - self._flushed >= FLUSH_EVERY:
+                os.fdatasync(self.fd)  # overlaps the network; the disk would do it later anyway
+                self._flushed = self.hasher.size
 
     def _close(self) -> None:
         if self._token_held:
