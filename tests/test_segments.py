@@ -17,6 +17,7 @@ from datastage import config
 from datastage.cache import Cache
 from datastage.digests import Digest
 from datastage.download import download
+from datastage.errors import UsageError
 from datastage.manifest import FileEntry
 from datastage.progress import Reporter
 from tests.conftest import payload, run_cli, sha256, write_manifest
@@ -244,3 +245,18 @@ def test_a_big_file_and_small_ones_together(tmp_path, server, monkeypatch):
     for path, data in files.items():
         assert (staged / path.lstrip("/")).read_bytes() == data
     assert any(r.range for r in server.requests_for("/big.bin")), "the big one was segmented"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("4M", 4 * MIB), ("512K", 512 * 1024), ("1GiB", 1 << 30), ("100", 100)]
+)
+def test_min_segment_takes_human_sizes(monkeypatch, raw, expected):
+    monkeypatch.setenv("DATASTAGE_MIN_SEGMENT", raw)
+    assert config.resolve().min_segment == expected
+
+
+@pytest.mark.parametrize("name", ["DATASTAGE_MIN_SEGMENT", "DATASTAGE_CONNECTIONS"])
+def test_bad_transfer_settings_are_usage_errors(monkeypatch, name):
+    monkeypatch.setenv(name, "0")
+    with pytest.raises(UsageError, match=f"{name}='0' is not a valid value"):
+        config.resolve()
