@@ -158,6 +158,7 @@ class _Probe:
 
     FAST_ENOUGH = 2.0
     CLEARLY = 4.0
+    EVIDENCE = 1 << 20  # bytes before an early verdict: the first chunk's timing is mostly latency
 
     def __init__(self, size: int, seconds: float, began: float) -> None:
         self.size, self.seconds, self.began = size, seconds, began
@@ -171,7 +172,7 @@ class _Probe:
         elapsed = time.monotonic() - self.began
         # The rate includes the request's latency: it errs on the side of splitting.
         projected = (self.size - have) * elapsed / have if have else float("inf")
-        if projected > self.FAST_ENOUGH * self.CLEARLY:
+        if have >= self.EVIDENCE and projected > self.FAST_ENOUGH * self.CLEARLY:
             self.split = self._settled = True
         elif elapsed >= self.seconds:
             self.split, self._settled = projected > self.FAST_ENOUGH, True
