@@ -160,8 +160,8 @@ class _Probe:
     CLEARLY = 4.0
     EVIDENCE = 1 << 20  # bytes before an early verdict: the first chunk's timing is mostly latency
 
-    def __init__(self, size: int, seconds: float, began: float) -> None:
-        self.size, self.seconds, self.began = size, seconds, began
+    def __init__(self, size: int, seconds: float, began: float, start: int = 0) -> None:
+        self.size, self.seconds, self.began, self.start = size, seconds, began, start
         self.split = seconds <= 0
         self._settled = self.split
 
@@ -170,9 +170,10 @@ class _Probe:
         if self._settled:
             return self.split
         elapsed = time.monotonic() - self.began
+        got = have - self.start  # by this response
         # The rate includes the request's latency: it errs on the side of splitting.
-        projected = (self.size - have) * elapsed / have if have else float("inf")
-        if have >= self.EVIDENCE and projected > self.FAST_ENOUGH * self.CLEARLY:
+        projected = (self.size - have) * elapsed / got if got > 0 else float("inf")
+        if got >= self.EVIDENCE and projected > self.FAST_ENOUGH * self.CLEARLY:
             self.split = self._settled = True
         elif elapsed >= self.seconds:
             self.split, self._settled = projected > self.FAST_ENOUGH, True
@@ -334,8 +335,10 @@ class _Download:
                     if bar is None:
                         bar = self.reporter.bar(self.entry.name, size, initial=hasher.size)
                     stream = itertools.chain((first,), chunks)
-                    if hasher.size == 0 and size and known.size and self._segmentable(size):
-                        probe = _Probe(size, self.settings.probe, asked_at)
+                    if size and known.size and self._segmentable(size):
+                        # Also after a retry: a dropped connection must not leave a throttled
+                        # file to a single stream for the rest of its way.
+                        probe = _Probe(size, self.settings.probe, asked_at, hasher.size)
                         self._write(stream, hasher, bar, until=probe.decided)
                         if probe.split:
                             handed_over = True

@@ -100,6 +100,17 @@ def test_a_throttled_connection_gets_company_after_the_probe(tmp_path, server, m
     assert min(start for start, _ in _ranges(rest)) > 0, "what the probe got is kept"
 
 
+def test_a_connection_dropped_during_the_probe_still_gets_company(tmp_path, server, monkeypatch):
+    monkeypatch.setenv("DATASTAGE_PROBE", "0.25")
+    data = payload(4 * MIB)
+    url = server.add("/big.bin", data, rate=1_000_000, drop_after=100_000, drop_times=1)
+    (blob,) = datastage.fetch(str(_manifest(tmp_path, url, data)))
+    assert blob.read_bytes() == data
+    log = server.requests_for("/big.bin")
+    assert sum(1 for r in log if r.range is None) == 1, "never restarted"
+    assert sum(1 for r in log if r.range) >= 3, "the resumed stream was split"
+
+
 def test_a_server_limiting_connections_gets_fewer_not_a_failure(tmp_path, capsys):
     limited = FileServer(connection_limit=2)
     try:
