@@ -10,6 +10,7 @@ is already staged reads one manifest and one marker, and touches no network libr
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import defaultdict
 from dataclasses import replace
@@ -30,7 +31,6 @@ from .manifest import FileEntry, Manifest
 from .progress import Reporter
 
 PathLike = Union[str, "os.PathLike[str]"]
-FILES_AT_ONCE = 4  # files downloading together (a folder of many small files); each may segment
 
 
 def get(
@@ -43,6 +43,8 @@ def get(
     name: Optional[str] = None,
     hf_endpoint: Optional[str] = None,
     s3_endpoint: Optional[str] = None,
+    connections: Optional[int] = None,
+    mirror: Optional[str] = None,
 ) -> Path:
     """Stage ``target`` under ``to``; return its root.
 
@@ -52,13 +54,17 @@ def get(
     ``to`` defaults to $DATASTAGE_TO, the config file's ``to``, then the platform's fast disk.
     Safe to call from every process at once: the data is downloaded and staged once; under
     torchrun the ranks of one machine take turns on a local lock (see ranks.py).
+    ``connections`` caps the connections open at once (segments and files together);
+    ``mirror`` prefers the URLs that contain it (e.g. a host name).
     """
     endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
     manifest = _manifest(target, sha256, name, cache_dir=cache, **endpoints)
     dest = config.resolve_to(to)
     if stage.is_current(manifest, dest):
         return stage.root_of(manifest, dest)
-    settings = config.resolve(cache_dir=cache, quiet=quiet, **endpoints)
+    settings = config.resolve(
+        cache_dir=cache, quiet=quiet, connections=connections, mirror=mirror, **endpoints
+    )
     from . import ranks
 
     if not ranks.distributed():
@@ -107,11 +113,15 @@ def fetch(
     sha256: Optional[str] = None,
     hf_endpoint: Optional[str] = None,
     s3_endpoint: Optional[str] = None,
+    connections: Optional[int] = None,
+    mirror: Optional[str] = None,
 ) -> list[Path]:
     """Download and verify every file of ``target`` into the cache, without staging it."""
     endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
     manifest = _manifest(target, sha256, None, cache_dir=cache, **endpoints)
-    settings = config.resolve(cache_dir=cache, quiet=quiet, **endpoints)
+    settings = config.resolve(
+        cache_dir=cache, quiet=quiet, connections=connections, mirror=mirror, **endpoints
+    )
     reporter = Reporter(settings.quiet)
     return [blob.path for blob in _obtain_all(manifest, None, settings, reporter)]
 
@@ -160,6 +170,7 @@ def _download_pinned(
     store: Any,
     settings: Any,
     reporter: Reporter,
+    budget: Any = None,
 ) -> Any:
     """Download ``expected``; record a first-use pin, or say which pin a mismatch broke."""
     from . import tiers
@@ -168,7 +179,8 @@ def _download_pinned(
 
     book = Pins(store.root)
     try:
-        blob = tiers.obtain(expected, manifest, store, settings, reporter, download)
+        fetch_one = functools.partial(download, budget=budget)
+        blob = tiers.obtain(expected, manifest, store, settings, reporter, fetch_one)
     except (ChecksumMismatch, SizeMismatch, AllMirrorsFailed) as e:
         pin = book.get(entry) if expected is not entry else None
         if pin is None or "mismatch" not in str(e):
@@ -296,20 +308,27 @@ def _manifest(target: str, sha256: Optional[str], name: Optional[str], **setting
 def _download_all(
     manifest: Manifest, pinned: list[FileEntry], store: Any, settings: Any, reporter: Reporter
 ) -> list[Any]:
-    """Every file's blob, in manifest order; several files at once (folders, repos), bounded."""
+    """Every file's blob, in manifest order, several at once within one budget of connections.
+
+    Files start in manifest order; each takes connections from the shared budget as its
+    segments need them, so a big file and many small ones share the link without exceeding
+    ``settings.connections``. The first failure is raised once the others have stopped.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(entry: FileEntry, expected: FileEntry) -> Any:
-        return _download_pinned(manifest, entry, expected, store, settings, reporter)
+    from .segmented import Budget
 
-    if len(manifest.files) == 1:
-        return [one(manifest.files[0], pinned[0])]
-    pool = ThreadPoolExecutor(min(FILES_AT_ONCE, len(manifest.files)))
-    try:
-        futures = [pool.submit(one, e, p) for e, p in zip(manifest.files, pinned)]
+    budget = Budget(settings.connections)
+
+    def one(entry: FileEntry, expected: FileEntry) -> Any:
+        return _download_pinned(manifest, entry, expected, store, settings, reporter, budget)
+
+    pairs = list(zip(manifest.files, pinned))
+    if len(pairs) == 1 or settings.connections == 1:
+        return [one(e, p) for e, p in pairs]
+    with ThreadPoolExecutor(max_workers=min(len(pairs), settings.connections)) as pool:
+        futures = [pool.submit(one, e, p) for e, p in pairs]
         return [f.result() for f in futures]
-    finally:
-        pool.shutdown(cancel_futures=True)  # the first failure stops files not yet started
 
 
 def _check_space_before_download(manifest: Manifest, store: Any, dest: Optional[Path]) -> None:

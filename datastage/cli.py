@@ -52,6 +52,22 @@ _cache = click.option(
 )
 
 
+_connections = click.option(
+    "-j",
+    "--connections",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Connections at once: segments of a big file and files in parallel "
+    "[env DATASTAGE_CONNECTIONS; default: 8].",
+)
+_mirror = click.option(
+    "--mirror",
+    default=None,
+    metavar="TEXT",
+    help="Prefer the URLs that contain TEXT (e.g. a host name) [env DATASTAGE_MIRROR].",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="datastage")
 @_debug
@@ -91,6 +107,8 @@ _s3_endpoint = click.option(
 @click.option("--name", default=None, help="Name of a URL/path target's dataset folder.")
 @_hf_endpoint
 @_s3_endpoint
+@_connections
+@_mirror
 @_quiet
 @_debug
 def get(
@@ -101,6 +119,8 @@ def get(
     name: Optional[str],
     hf_endpoint: Optional[str],
     s3_endpoint: Optional[str],
+    connections: Optional[int],
+    mirror: Optional[str],
     quiet: Optional[bool],
 ) -> None:
     """Download, verify and stage TARGET (a dataset name or a manifest file).
@@ -109,10 +129,19 @@ def get(
     gdrive://ID, hf://datasets/ORG/REPO[@REV]/PATH, s3://BUCKET/KEY-OR-PREFIX/, gs:// and other
     fsspec URLs, a local file or folder. Prints the path of the staged dataset root on stdout.
     """
-    endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
-    click.echo(
-        api.get(target, to=to, cache=cache, quiet=quiet, sha256=sha256, name=name, **endpoints)
+    root = api.get(
+        target,
+        to=to,
+        cache=cache,
+        quiet=quiet,
+        sha256=sha256,
+        name=name,
+        hf_endpoint=hf_endpoint,
+        s3_endpoint=s3_endpoint,
+        connections=connections,
+        mirror=mirror,
     )
+    click.echo(root)
 
 
 @cli.command()
@@ -121,6 +150,8 @@ def get(
 @_sha256
 @_hf_endpoint
 @_s3_endpoint
+@_connections
+@_mirror
 @_quiet
 @_debug
 def fetch(
@@ -129,11 +160,22 @@ def fetch(
     sha256: Optional[str],
     hf_endpoint: Optional[str],
     s3_endpoint: Optional[str],
+    connections: Optional[int],
+    mirror: Optional[str],
     quiet: Optional[bool],
 ) -> None:
     """Download and verify TARGET into the cache without staging it; prints the cached files."""
-    endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
-    for path in api.fetch(target, cache=cache, quiet=quiet, sha256=sha256, **endpoints):
+    paths = api.fetch(
+        target,
+        cache=cache,
+        quiet=quiet,
+        sha256=sha256,
+        hf_endpoint=hf_endpoint,
+        s3_endpoint=s3_endpoint,
+        connections=connections,
+        mirror=mirror,
+    )
+    for path in paths:
         click.echo(path)
 
 

@@ -2,7 +2,8 @@
 default (Colab, AutoDL, SageMaker: see platform.py) > platformdirs defaults.
 
 Owns: where the cache is, network patience (retries, backoff, timeouts), quiet/offline switches,
-the persistent tier and read-only source folders, and the default ``--to``.
+the persistent tier and read-only source folders, and the default ``--to``,
+connections (segments and parallel files), the preferred mirror.
 Every environment variable datastage reads is listed in ``ENV`` below.
 """
 
@@ -31,6 +32,10 @@ ENV = {
     "sources": "DATASTAGE_SOURCES",  # os.pathsep-separated folders
     "verify_persistent": "DATASTAGE_VERIFY_PERSISTENT",
     "shared_cache": "DATASTAGE_SHARED_CACHE",  # s3://bucket/prefix (s3cache.py)
+    "connections": "DATASTAGE_CONNECTIONS",
+    "mirror": "DATASTAGE_MIRROR",
+    "min_segment": "DATASTAGE_MIN_SEGMENT",
+    "probe": "DATASTAGE_PROBE",
 }
 TO_ENV = "DATASTAGE_TO"
 REGISTRY_ENV = "DATASTAGE_REGISTRY"
@@ -53,6 +58,10 @@ class Settings:
     sources: tuple[Path, ...] = ()  # read-only folders searched before downloading
     verify_persistent: bool = False  # re-hash copies from the persistent tier
     shared_cache: Optional[str] = None  # s3://bucket/prefix asked before the dataset's URLs
+    connections: int = 8  # connections at once per get/fetch (segments of a file, files)
+    mirror: Optional[str] = None  # prefer URLs containing this (a host or any substring)
+    min_segment: int = 4 * 1024 * 1024  # bytes; files under 8x this use one connection
+    probe: float = 0.1  # seconds one connection runs alone before a split is decided
 
 
 def default_cache_dir() -> Path:
@@ -135,11 +144,33 @@ def _from_env(name: str, raw: str) -> Any:
         "sources": lambda s: tuple(Path(p).expanduser() for p in s.split(os.pathsep) if p),
         "verify_persistent": _boolean,
         "shared_cache": str,
+        "connections": _positive,
+        "mirror": str,
+        "min_segment": _byte_size,
+        "probe": float,
     }
     try:
         return parsers[name](raw)
     except ValueError:
         raise UsageError(f"{ENV[name]}={raw!r} is not a valid value for {name}") from None
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError(raw)
+    return value
+
+
+def _byte_size(raw: str) -> int:
+    """``4194304``, ``4M``, ``512K``, ``1G`` (powers of 1024)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = raw.strip().upper().removesuffix("B").removesuffix("I")
+    factor = units.get(text[-1:], 1)
+    value = int(text[:-1] if factor > 1 else text) * factor
+    if value < 1:
+        raise ValueError(raw)
+    return value
 
 
 def _boolean(raw: str) -> bool:

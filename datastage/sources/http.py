@@ -125,6 +125,8 @@ class HTTPSource:
                 stream=True,
                 timeout=(CONNECT_TIMEOUT, self.settings.timeout),
             )
+        except requests.exceptions.ProxyError as e:
+            raise NetworkError(f"cannot reach {_host(url)} through the proxy: {_reason(e)}") from e
         except requests.exceptions.SSLError as e:
             raise SourceError(f"TLS error talking to {_host(url)}: {_reason(e)}") from e
         except requests.exceptions.InvalidURL as e:

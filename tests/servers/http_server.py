@@ -4,6 +4,8 @@
     url = server.add("/a.tar.gz", data)        # serve bytes (or a Path) at that path
     server.faults("/a.tar.gz", drop_after=1000)  # next response closes after 1000 body bytes
     server.log                                 # every request: method, path, Range, status, sent
+    server.max_active                          # most GET responses served at once
+    FileServer(connection_limit=2)             # 503 for a GET beyond 2 at once
 
 Faults (per path, see ``Faults``): drop the connection after N bytes, ignore Range, answer
 429/503 (+ Retry-After) first, serve an HTML page instead, trickle at a byte rate, announce a
@@ -100,16 +102,33 @@ class _TokenBucket:
             time.sleep(wait)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+        # a client hanging up mid-request (kill -9, a split segment) is normal here
+
+
 class FileServer:
-    def __init__(self, rate: Optional[float] = None, total_rate: Optional[float] = None) -> None:
+    def __init__(
+        self,
+        rate: Optional[float] = None,
+        total_rate: Optional[float] = None,
+        connection_limit: Optional[int] = None,
+    ) -> None:
         self.files: dict[str, Entry] = {}
         self.log: list[Request] = []
         self.rate = rate
+        self.connection_limit = connection_limit  # answer 503 beyond this many GETs at once
         self.bucket = _TokenBucket(total_rate) if total_rate else None
         self._lock = threading.Lock()
         self._version = 0
+        self.active = 0  # GET/HEAD responses being served right now
+        self.max_active = 0  # the most at once since the server started
         handler = type("Handler", (_Handler,), {"server_state": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = _QuietServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -167,7 +186,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(head=True)
 
     def do_GET(self) -> None:
-        self._serve(head=False)
+        state = self.server_state
+        with state._lock:
+            state.active += 1
+            state.max_active = max(state.max_active, state.active)
+            busy = state.connection_limit is not None and state.active > state.connection_limit
+        try:
+            if busy:
+                path = "/" + self.path.split("?", 1)[0].lstrip("/")
+                state.log.append(Request("GET", path, self.headers.get("Range"), None, 503, 0))
+                self._simple(503, b"too many connections")
+                return
+            self._serve(head=False)
+        finally:
+            with state._lock:
+                state.active -= 1
 
     # -- the response --------------------------------------------------------------------------
     def _serve(self, head: bool) -> None:
@@ -258,7 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
                     state.bucket.take(n)
                 self.wfile.write(entry.read(start + sent, n))
                 sent += n
-                if rate:
+                if rate and sent < limit:  # no pause after the last byte: the answer is done
                     ahead = began + sent / rate - time.monotonic()
                     if ahead > 0:
                         time.sleep(ahead)
