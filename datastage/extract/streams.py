@@ -1,0 +1,209 @@
+"""Decompressed byte streams, using every core the machine has when a fast backend exists.
+
+Owns: choosing a decompressor for gz/bz2/xz/zst and turning its failures into CorruptArchive.
+Every opener takes a binary file object, which need not be seekable (a pipe, a socket, a file
+still being downloaded), so the tar path can later consume bytes as they arrive.
+
+Measured on 2 cores (116 MB of WAV, tar.bz2 94 MB / tar.gz 103 MB, read to /dev/null):
+
+    bz2 (stdlib) 5.4 s   indexed_bzip2 (2 threads) 2.2 s   lbzip2 -d pipe 2.1 s
+    gzip (stdlib) 0.54 s rapidgzip (2 threads) 0.29 s      pigz -d pipe  0.56 s
+
+So: indexed_bzip2 / rapidgzip in-process when installed (core dependencies, imported lazily),
+else lbzip2 / pigz through a pipe when installed, else the standard library.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import lzma
+import os
+import shutil
+import subprocess
+import threading
+import zlib
+from collections.abc import Iterator
+from typing import IO, Any, Optional, cast
+
+from ..errors import MissingDependency
+
+READ_CHUNK = 1 << 20
+THREADS = os.cpu_count() or 1
+
+
+class BadData(Exception):
+    """A decompressor rejected its input (the caller names the archive)."""
+
+
+#: Exceptions that mean "the compressed bytes are bad" from every backend we use.
+DECOMPRESSION_ERRORS: tuple[type[BaseException], ...] = (
+    BadData,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    gzip.BadGzipFile,
+)
+_PIPE_TOOLS = {"bz2": ("lbzip2", "-d", "-c", "-n"), "gz": ("pigz", "-d", "-c", "-p")}
+#: Environment switch for benchmarks and tests: "stdlib", "pipe" or "" (auto).
+BACKEND_ENV = "DATASTAGE_DECOMPRESSOR"
+
+
+@contextlib.contextmanager
+def decompressed(raw: IO[bytes], compression: Optional[str], what: str) -> Iterator[IO[bytes]]:
+    """Yield a readable stream of ``raw`` decompressed; always closes what it opened."""
+    if compression is None:
+        yield raw
+        return
+    stream = _open(raw, compression)
+    try:
+        yield stream
+    finally:
+        with contextlib.suppress(Exception):
+            stream.close()
+
+
+def _open(raw: IO[bytes], compression: str) -> IO[bytes]:
+    choice = os.environ.get(BACKEND_ENV, "")
+    if compression in ("bz2", "gz") and choice != "stdlib":
+        if choice != "pipe" and THREADS > 1:
+            fast = _parallel_library(raw, compression)
+            if fast is not None:
+                return fast
+        tool = _PIPE_TOOLS[compression]
+        if shutil.which(tool[0]) and (THREADS > 1 or choice == "pipe"):
+            return cast(IO[bytes], _PipeReader(raw, [*tool, str(THREADS)]))
+    if compression == "gz":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if compression == "bz2":
+        return bz2.BZ2File(raw, "rb")  # type: ignore[return-value]
+    if compression == "xz":
+        return lzma.LZMAFile(raw, "rb")  # type: ignore[return-value]
+    if compression == "zst":
+        return _zstd_reader(raw)
+    raise ValueError(f"unknown compression {compression!r}")
+
+
+def _parallel_library(raw: IO[bytes], compression: str) -> Optional[IO[bytes]]:
+    try:
+        if compression == "bz2":
+            import indexed_bzip2
+
+            reader = indexed_bzip2.open(raw, parallelization=THREADS)
+        else:
+            import rapidgzip
+
+            reader = rapidgzip.open(raw, parallelization=THREADS)
+    except ImportError:
+        return None
+    return cast(IO[bytes], _RuntimeErrorsAsCorrupt(reader))
+
+
+def _zstd_reader(raw: IO[bytes]) -> IO[bytes]:
+    try:
+        import zstandard
+    except ImportError:
+        raise MissingDependency(
+            "zstandard is needed for .zst archives", hint="pip install 'datastage[zstd]'"
+        ) from None
+    # read_across_frames: files made by `zstd -T0` or concatenated may hold several frames.
+    reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    return cast(IO[bytes], _RuntimeErrorsAsCorrupt(reader, zstandard.ZstdError))
+
+
+class _RuntimeErrorsAsCorrupt:
+    """indexed_bzip2/rapidgzip raise RuntimeError (with a C++ essay) on bad data."""
+
+    def __init__(self, inner: Any, error: type[BaseException] = RuntimeError) -> None:
+        self._inner = inner
+        self._error = error
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data: bytes = self._inner.read(n)
+        except self._error as e:
+            raise BadData(_first_line(e)) from e
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _PipeReader:
+    """Decompress through a system tool: a thread feeds ``raw`` in, we read its stdout."""
+
+    def __init__(self, raw: IO[bytes], argv: list[str]) -> None:
+        from .external import child_dies_with_us
+
+        self._proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=child_dies_with_us,
+        )
+        self._argv0 = argv[0]
+        self._feed_error: Optional[BaseException] = None
+        self._feeder = threading.Thread(target=self._feed, args=(raw,), daemon=True)
+        self._feeder.start()
+
+    def _feed(self, raw: IO[bytes]) -> None:
+        stdin = self._proc.stdin
+        assert stdin is not None
+        try:
+            while chunk := raw.read(READ_CHUNK):
+                stdin.write(chunk)
+        except BrokenPipeError:
+            pass  # the tool stopped early; its exit status tells why
+        except BaseException as e:
+            self._feed_error = e
+        finally:
+            with contextlib.suppress(OSError):
+                stdin.close()
+
+    def read(self, n: int = -1) -> bytes:
+        assert self._proc.stdout is not None
+        data = self._proc.stdout.read(n) if n >= 0 else self._proc.stdout.read()
+        if not data:
+            self._check_exit()
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def _check_exit(self) -> None:
+        self._feeder.join()
+        if self._feed_error is not None:
+            raise self._feed_error
+        assert self._proc.stderr is not None
+        code = self._proc.wait()
+        if code != 0:
+            message = self._proc.stderr.read().decode("utf-8", "replace").strip()
+            raise BadData(f"{self._argv0}: {_first_line(message)}")
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        for f in (self._proc.stdout, self._proc.stderr):
+            if f is not None:
+                f.close()
+
+
+def _first_line(e: object) -> str:
+    text = str(e).strip()
+    return " ".join(text.splitlines()[0].split()) if text else type(e).__name__
