@@ -68,7 +68,7 @@ def as_tar_stream(archive: Path) -> Iterator[IO[bytes]]:
     tool = bsdtar()
     assert tool is not None
     proc = subprocess.Popen(
-        [tool, "-c", "-f", "-", "--format", "pax", f"@{archive}"],
+        [tool, "-c", "-f", "-", "-P", "--format", "pax", f"@{archive}"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         preexec_fn=child_dies_with_us,

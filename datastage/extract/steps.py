@@ -81,7 +81,8 @@ def _budget(
     if declared is not None:
         ensure_free(folder, declared, f"to extract {path.name}")
         return Budget(declared, by)
-    return Budget(max(0, free_bytes(folder) - SPACE_MARGIN), "the free space")
+    # Nothing declared: stop a little before the disk is full rather than fill it.
+    return Budget(max(0, free_bytes(folder) - SPACE_MARGIN // 4), "", free_space_of=folder)
 
 
 def _unpack_nested(

@@ -91,13 +91,72 @@ def _parallel_library(raw: IO[bytes], compression: str) -> Optional[IO[bytes]]:
             import indexed_bzip2
 
             reader = indexed_bzip2.open(raw, parallelization=THREADS)
-        else:
+        elif _seekable(raw):  # the trailer check below needs to read the end first
             import rapidgzip
 
-            reader = rapidgzip.open(raw, parallelization=THREADS)
+            trailer = _gzip_trailer(raw)
+            reader = _CheckedGzip(rapidgzip.open(raw, parallelization=THREADS), raw, trailer)
+        else:
+            return None
     except ImportError:
         return None
     return cast(IO[bytes], _RuntimeErrorsAsCorrupt(reader))
+
+
+def _seekable(raw: IO[bytes]) -> bool:
+    try:
+        return bool(raw.seekable())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _gzip_trailer(raw: IO[bytes]) -> bytes:
+    start = raw.tell()
+    raw.seek(-8, os.SEEK_END)
+    trailer = raw.read(8)
+    raw.seek(start)
+    return trailer
+
+
+class _CheckedGzip:
+    """rapidgzip accepts a gzip file cut short (no trailer) without a word: check it ourselves.
+
+    The last 8 bytes of a gzip file are the CRC32 and length (mod 2**32) of its last member.
+    For the usual one-member file they must match all the output. A multi-member file (bgzip,
+    ``cat a.gz b.gz``) does not match; then the standard library re-reads the input to decide.
+    """
+
+    def __init__(self, inner: Any, raw: IO[bytes], trailer: bytes) -> None:
+        self._inner = inner
+        self._raw = raw
+        self._start = raw.tell()
+        self._trailer = trailer
+        self._crc = 0
+        self._size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self._inner.read(n)
+        if data:
+            self._crc = zlib.crc32(data, self._crc)
+            self._size += len(data)
+        else:
+            self._check()
+        return data
+
+    def _check(self) -> None:
+        expected = self._crc.to_bytes(4, "little") + (self._size & 0xFFFFFFFF).to_bytes(4, "little")
+        if self._trailer == expected:
+            return
+        self._raw.seek(self._start)
+        try:
+            with gzip.GzipFile(fileobj=self._raw, mode="rb") as f:
+                while f.read(READ_CHUNK):
+                    pass
+        except (EOFError, OSError, zlib.error) as e:
+            raise BadData(f"gzip data ends early or is damaged: {e}") from e
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 def _zstd_reader(raw: IO[bytes]) -> IO[bytes]:
@@ -107,15 +166,67 @@ def _zstd_reader(raw: IO[bytes]) -> IO[bytes]:
         raise MissingDependency(
             "zstandard is needed for .zst archives", hint="pip install 'datastage[zstd]'"
         ) from None
-    # read_across_frames: files made by `zstd -T0` or concatenated may hold several frames.
-    reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-    return cast(IO[bytes], _RuntimeErrorsAsCorrupt(reader, zstandard.ZstdError))
+    return cast(IO[bytes], _RuntimeErrorsAsCorrupt(_ZstdStream(raw), zstandard.ZstdError))
+
+
+class _ZstdStream:
+    """zstd frames one after another (``zstd -T0`` and ``cat`` make several), checked for an
+    end cut short, which zstandard's stream_reader lets pass in silence.
+
+    Input goes in ZSTD_FEED bytes at a time: output per step is then at most ~32768 times that
+    (zstd's best ratio), which bounds memory whatever the file.
+    """
+
+    ZSTD_FEED = 2048
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        import zstandard
+
+        self._raw = raw
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj = self._dctx.decompressobj()
+        self._in_frame = False
+        self._pending = memoryview(b"")
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._eof = False
+
+    def read(self, n: int = -1) -> bytes:
+        want = READ_CHUNK if n is None or n < 0 else n
+        while self._buffered < want and not self._eof:
+            self._step()
+        data = b"".join(self._chunks)
+        self._chunks = [data[want:]] if len(data) > want else []
+        self._buffered = max(0, len(data) - want)
+        return data[:want]
+
+    def _step(self) -> None:
+        if not self._pending:
+            self._pending = memoryview(self._raw.read(READ_CHUNK))
+            if not self._pending:
+                if self._in_frame:
+                    raise BadData("zstd data ends in the middle of a frame (truncated)")
+                self._eof = True
+                return
+        feed, self._pending = self._pending[: self.ZSTD_FEED], self._pending[self.ZSTD_FEED :]
+        self._in_frame = True
+        out = self._obj.decompress(feed)
+        self._chunks.append(out)
+        self._buffered += len(out)
+        if self._obj.eof:  # a frame ended: what follows is the next frame
+            rest = bytes(self._obj.unused_data) + bytes(self._pending)
+            self._pending = memoryview(rest)
+            self._obj = self._dctx.decompressobj()
+            self._in_frame = False
+
+    def close(self) -> None:
+        pass
 
 
 class _RuntimeErrorsAsCorrupt:
-    """indexed_bzip2/rapidgzip raise RuntimeError (with a C++ essay) on bad data."""
+    """indexed_bzip2/rapidgzip raise RuntimeError (a C++ essay) or ValueError (CRC) on bad data."""
 
-    def __init__(self, inner: Any, error: type[BaseException] = RuntimeError) -> None:
+    def __init__(self, inner: Any, error: Any = (RuntimeError, ValueError)) -> None:
         self._inner = inner
         self._error = error
 
@@ -136,6 +247,12 @@ class _RuntimeErrorsAsCorrupt:
 
     def close(self) -> None:
         self._inner.close()
+
+    def __enter__(self) -> _RuntimeErrorsAsCorrupt:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class _PipeReader:

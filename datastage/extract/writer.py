@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..digests import Hasher
-from ..errors import ArchiveTooLarge, UnsafeArchiveMember
+from ..errors import ArchiveTooLarge, InsufficientSpace, UnsafeArchiveMember
+from ..fsutil import free_bytes
 from ..units import human_bytes
 
 READ_CHUNK = 1 << 20
@@ -52,8 +53,11 @@ class Budget:
     """How many bytes an extraction may write: what was declared, or the free space."""
 
     limit: int
-    declared_by: str  # "the archive", "the manifest (unpacked_size)", "the free space"
+    declared_by: str  # "the archive's own listing", "the manifest (unpacked_size)"
     used: int = 0
+    #: Nothing was declared: the limit is the free space of this folder, and going over it is
+    #: a full disk (InsufficientSpace), stopped before the disk is really full.
+    free_space_of: Optional[Path] = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -62,6 +66,13 @@ class Budget:
         with self._lock:
             self.used += n
             over = self.used > self.limit
+        if over and self.free_space_of is not None:
+            raise InsufficientSpace(
+                str(self.free_space_of),
+                None,
+                free_bytes(self.free_space_of),
+                f"to extract {archive}",
+            )
         if over:
             raise ArchiveTooLarge(
                 f"{archive} unpacks to more than the {human_bytes(self.limit)} declared by "
