@@ -28,7 +28,28 @@ import numpy as np
 RATE = 22050
 FULL_COUNT = 13100
 TOP = "LJSpeech-1.1"
-WORDS = "the of printing in a which was and to art from by with that as were it is for has".split()
+WORDS = [
+    "the",
+    "of",
+    "printing",
+    "in",
+    "a",
+    "which",
+    "was",
+    "and",
+    "to",
+    "art",
+    "from",
+    "by",
+    "with",
+    "that",
+    "as",
+    "were",
+    "it",
+    "is",
+    "for",
+    "has",
+]
 
 
 def clip(rng: np.random.Generator, seconds: float) -> bytes:

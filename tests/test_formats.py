@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.archives import compress, files_of, pack
+from tests.archives import compress, pack
 from tests.conftest import payload, run_cli, sha256, tree, write_manifest
 
 ARCHIVES = ["tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst", "zip", "7z", "rar"]

@@ -4,8 +4,9 @@ Owns: choosing the back end and reading members into SafeWriter.
 
 Measured on 2 cores (116 MB of WAV, 91 MB .7z, one solid LZMA2 block): ``7z x`` 5.1 s,
 py7zr 6.5 s, ``bsdtar`` re-packing to tar 5.7 s. So 7z goes to ``7z`` when installed, else
-py7zr, else bsdtar. RAR has no Python reader we trust: ``7z`` (it checks CRCs of stored members, libarchive
-does not), else bsdtar (streamed through our tar reader), else MissingDependency with the hint.
+py7zr, else bsdtar. RAR has no Python reader we trust: ``7z`` (it checks CRCs of stored
+members, libarchive does not), else bsdtar (streamed through our tar reader), else
+MissingDependency with the install hint.
 """
 
 from __future__ import annotations
