@@ -156,6 +156,7 @@ def extract_7z(tool: str, archive: Path, writer: SafeWriter) -> None:
             preexec_fn=child_dies_with_us,
         )
         if done.returncode != 0:
+            _refuse_dangerous_link(done.stderr, writer)
             raise BadData("7z: " + _first_line(done.stderr))
         _adopt_tree(private, listed, writer)
     finally:
@@ -184,6 +185,14 @@ def _adopt_tree(private: Path, listed: dict[str, Listed], writer: SafeWriter) ->
                 writer.adopt(rel, path, st.st_mode)
             else:
                 writer.special(rel, "device, FIFO or socket")
+
+
+def _refuse_dangerous_link(stderr: bytes, writer: SafeWriter) -> None:
+    """7z refuses links leading outside itself ("Dangerous link path was ignored : L : T")."""
+    for line in stderr.decode("utf-8", "replace").splitlines():
+        if "Dangerous link path" in line:
+            _, name, target = (part.strip() for part in (line.split(" : ", 2) + ["", ""])[:3])
+            raise writer.refuse(name or line, f"symlink leads outside the target ({target!r})")
 
 
 def _first_line(output: bytes) -> str:

@@ -107,6 +107,7 @@ class SafeWriter:
         self._dirs: set[str] = {""}
         self._files: dict[str, Recorded] = {}
         self._symlinks: list[tuple[str, str]] = []
+        self._link_names: set[str] = set()
         self._pending: dict[str, Future[None]] = {}
         self._pool: Optional[ThreadPoolExecutor] = None
         self._queued = 0
@@ -232,6 +233,7 @@ class SafeWriter:
         if lexical == ".." or lexical.startswith("../"):
             raise self.refuse(member, f"symlink leads outside the target ({target!r})")
         self._symlinks.append((rel, target))
+        self._link_names.add(rel)
 
     def special(self, member: str, what: str) -> None:
         raise self.refuse(member, f"{what} members are not allowed")
@@ -341,6 +343,8 @@ class SafeWriter:
             sub = "/".join(parts[:i])
             if sub in self._dirs:
                 continue
+            if sub in self._link_names:  # links are made last; refuse what would go through
+                raise self.refuse(member, f"would be written through the symlink {sub!r}")
             self._wait_for(sub)  # a file of that name may still be being written
             path = self.root / sub
             try:
