@@ -165,14 +165,17 @@ def extract_7z(tool: str, archive: Path, writer: SafeWriter) -> None:
 
 def _adopt_tree(private: Path, listed: dict[str, Listed], writer: SafeWriter) -> None:
     """Walk what the tool wrote (never following links) and hand it to the writer."""
+    implied = {rel.rsplit("/", i)[0] for rel in listed for i in range(1, rel.count("/") + 1)}
     for folder, dirs, files in os.walk(private):
         for name in sorted(dirs) + sorted(files):
             path = Path(folder) / name
             rel = path.relative_to(private).as_posix()
+            st = os.lstat(path)
             member = listed.get(rel)
+            if member is None and stat.S_ISDIR(st.st_mode) and rel in implied:
+                member = Listed(rel, 0, "dir")  # a parent folder the archive does not list
             if member is None:
                 raise writer.refuse(rel, "written by the tool but not in the archive's listing")
-            st = os.lstat(path)
             if stat.S_ISDIR(st.st_mode):
                 writer.directory(rel)
             elif stat.S_ISLNK(st.st_mode):
@@ -191,7 +194,7 @@ def _refuse_dangerous_link(stderr: bytes, writer: SafeWriter) -> None:
     """7z refuses links leading outside itself ("Dangerous link path was ignored : L : T")."""
     for line in stderr.decode("utf-8", "replace").splitlines():
         if "Dangerous link path" in line:
-            _, name, target = (part.strip() for part in (line.split(" : ", 2) + ["", ""])[:3])
+            _, name, target = (p.strip() for p in [*line.split(" : ", 2), "", ""][:3])
             raise writer.refuse(name or line, f"symlink leads outside the target ({target!r})")
 
 
