@@ -11,7 +11,8 @@
 3. per run, in turn: removes the staged folder and times `datastage get` (cache hit: extract,
    hash every file, marker, rename), and times every peer extracting into a fresh folder;
 4. prints the median of the runs, each peer's time / datastage's time (> 1: datastage is
-   faster), and datastage's peak RSS.
+   faster), the CPU seconds each used (less noisy than wall time on a shared machine), and
+   datastage's peak RSS.
 
 datastage does more than its peers: it also sha256-hashes every file for the completion marker
 and checks every member name. Page cache is warm for everyone (the archive was just written).
@@ -39,15 +40,15 @@ def run(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = N
     subprocess.run(argv, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Wall time and peak RSS (bytes) of one command."""
+def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, float]:
+    """Wall time, peak RSS (bytes) and CPU seconds (user + system) of one command."""
     start = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     if status != 0:
         raise SystemExit(f"failed ({status}): {' '.join(argv)}\n{proc.stderr.read().decode()}")  # type: ignore[union-attr]
-    return elapsed, usage.ru_maxrss * 1024
+    return elapsed, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def have(tool: str) -> bool:
@@ -139,7 +140,7 @@ def manifest_for(work: Path, fmt: str, archive: Path) -> Path:
     return path
 
 
-def in_fresh_dir(work: Path, argv: list[str]) -> tuple[float, int]:
+def in_fresh_dir(work: Path, argv: list[str]) -> tuple[float, int, float]:
     target = work / "peer-out"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir()
@@ -161,14 +162,18 @@ def bench(work: Path, fmt: str, runs: int) -> None:
     run(ours, env=env)  # fetch into the cache once (not timed)
     others = peers(fmt, archive)
     times: dict[str, list[float]] = {"datastage get": [], **{k: [] for k in others}}
+    cpu: dict[str, list[float]] = {k: [] for k in times}
     peak = 0
     for _ in range(runs):
         shutil.rmtree(staged / manifest.stem, ignore_errors=True)
-        elapsed, rss = timed(ours, env)
+        elapsed, rss, used = timed(ours, env)
         times["datastage get"].append(elapsed)
+        cpu["datastage get"].append(used)
         peak = max(peak, rss)
         for name, argv in others.items():
-            times[name].append(in_fresh_dir(work, argv)[0])
+            elapsed, _, used = in_fresh_dir(work, argv)
+            times[name].append(elapsed)
+            cpu[name].append(used)
     shutil.rmtree(staged, ignore_errors=True)
     ref = statistics.median(times["datastage get"])
     size = archive.stat().st_size / 1e6
@@ -176,7 +181,8 @@ def bench(work: Path, fmt: str, runs: int) -> None:
     for name, values in times.items():
         med = statistics.median(values)
         extra = f"  peak RSS {peak / 1e6:.0f} MB" if name == "datastage get" else ""
-        print(f"  {name:16s} {med:7.2f} s   x{med / ref:5.2f}{extra}")
+        used = statistics.median(cpu[name])
+        print(f"  {name:16s} {med:7.2f} s   x{med / ref:5.2f}   cpu {used:6.2f} s{extra}")
 
 
 def main() -> None:

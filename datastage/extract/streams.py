@@ -9,8 +9,10 @@ Measured on 2 cores (116 MB of WAV, tar.bz2 94 MB / tar.gz 103 MB, read to /dev/
     bz2 (stdlib) 5.4 s   indexed_bzip2 (2 threads) 2.2 s   lbzip2 -d pipe 2.1 s
     gzip (stdlib) 0.54 s rapidgzip (2 threads) 0.29 s      pigz -d pipe  0.56 s
 
-So: indexed_bzip2 / rapidgzip in-process when installed (core dependencies, imported lazily),
-else lbzip2 / pigz through a pipe when installed, else the standard library.
+So: indexed_bzip2 / rapidgzip in-process for a seekable file when installed (core
+dependencies, imported lazily), else lbzip2 / pigz through a pipe when installed (also for
+non-seekable streams), else the standard library. rapidgzip lets a gzip file cut short pass
+without a word, so its output is checked against the gzip trailer here.
 """
 
 from __future__ import annotations
@@ -86,18 +88,21 @@ def _open(raw: IO[bytes], compression: str) -> IO[bytes]:
 
 
 def _parallel_library(raw: IO[bytes], compression: str) -> Optional[IO[bytes]]:
+    # Both libraries read a Python file object from their own threads. A pipe fed by another
+    # Python thread can then deadlock on the GIL (seen with indexed_bzip2), so they only get
+    # seekable files; a stream goes to lbzip2/pigz or the standard library.
+    if not _seekable(raw):
+        return None
     try:
         if compression == "bz2":
             import indexed_bzip2
 
             reader = indexed_bzip2.open(raw, parallelization=THREADS)
-        elif _seekable(raw):  # the trailer check below needs to read the end first
+        else:
             import rapidgzip
 
             trailer = _gzip_trailer(raw)
             reader = _CheckedGzip(rapidgzip.open(raw, parallelization=THREADS), raw, trailer)
-        else:
-            return None
     except ImportError:
         return None
     return cast(IO[bytes], _RuntimeErrorsAsCorrupt(reader))
