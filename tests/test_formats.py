@@ -84,6 +84,7 @@ def test_every_archive_format_round_trips(tmp_path, fmt):
         ("tar.gz", {"DATASTAGE_DECOMPRESSOR": "pipe"}),
         ("tar.bz2", {"DATASTAGE_DECOMPRESSOR": "stdlib"}),
         ("tar.bz2", {"DATASTAGE_DECOMPRESSOR": "pipe"}),
+        ("tar.bz2", {"DATASTAGE_DECOMPRESSOR": "library"}),
         ("7z", {"DATASTAGE_7Z": "py7zr"}),
         ("7z", {"DATASTAGE_7Z": "7z"}),
         ("7z", {"DATASTAGE_7Z": "bsdtar"}),

@@ -28,7 +28,7 @@ def _pipe_of(data: bytes):
     return os.fdopen(read_fd, "rb")
 
 
-@pytest.mark.parametrize("backend", ["", "stdlib", "pipe"])
+@pytest.mark.parametrize("backend", ["", "stdlib", "pipe", "library"])
 @pytest.mark.parametrize("compression", [None, "gz", "bz2", "xz", "zst"])
 def test_tar_extracts_from_a_pipe(tmp_path: Path, monkeypatch, compression, backend):
     if backend == "pipe" and compression not in ("gz", "bz2"):

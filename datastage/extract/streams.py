@@ -9,10 +9,14 @@ Measured on 2 cores (116 MB of WAV, tar.bz2 94 MB / tar.gz 103 MB, read to /dev/
     bz2 (stdlib) 5.4 s   indexed_bzip2 (2 threads) 2.2 s   lbzip2 -d pipe 2.1 s
     gzip (stdlib) 0.54 s rapidgzip (2 threads) 0.29 s      pigz -d pipe  0.56 s
 
-So: indexed_bzip2 / rapidgzip in-process for a seekable file when installed (core
-dependencies, imported lazily), else lbzip2 / pigz through a pipe when installed (also for
-non-seekable streams), else the standard library. rapidgzip lets a gzip file cut short pass
-without a word, so its output is checked against the gzip trailer here.
+and for a whole extraction of the tar.bz2 (parse, write, hash) on the busy shared machine,
+lbzip2 through a pipe took 4.8-6.5 s (5.8-7.2 CPU s) where indexed_bzip2 took 6.3-8.7 s
+(7.3-8.3 CPU s): decoding in another process keeps it off our GIL. So: bz2 goes to lbzip2
+when installed, else indexed_bzip2; gz goes to rapidgzip, else pigz; a non-seekable stream
+never goes to the libraries (below); the standard library is the last resort.
+``DATASTAGE_DECOMPRESSOR`` = stdlib / pipe / library forces a choice (benchmarks, tests).
+rapidgzip lets a gzip file cut short pass without a word, so its output is checked against
+the gzip trailer here.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ DECOMPRESSION_ERRORS: tuple[type[BaseException], ...] = (
     gzip.BadGzipFile,
 )
 _PIPE_TOOLS = {"bz2": ("lbzip2", "-d", "-c", "-n"), "gz": ("pigz", "-d", "-c", "-p")}
-#: Environment switch for benchmarks and tests: "stdlib", "pipe" or "" (auto).
+#: Environment switch for benchmarks and tests: "stdlib", "pipe", "library" or "" (auto).
 BACKEND_ENV = "DATASTAGE_DECOMPRESSOR"
 
 
@@ -69,12 +73,16 @@ def decompressed(raw: IO[bytes], compression: Optional[str], what: str) -> Itera
 def _open(raw: IO[bytes], compression: str) -> IO[bytes]:
     choice = os.environ.get(BACKEND_ENV, "")
     if compression in ("bz2", "gz") and choice != "stdlib":
-        if choice != "pipe" and THREADS > 1:
+        tool = _PIPE_TOOLS[compression]
+        pipe_ok = shutil.which(tool[0]) is not None and (THREADS > 1 or choice == "pipe")
+        # bz2: lbzip2 in its own process beat indexed_bzip2 inside a busy Python process
+        if pipe_ok and (choice == "pipe" or (compression == "bz2" and choice != "library")):
+            return cast(IO[bytes], _PipeReader(raw, [*tool, str(THREADS)]))
+        if THREADS > 1:
             fast = _parallel_library(raw, compression)
             if fast is not None:
                 return fast
-        tool = _PIPE_TOOLS[compression]
-        if shutil.which(tool[0]) and (THREADS > 1 or choice == "pipe"):
+        if pipe_ok:
             return cast(IO[bytes], _PipeReader(raw, [*tool, str(THREADS)]))
     if compression == "gz":
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
