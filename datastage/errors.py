@@ -25,7 +25,8 @@ when there is one, ``hint: <hint>``, then exits with ``exit_code``.
     ├── ArchiveError                     6
     │   ├── UnsafeArchiveMember          6   path traversal, links outside, devices
     │   ├── CorruptArchive               6   truncated or damaged
-    │   └── UnsupportedArchive           6
+    │   ├── UnsupportedArchive           6
+    │   └── ArchiveTooLarge              6   unpacks to more than declared (zip bomb)
     ├── InsufficientSpace                7   needed vs free, where
     ├── LockTimeout                      8
     └── OfflineError                     4   network needed but DATASTAGE_OFFLINE=1
@@ -139,6 +140,10 @@ class CorruptArchive(ArchiveError):
 
 
 class UnsupportedArchive(ArchiveError):
+    pass
+
+
+class ArchiveTooLarge(ArchiveError):
     pass
 
 

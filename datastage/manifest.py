@@ -12,6 +12,9 @@ Does not own: finding manifests by name (registry.py) or acting on them (api.py)
     sha256 = "<64 hex>"                # or md5 / sha1 / sha512 (several allowed)
     size = 12345                       # optional, bytes
     extract = false                    # optional; archives are extracted by default
+    strip_components = 1               # optional: drop leading folders of every member
+    nested = ["inner.zip"]             # optional: archives inside it to extract in turn
+    extract_nested = true              # optional: ... or every archive found inside it
     pinned = false                     # optional: says "no confirmed digest" (trust on first use)
 
     aliases = ["baker"]                # optional: other names that find this manifest
@@ -52,9 +55,9 @@ URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 TOP_KEYS = {"name", "description", "homepage", "license", "citation", "version", "root", "files"}
 TOP_KEYS |= {"noncommercial", "license_note", "layout", "subsets", "aliases"}
 FILE_KEYS = {"url", "mirrors", "size", "extract", "name", "dest", "unpacked_size", *HEX_LENGTHS}
-# pinned: a declaration (false = no confirmed digest); extract_nested: archives inside the
-# archive are extracted too (implemented on the nested-archive branch; validated here).
-FILE_KEYS |= {"pinned", "extract_nested"}
+# pinned: a declaration (false = no confirmed digest, trust on first use); the others say how
+# an archive is unpacked (extract/steps.py).
+FILE_KEYS |= {"pinned", "strip_components", "nested", "extract_nested"}
 LAYOUT_KEYS = {"paths", "counts"}
 SUBSET_KEYS = {"description", "root", "files", "includes", "whole", "layout"}
 SUBSET_SEPARATOR = "/"  # "librispeech/train-clean-100"; staged as DIR/librispeech-train-clean-100
@@ -89,6 +92,9 @@ class FileEntry:
     extract: Optional[bool] = None  # None: extract if the bytes are an archive
     dest: str = ""  # folder inside the staged dataset
     unpacked_size: Optional[int] = None
+    strip_components: int = 0
+    nested: tuple[str, ...] = ()  # archives inside this one (paths after stripping)
+    extract_nested: bool = False  # every tar/zip/7z/rar found inside, recursively
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -100,6 +106,13 @@ class FileEntry:
 
     def digest(self, algorithm: str) -> Optional[Digest]:
         return next((d for d in self.digests if d.algorithm == algorithm), None)
+
+    @property
+    def layout(self) -> list[Any]:
+        """Settings that shape the extracted tree; empty when default (keeps old keys stable)."""
+        if not (self.strip_components or self.nested or self.extract_nested):
+            return []
+        return [self.strip_components, list(self.nested), self.extract_nested]
 
     @property
     def identity(self) -> str:
@@ -145,7 +158,7 @@ class Manifest:
         """Changes exactly when the staged tree would change (not for a new mirror or text)."""
         payload = {
             "root": self.root,
-            "files": [[f.identity, f.name, f.dest, f.extract] for f in self.files],
+            "files": [[f.identity, f.name, f.dest, f.extract, *f.layout] for f in self.files],
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -319,7 +332,6 @@ def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
     if not isinstance(raw, dict):
         v.fail(key, "must be a table ([[files]])")
     v.known_keys(raw, FILE_KEYS, key + ".")
-    v.boolean(raw, "extract_nested", key + ".")
     url = resolve_url(v.string(raw, "url", key + ".", required=True), base)
     mirrors = tuple(resolve_url(m, base) for m in v.string_list(raw, "mirrors", key + "."))
     digests = []
@@ -347,7 +359,27 @@ def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
         extract=v.boolean(raw, "extract", key + "."),
         dest=v.relative_path(raw, "dest", key + "."),
         unpacked_size=v.size(raw, "unpacked_size", key + "."),
+        strip_components=_strip_components(v, raw, key + "."),
+        nested=tuple(_nested_paths(v, raw, key + ".")),
+        extract_nested=v.boolean(raw, "extract_nested", key + ".") or False,
     )
+
+
+def _nested_paths(v: _Validator, raw: Mapping[str, Any], prefix: str) -> list[str]:
+    paths = [
+        v.relative_path({"nested": p}, "nested", prefix)  # same rules as dest
+        for p in v.string_list(raw, "nested", prefix)
+    ]
+    if paths and raw.get("extract") is False:
+        v.fail(prefix + "nested", "cannot be used with extract = false")
+    return paths
+
+
+def _strip_components(v: _Validator, raw: Mapping[str, Any], prefix: str) -> int:
+    value = raw.get("strip_components", 0)
+    if type(value) is not int or value < 0:
+        v.fail(prefix + "strip_components", f"must be a whole number >= 0, got {value!r}")
+    return value
 
 
 def resolve_url(url: str, base: Path) -> str:

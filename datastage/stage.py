@@ -19,7 +19,6 @@ import os
 import shutil
 import tempfile
 import time
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,8 @@ from . import __version__, locks
 from .cache import Blob
 from .digests import hash_file
 from .errors import ManifestError, UnsupportedArchive, UsageError, VerifyFailed
-from .extract import Format, SafeWriter, detect, extract, output_name
+from .extract import Format, declared_size, detect
+from .extract.steps import Step, unpack
 from .fsutil import disk_full_as_error, ensure_free, fsync_dir, remove_tree, write_atomic
 from .manifest import FileEntry, Manifest
 from .progress import Reporter
@@ -111,15 +111,9 @@ class _Item:
         """Bytes it will occupy once staged, when that is known without unpacking."""
         if self.entry.unpacked_size is not None:
             return self.entry.unpacked_size
-        if self.fmt is None or (self.fmt.kind == "tar" and self.fmt.compression is None):
+        if self.fmt is None:
             return self.blob.size
-        if self.fmt.kind == "zip":
-            try:
-                with zipfile.ZipFile(self.blob.path) as zf:
-                    return sum(info.file_size for info in zf.infolist())
-            except (zipfile.BadZipFile, OSError):
-                return None  # extraction will report the damage
-        return None
+        return declared_size(self.blob.path, self.fmt)
 
 
 def _format_of(entry: FileEntry, blob: Blob) -> Optional[Format]:
@@ -142,14 +136,15 @@ def _build(items: Sequence[_Item], partial: Path, reporter: Reporter) -> dict[st
         folder = partial / entry.dest if entry.dest else partial
         folder.mkdir(parents=True, exist_ok=True)
         if fmt is not None:
-            writer = SafeWriter(folder, entry.dest, entry.name, record)
-            bar = reporter.bar(f"extracting {entry.name}", blob.size)
-            try:
-                extract(
-                    blob.path, fmt, writer, output_name(entry.name, fmt.compression), bar.update
-                )
-            finally:
-                bar.close()
+            step = Step(
+                entry.name,
+                entry.dest,
+                entry.strip_components,
+                entry.nested,
+                entry.extract_nested,
+                entry.unpacked_size,
+            )
+            unpack(step, blob.path, fmt, partial, record, reporter.bar)
         else:
             shutil.copyfile(blob.path, folder / entry.name)
             os.chmod(folder / entry.name, 0o644)

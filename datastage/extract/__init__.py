@@ -1,0 +1,243 @@
+"""Archive formats, detected from their bytes, and safe extraction into a folder of ours.
+
+Owns: recognising tar (plain/gz/bz2/xz/zst), zip, 7z, RAR and single compressed files
+(gz/bz2/xz/zst) by magic bytes; what each declares it unpacks to; dispatching to the module
+for its family. Every family writes through ``SafeWriter`` (writer.py), which holds the safety
+rules and records each file's size and sha256 for the completion marker.
+Does not own: where the root is or when it becomes visible (stage.py).
+
+    extract/
+      writer.py    SafeWriter: safety rules, size budget, parallel write + hash
+      streams.py   gz/bz2/xz/zst decompressors (parallel where possible), any file object
+      tarfmt.py    tar.* as a one-pass stream       zipfmt.py   zip, members in parallel
+      sevenz.py    7z and RAR back ends              external.py system tools, held to the rules
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable, Optional
+
+from ..errors import ArchiveError, CorruptArchive, MissingDependency, UnsupportedArchive
+from .streams import DECOMPRESSION_ERRORS, decompressed
+from .writer import Budget, SafeWriter
+
+__all__ = [
+    "Budget",
+    "Format",
+    "SafeWriter",
+    "declared_size",
+    "detect",
+    "extract",
+    "extract_stream",
+    "output_name",
+]
+
+READ_CHUNK = 1 << 20
+
+# magic bytes -> compression name
+_COMPRESSION_MAGIC = {
+    b"\x1f\x8b": "gz",
+    b"BZh": "bz2",
+    b"\xfd7zXZ\x00": "xz",
+    b"\x28\xb5\x2f\xfd": "zst",
+}
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
+_OTHER_ARCHIVES = {b"7z\xbc\xaf\x27\x1c": "7z", b"Rar!\x1a\x07": "rar"}
+_SUFFIXES = {"gz": (".gz",), "bz2": (".bz2",), "xz": (".xz",), "zst": (".zst", ".zstd")}
+_ARCHIVE_ERRORS = (*DECOMPRESSION_ERRORS, tarfile.TarError, zipfile.BadZipFile)
+
+
+@dataclass(frozen=True)
+class Format:
+    """What a file is: ``kind`` is tar, zip, 7z, rar, compressed (one file) or plain."""
+
+    kind: str
+    compression: Optional[str] = None
+
+    def __str__(self) -> str:
+        if self.kind == "tar" and self.compression:
+            return f"tar.{self.compression}"
+        return (self.compression or self.kind) if self.kind == "compressed" else self.kind
+
+    @property
+    def is_archive(self) -> bool:
+        return self.kind != "plain"
+
+
+def detect(path: Path) -> Format:
+    """Look at the bytes (never only the name) to tell what ``path`` is."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(_ZIP_MAGIC):
+        return Format("zip")
+    for magic, name in _OTHER_ARCHIVES.items():
+        if head.startswith(magic):
+            return Format(name)
+    for magic, compression in _COMPRESSION_MAGIC.items():
+        if head.startswith(magic):
+            try:
+                with open(path, "rb") as raw, _plain_decompressor(raw, compression) as inner:
+                    inner_head = inner.read(512)
+            except (OSError, MissingDependency, *DECOMPRESSION_ERRORS):  # type: ignore[misc]
+                return Format("compressed", compression)  # extraction reports the damage
+            kind = "tar" if _is_tar_header(inner_head) else "compressed"
+            return Format(kind, compression)
+    return Format("tar") if _is_tar_header(head) else Format("plain")
+
+
+def _plain_decompressor(raw: IO[bytes], compression: str) -> Any:
+    """A single-threaded reader: detection reads 512 bytes, no worth starting threads."""
+    import bz2
+    import gzip
+    import lzma
+
+    if compression == "zst":
+        from .streams import _zstd_reader
+
+        return _zstd_reader(raw)
+    opener = {"gz": gzip.GzipFile, "bz2": bz2.BZ2File, "xz": lzma.LZMAFile}[compression]
+    return opener(fileobj=raw) if compression == "gz" else opener(raw)
+
+
+def _is_tar_header(block: bytes) -> bool:
+    if len(block) < 512:
+        return False
+    if block[257:262] == b"ustar":
+        return True
+    try:  # pre-POSIX (v7) tar: no magic, but the header checksum must add up
+        stored = int(block[148:156].split(b"\0", 1)[0].strip() or b"-1", 8)
+    except ValueError:
+        return False
+    return stored == sum(block[:148]) + 8 * 32 + sum(block[156:512])
+
+
+def declared_size(path: Path, fmt: Format) -> Optional[int]:
+    """Bytes the archive says it unpacks to, when it says so without being unpacked."""
+    if fmt.kind == "tar" and fmt.compression is None:
+        return path.stat().st_size  # members + headers: an upper bound
+    if fmt.kind == "zip":
+        from .zipfmt import declared_size as zip_size
+
+        return zip_size(path)
+    if fmt.kind == "7z":
+        from .sevenz import declared_size as sevenz_size
+
+        return sevenz_size(path)
+    return None
+
+
+def extract(
+    path: Path, fmt: Format, writer: SafeWriter, out_name: str, on_bytes: Callable[[int], None]
+) -> None:
+    """Unpack ``path`` (of format ``fmt``) through ``writer``.
+
+    ``out_name`` names the output of a single compressed file. ``on_bytes`` reports progress
+    in bytes of the archive read.
+    """
+    with _archive_errors(writer, fmt):
+        if fmt.kind in ("tar", "compressed"):
+            with open(path, "rb") as raw:
+                _extract_stream(_CountingReader(raw, on_bytes), fmt, writer, out_name)  # type: ignore[arg-type]
+        elif fmt.kind == "zip":
+            from .zipfmt import extract_zip
+
+            extract_zip(path, writer, on_bytes)
+        elif fmt.kind == "7z":
+            from .sevenz import extract_7z
+
+            extract_7z(path, writer)
+        elif fmt.kind == "rar":
+            from .sevenz import extract_rar
+
+            extract_rar(path, writer)
+        else:
+            raise UnsupportedArchive(f"{path.name}: {fmt} archives are not supported")
+        writer.finish()
+
+
+def extract_stream(stream: IO[bytes], fmt: Format, writer: SafeWriter, out_name: str = "") -> None:
+    """Unpack a streamable format (tar.*, single compressed file) from any readable file object.
+
+    The stream need not be seekable: this is the entry point for extracting while downloading.
+    """
+    with _archive_errors(writer, fmt):
+        _extract_stream(stream, fmt, writer, out_name)
+        writer.finish()
+
+
+def _extract_stream(stream: IO[bytes], fmt: Format, writer: SafeWriter, out_name: str) -> None:
+    from .tarfmt import extract_tar_stream
+
+    with decompressed(stream, fmt.compression, writer.archive) as data:
+        if fmt.kind == "tar":
+            extract_tar_stream(data, writer)
+        elif fmt.kind == "compressed":
+            writer.file(out_name, _chunks(data))
+        else:
+            raise UnsupportedArchive(f"{writer.archive}: {fmt} cannot be read as a stream")
+
+
+@contextlib.contextmanager
+def _archive_errors(writer: SafeWriter, fmt: Format) -> Iterator[None]:
+    """Turn every backend's "bad data" into one CorruptArchive line naming the archive."""
+    try:
+        yield
+    except BaseException as e:
+        writer.abort()
+        if isinstance(e, ArchiveError) or not isinstance(e, (*_ARCHIVE_ERRORS, OSError)):
+            raise
+        if isinstance(e, OSError) and not _is_decompression_oserror(e):
+            raise
+        raise CorruptArchive(
+            f"{writer.archive} is damaged or truncated ({fmt}): {_one_line(e)}",
+            hint="delete it from the cache if this persists; re-run to download it again",
+        ) from e
+
+
+def _is_decompression_oserror(e: OSError) -> bool:
+    return isinstance(e.__context__, DECOMPRESSION_ERRORS) or "Invalid data stream" in str(e)
+
+
+def output_name(archive_name: str, compression: Optional[str]) -> str:
+    """``notes.txt.gz`` -> ``notes.txt``: the name for a single decompressed file."""
+    lowered = archive_name.lower()
+    for suffix in _SUFFIXES.get(compression or "", ()):
+        if lowered.endswith(suffix) and len(archive_name) > len(suffix):
+            return archive_name[: -len(suffix)]
+    return archive_name
+
+
+class _CountingReader:
+    """Wraps the raw archive file to report progress in compressed bytes read."""
+
+    def __init__(self, raw: Any, on_bytes: Callable[[int], None]) -> None:
+        self._raw = raw
+        self._on_bytes = on_bytes
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self._on_bytes(len(data))
+        return data
+
+    def readinto(self, b: Any) -> int:
+        n = self._raw.readinto(b)
+        self._on_bytes(n or 0)
+        return n or 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+def _chunks(f: IO[bytes]) -> Any:
+    while chunk := f.read(READ_CHUNK):
+        yield chunk
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
