@@ -11,11 +11,12 @@ MissingDependency with the install hint.
 
 from __future__ import annotations
 
+import lzma
 import os
 from pathlib import Path
 from typing import Any, Optional, cast
 
-from ..errors import MissingDependency
+from ..errors import CorruptArchive, MissingDependency, UnsupportedArchive
 from . import external
 from .tarfmt import extract_tar_stream
 from .writer import MemberSink, SafeWriter
@@ -83,6 +84,28 @@ def _have_py7zr() -> bool:
 
 
 def _extract_py7zr(path: Path, writer: SafeWriter) -> None:
+    import py7zr.exceptions
+
+    try:
+        _extract_py7zr_checked(path, writer)
+    except py7zr.exceptions.PasswordRequired as e:
+        raise UnsupportedArchive(
+            f"{writer.archive} is encrypted; password-protected 7z archives are not supported"
+        ) from e
+    except py7zr.exceptions.UnsupportedCompressionMethodError as e:
+        raise UnsupportedArchive(
+            f"{writer.archive} uses a 7z compression method py7zr cannot read: {e}",
+            hint="install the 7z tool (Debian: apt-get install p7zip-full); datastage uses it",
+        ) from e
+    except (py7zr.exceptions.ArchiveError, lzma.LZMAError, EOFError, ValueError) as e:
+        # py7zr's base ArchiveError covers Bad7zFile, CrcError, DecompressionError, ...
+        raise CorruptArchive(
+            f"{writer.archive} is damaged or truncated (7z): {' '.join(str(e).split())}",
+            hint="delete it from the cache if this persists; re-run to download it again",
+        ) from e
+
+
+def _extract_py7zr_checked(path: Path, writer: SafeWriter) -> None:
     import py7zr
     import py7zr.io
 
