@@ -66,6 +66,8 @@ def resolve(**flags: Any) -> Settings:
     values: dict[str, Any] = {}
     for f in fields(Settings):
         flag = flags.get(f.name)
+        if f.name == "cache_dir" and flag is not None:
+            flag = given_path(flag, "--cache")
         if flag is not None:
             values[f.name] = flag
         elif os.environ.get(ENV[f.name], "").strip():
@@ -99,7 +101,7 @@ def _add_file_and_platform_values(values: dict[str, Any]) -> None:
 def resolve_to(flag: Any = None) -> Path:
     """Where ``get`` stages: --to > $DATASTAGE_TO > config ``to`` > platform default."""
     if flag is not None:
-        return Path(flag).expanduser().absolute()
+        return given_path(flag, "--to")
     raw = os.environ.get(TO_ENV, "").strip()
     if raw:
         return Path(raw).expanduser().absolute()
@@ -117,6 +119,13 @@ def resolve_to(flag: Any = None) -> Path:
             hint="pass --to DIR, set DATASTAGE_TO, or run: datastage config set to DIR",
         )
     return found.default_to
+
+
+def given_path(value: Any, option: str) -> Path:
+    """A path the caller passed, made absolute; an empty one is a mistake, not the cwd."""
+    if not str(value).strip():
+        raise UsageError(f"{option} is empty", hint=f"give {option} a path")
+    return Path(value).expanduser().absolute()
 
 
 def _from_env(name: str, raw: str) -> Any:
