@@ -61,6 +61,7 @@ def _errors(what: str) -> Any:
 
     @contextlib.contextmanager
     def block() -> Any:
+        from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         try:
@@ -76,6 +77,8 @@ def _errors(what: str) -> Any:
             raise SourceError(f"{what}: {code or e}") from e
         except BotoCoreError as e:
             raise SourceError(f"{what}: {e}") from e
+        except S3UploadFailedError as e:  # upload_file wraps the ClientError in this
+            raise SourceError(f"{what}: upload failed: {' '.join(str(e).split())}") from e
 
     return block()
 

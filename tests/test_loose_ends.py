@@ -163,3 +163,47 @@ def test_api_get_to_empty_raises_usage_error(tmp_path, server, monkeypatch):
         datastage.get(str(m), to="")
     assert not (tmp_path / "tiny").exists()
     assert server.log == []
+
+
+# -- config values that would fail far from where they were set -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("to", "", "to cannot be empty"),
+        ("cache_dir", "  ", "cache_dir cannot be empty"),
+        ("shared_cache", "", "shared_cache cannot be empty"),
+        ("shared_cache", "https://bucket/prefix", "an s3://bucket/prefix URL"),
+    ],
+)
+def test_config_set_refuses_values_that_break_later(tmp_path, capsys, key, value, words):
+    code, out, err = cli(capsys, "config", "set", key, value)
+    assert code == 2, err
+    assert out == "" and err.startswith("error: ") and words in err.splitlines()[0], err
+    assert not (tmp_path / "config.toml").exists(), "nothing is saved"
+    code, _, err = cli(capsys, "config", "list")  # the file still reads
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [
+        ("DATASTAGE_RETRIES", "-1"),
+        ("DATASTAGE_TIMEOUT", "nan"),
+        ("DATASTAGE_TIMEOUT", "0"),
+        ("DATASTAGE_BACKOFF", "inf"),
+        ("DATASTAGE_LOCK_TIMEOUT", "-3"),
+    ],
+)
+def test_unusable_network_patience_is_a_usage_error(
+    tmp_path, capsys, monkeypatch, server, env, value
+):
+    url = server.add("/a.bin", A)
+    m = write_manifest(tmp_path, "tiny", [{"url": url, "sha256": sha256(A)}])
+    monkeypatch.setenv(env, value)
+    code, out, err = cli(capsys, "get", str(m), "--to", str(tmp_path / "out"))
+    assert code == 2, err
+    assert out == "" and err.startswith("error: ") and env in err, err
+    assert server.log == []
+    assert not (tmp_path / "out").exists()
