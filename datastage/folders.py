@@ -89,7 +89,12 @@ def _current(target: Path, src: Path) -> bool:
     marker = read_marker(target)
     if not marker or marker.get("source") != str(src):
         return False
-    return not _problems(target, marker["files"], rehash=False, limit=1)
+    files = marker.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("size"), int) for v in files.values()
+    ):
+        return False  # a damaged marker: stage again (the folder is still ours to replace)
+    return not _problems(target, files, rehash=False, limit=1)
 
 
 def _stage_archive(src: Path, to: Path, name: str, quiet: bool) -> Path:

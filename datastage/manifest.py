@@ -239,7 +239,7 @@ def _files(
     entries = []
     for i, raw in enumerate(raw_files):
         entry = _file_entry(v, raw, f"{prefix}files[{i}]", base)
-        v.keys.setdefault(entry, f"{prefix}files[{i}]")
+        v.keys[id(entry)] = f"{prefix}files[{i}]"
         entries.append(entry)
     return tuple(entries)
 
@@ -380,7 +380,7 @@ class _Validator:
 
     def __init__(self, where: str) -> None:
         self.where = where
-        self.keys: dict[FileEntry, str] = {}  # where each entry was first written
+        self.keys: dict[int, str] = {}  # id(entry) -> where it was written, for messages
 
     def served(self, url: str, key: str) -> None:
         """Fail on a URL scheme no source serves (``htps://``), before any network use.
@@ -404,17 +404,20 @@ class _Validator:
                 path = f"{entry.dest}/{entry.name}" if entry.dest else entry.name
                 if path in landed:
                     self.fail(
-                        self.keys[entry],
-                        f"lands on {path!r} like {self.keys[landed[path]]}; "
+                        self.keys[id(entry)],
+                        f"lands on {path!r} like {self.keys[id(landed[path])]}; "
                         'give one of them another name = "..." or dest = "..."',
                     )
                 landed[path] = entry
         for entry in files:
-            for path, other in landed.items():
-                if entry.dest == path or entry.dest.startswith(path + "/"):
+            parts = entry.dest.split("/") if entry.dest else []
+            for depth in range(1, len(parts) + 1):  # each folder on the way: a dict lookup
+                other = landed.get("/".join(parts[:depth]))
+                if other is not None:
                     self.fail(
-                        self.keys[entry] + ".dest",
-                        f"{entry.dest!r} is inside {path!r}, the file {self.keys[other]} stages",
+                        self.keys[id(entry)] + ".dest",
+                        f"{entry.dest!r} is inside {'/'.join(parts[:depth])!r}, "
+                        f"a file {self.keys[id(other)]} copies",
                     )
 
     def fail(self, key: str, reason: str) -> NoReturn:

@@ -207,3 +207,29 @@ def test_unusable_network_patience_is_a_usage_error(
     assert out == "" and err.startswith("error: ") and env in err, err
     assert server.log == []
     assert not (tmp_path / "out").exists()
+
+
+# -- a damaged marker -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("files", [None, 5, {"a/f.txt": "x"}, {"a/f.txt": {"sha256": "0"}}])
+def test_stage_over_a_folder_whose_marker_is_damaged_stages_again(tmp_path, capsys, files):
+    import json
+
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    (src / "a" / "f.txt").write_bytes(A)
+    code, out, err = cli(capsys, "stage", str(src), "--to", str(tmp_path / "out"))
+    assert code == 0, err
+    marker_path = tmp_path / "out" / "src" / ".datastage.json"
+    marker = json.loads(marker_path.read_text())
+    if files is None:
+        del marker["files"]
+    else:
+        marker["files"] = files
+    marker_path.write_text(json.dumps(marker))
+    code, out, err = cli(capsys, "stage", str(src), "--to", str(tmp_path / "out"))
+    assert code == 0, err
+    assert out.strip() == str(tmp_path / "out" / "src")
+    assert json.loads(marker_path.read_text())["files"]["a/f.txt"]["sha256"] == sha256(A)
+    assert (tmp_path / "out" / "src" / "a" / "f.txt").read_bytes() == A

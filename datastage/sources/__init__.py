@@ -111,6 +111,7 @@ _BY_SCHEME: dict[str, tuple[str, str, Optional[str]]] = {
     **{scheme: ("datastage.sources.fsspec", "FsspecSource", "fsspec") for scheme in FSSPEC_SCHEMES},
 }
 
+_SUPPORTED = frozenset(_BY_SCHEME)
 _instances: dict[tuple[str, Settings], Source] = {}
 
 
@@ -133,7 +134,7 @@ def url_scheme(url: str) -> str:
 
 def supported_schemes() -> frozenset[str]:
     """Every scheme some source serves (its library may still need installing)."""
-    return frozenset(_BY_SCHEME)
+    return _SUPPORTED
 
 
 def for_url(url: str, settings: Settings) -> Source:
