@@ -290,6 +290,10 @@ def pack(src: Path, dest: Path, name: Optional[str] = None, quiet: bool = False)
     )
     path = dest / f"{name}.toml"
     write_atomic(path, manifest.encode())
+    # mkstemp makes both private; a packed dataset is for every session and teammate that can
+    # read the folder, like a tar made by hand
+    for made in (archive, path):
+        os.chmod(made, 0o644)
     return path
 
 

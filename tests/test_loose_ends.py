@@ -233,3 +233,14 @@ def test_stage_over_a_folder_whose_marker_is_damaged_stages_again(tmp_path, caps
     assert out.strip() == str(tmp_path / "out" / "src")
     assert json.loads(marker_path.read_text())["files"]["a/f.txt"]["sha256"] == sha256(A)
     assert (tmp_path / "out" / "src" / "a" / "f.txt").read_bytes() == A
+
+
+def test_pack_output_is_readable_by_others(tmp_path, capsys):
+    src = tmp_path / "corpus"
+    src.mkdir()
+    (src / "a.wav").write_bytes(A)
+    code, out, err = cli(capsys, "pack", str(src), "--to", str(tmp_path / "drive"))
+    assert code == 0, err
+    for made in ("corpus.tar", "corpus.toml"):
+        assert (tmp_path / "drive" / made).stat().st_mode & 0o777 == 0o644, made
+    assert Path(out.strip()) == tmp_path / "drive" / "corpus.toml"
