@@ -209,7 +209,7 @@ def verify(target: str, to: PathLike, quiet: Optional[bool] = None) -> Path:
     """Re-hash the staged copy of ``target`` under ``to``; VerifyFailed if anything changed."""
     manifest = _manifest(target, None, None)
     reporter = Reporter(config.resolve(quiet=quiet).quiet)
-    return stage.verify(manifest, Path(to).expanduser().absolute(), reporter)
+    return stage.verify(manifest, config.given_path(to, "--to"), reporter)
 
 
 def list_datasets() -> list[Manifest]:
@@ -268,7 +268,7 @@ def info(
         "files": files,
     }
     if to is not None:
-        dest = Path(to).expanduser().absolute()
+        dest = config.given_path(to, "--to")
         result["staged"] = (
             str(stage.root_of(manifest, dest)) if stage.is_current(manifest, dest) else None
         )

@@ -24,11 +24,8 @@ from .digests import hash_file
 from .errors import CorruptArchive, UsageError
 from .extract import Format, detect, output_name
 from .manifest import NAME_PATTERN, URL_SCHEME, FileEntry, file_name_from_url, from_dict
+from .names import strip_archive_suffix
 
-ARCHIVE_SUFFIXES = (
-    *(".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".tar", ".zip"),
-    *(".gz", ".bz2", ".xz", ".7z", ".rar"),
-)
 DEFAULT_ALGORITHMS = ("sha256", "md5")  # md5 too: OpenSLR and others publish md5sum.txt files
 
 
@@ -108,11 +105,7 @@ def common_root(measured: Sequence[Measured]) -> str:
 
 def dataset_name(measured: Sequence[Measured]) -> str:
     """A manifest name from the first file: ``My_Data-1.0.tar.gz`` -> ``my_data-1.0``."""
-    base = measured[0].name
-    for suffix in ARCHIVE_SUFFIXES:
-        if base.lower().endswith(suffix):
-            base = base[: -len(suffix)]
-            break
+    base = strip_archive_suffix(measured[0].name)
     name = re.sub(r"[^a-z0-9._-]+", "-", base.lower()).strip("-._")
     if not NAME_PATTERN.match(name):
         raise UsageError(f"cannot make a dataset name from {measured[0].name!r}; pass --name")

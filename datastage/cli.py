@@ -14,13 +14,13 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn, Optional
 from urllib.parse import urlsplit
 
 import click
 
 from . import __version__, api
+from . import cli_options as options
 from .config import DEBUG_ENV
 from .errors import DatasetNotFound, DatastageError, InsufficientSpace
 from .manifest import Manifest
@@ -31,23 +31,10 @@ EXIT_BAD_PATH = 2  # like a usage error: the user's path, not datastage, is at f
 # click >= 8.2 raises this for a bare `datastage` (older versions print the help themselves)
 _NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
-_quiet = click.option(
-    "-q", "--quiet", is_flag=True, default=None, help="No progress bars or messages."
-)
-_debug = click.option(
-    "--debug", is_flag=True, help="Show tracebacks of errors.", expose_value=False
-)
-_to = click.option(
-    "--to",
-    "to",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder that receives the dataset (it is staged at DIR/<name>/).",
-)
-_cache = click.option(
-    "--cache",
-    type=click.Path(file_okay=False),
-    default=None,
+_quiet = options.quiet
+_debug = options.debug
+_to = options.to("Folder that receives the dataset (it is staged at DIR/<name>/).", required=True)
+_cache = options.cache(
     help="Cache of verified downloads [env DATASTAGE_CACHE; default: per-user cache].",
 )
 
@@ -94,13 +81,9 @@ _s3_endpoint = click.option(
 
 @cli.command()
 @click.argument("target")
-@click.option(
-    "--to",
-    "to",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Folder that receives the dataset (DIR/<name>/) [env DATASTAGE_TO; config `to`; "
-    "default on Colab/AutoDL/SageMaker: the fast disk, see `datastage env`].",
+@options.to(
+    "Folder that receives the dataset (DIR/<name>/) [env DATASTAGE_TO; config `to`; "
+    "default on Colab/AutoDL/SageMaker: the fast disk, see `datastage env`]."
 )
 @_cache
 @_sha256
@@ -190,7 +173,7 @@ def verify(target: str, to: str, quiet: Optional[bool]) -> None:
 
 
 @cli.command(name="list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@options.as_json
 @_debug
 def list_(as_json: bool) -> None:
     """The datasets datastage knows, and their subsets (NAME/SUBSET)."""
@@ -204,7 +187,7 @@ def list_(as_json: bool) -> None:
 
 @cli.command()
 @click.argument("word")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@options.as_json
 @_debug
 def search(word: str, as_json: bool) -> None:
     """Datasets whose name, description, license or homepage mention WORD."""
@@ -263,15 +246,9 @@ def _host(url: str) -> str:
 
 @cli.command()
 @click.argument("target")
-@click.option(
-    "--to",
-    "to",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Also say whether it is staged under this folder.",
-)
+@options.to("Also say whether it is staged under this folder.")
 @_cache
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@options.as_json
 @_debug
 def info(target: str, to: Optional[str], cache: Optional[str], as_json: bool) -> None:
     """Everything known about TARGET: manifest, cache and staging state."""
@@ -359,8 +336,8 @@ def manifest_(
 
     settings = config.resolve(cache_dir=cache, quiet=quiet)
     reporter = Reporter(settings.quiet)
+    out = config.given_path(output, "--output") if output is not None else None
     measured = [authoring.measure(t, settings, reporter) for t in targets]
-    out = Path(output).expanduser().absolute() if output else None
     text = authoring.render(
         measured, name or authoring.dataset_name(measured), out.parent if out else None
     )

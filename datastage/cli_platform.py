@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any, Optional
 
 import click
 
+from . import cli_options as options
 from .units import human_bytes
 
-_debug = click.option(
-    "--debug", is_flag=True, help="Show tracebacks of errors.", expose_value=False
-)
-_quiet = click.option(
-    "-q", "--quiet", is_flag=True, default=None, help="No progress bars or messages."
-)
-_json = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+_debug = options.debug
+_quiet = options.quiet
+_json = options.as_json
 
 
 def register(cli: click.Group) -> None:
@@ -169,17 +165,14 @@ def config_list() -> None:
 
 
 @click.command()
-@click.argument("src", type=click.Path(path_type=Path))
-@click.option(
-    "--to", "to", default=None, type=click.Path(file_okay=False, path_type=Path),
-    help="Fast folder that receives DIR/<name> [default: as for get, see `datastage env`].",
-)  # fmt: skip
+@click.argument("src")
+@options.to("Fast folder that receives DIR/<name> [default: as for get, see `datastage env`].")
 @click.option("--name", default=None, help="Folder name under --to [default: from SRC].")
 @click.option("--workers", default=None, type=click.IntRange(1, 256), help="Parallel copies.")
 @_quiet
 @_debug
 def stage(
-    src: Path, to: Path, name: Optional[str], workers: Optional[int], quiet: Optional[bool]
+    src: str, to: Optional[str], name: Optional[str], workers: Optional[int], quiet: Optional[bool]
 ) -> None:
     """Copy a folder (or extract an archive) from slow storage to fast disk, verified.
 
@@ -188,26 +181,25 @@ def stage(
     from . import config, folders
 
     dest = config.resolve_to(to)
-    click.echo(folders.stage(src, dest, name, workers or folders.DEFAULT_WORKERS, bool(quiet)))
+    source = config.given_path(src, "SRC")
+    click.echo(folders.stage(source, dest, name, workers or folders.DEFAULT_WORKERS, bool(quiet)))
 
 
 @click.command()
-@click.argument("src", type=click.Path(path_type=Path))
-@click.option(
-    "--to", "to", required=True, type=click.Path(file_okay=False, path_type=Path),
-    help="Folder (e.g. on Drive) that receives <name>.tar and <name>.toml.",
-)  # fmt: skip
+@click.argument("src")
+@options.to("Folder (e.g. on Drive) that receives <name>.tar and <name>.toml.", required=True)
 @click.option("--name", default=None, help="Dataset name [default: from SRC].")
 @_quiet
 @_debug
-def pack(src: Path, to: Path, name: Optional[str], quiet: Optional[bool]) -> None:
+def pack(src: str, to: str, name: Optional[str], quiet: Optional[bool]) -> None:
     """Pack a folder of many small files into one archive + manifest; prints the manifest.
 
     Later sessions stage it in one sequential read: datastage get PATH/<name>.toml
     """
-    from . import folders
+    from . import config, folders
 
-    click.echo(folders.pack(src, to, name, bool(quiet)))
+    source, dest = config.given_path(src, "SRC"), config.given_path(to, "--to")
+    click.echo(folders.pack(source, dest, name, bool(quiet)))
 
 
 @click.command()
@@ -241,7 +233,7 @@ def _store(cache_dir: Optional[str]) -> Any:
     return Cache(config.resolve(cache_dir=cache_dir).cache_dir)
 
 
-_cache_opt = click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None)
+_cache_opt = options.cache("cache_dir")
 
 
 @cache.command(name="dir")

@@ -9,6 +9,7 @@ Every environment variable datastage reads is listed in ``ENV`` below.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -75,6 +76,8 @@ def resolve(**flags: Any) -> Settings:
     values: dict[str, Any] = {}
     for f in fields(Settings):
         flag = flags.get(f.name)
+        if f.name == "cache_dir" and flag is not None:
+            flag = given_path(flag, "--cache")
         if flag is not None:
             values[f.name] = flag
         elif os.environ.get(ENV[f.name], "").strip():
@@ -83,7 +86,29 @@ def resolve(**flags: Any) -> Settings:
     if "cache_dir" not in values:
         values["cache_dir"] = default_cache_dir()
     values["cache_dir"] = Path(values["cache_dir"]).expanduser().absolute()
+    _check_patience(values)
     return replace(Settings(cache_dir=values["cache_dir"]), **values)
+
+
+def _check_patience(values: dict[str, Any]) -> None:
+    """Retries and waits the network code can use: a NaN or negative one would end in a
+    traceback (or no attempt at all) far from where it was set."""
+    for name, positive in (("retries", False), ("backoff", False), ("timeout", True)):
+        value = values.get(name)
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            need = "more than 0" if positive else "0 or more"
+            raise UsageError(
+                f"{name} must be a number {need}, got {value!r}",
+                hint=f"check {ENV[name]} and the config file's {name}",
+            )
+    lock_timeout = values.get("lock_timeout")
+    if lock_timeout is not None and (not math.isfinite(lock_timeout) or lock_timeout < 0):
+        raise UsageError(
+            f"lock_timeout must be a number of seconds, 0 or more, got {lock_timeout!r}",
+            hint=f"check {ENV['lock_timeout']} and the config file's lock_timeout",
+        )
 
 
 def _add_file_and_platform_values(values: dict[str, Any]) -> None:
@@ -108,7 +133,7 @@ def _add_file_and_platform_values(values: dict[str, Any]) -> None:
 def resolve_to(flag: Any = None) -> Path:
     """Where ``get`` stages: --to > $DATASTAGE_TO > config ``to`` > platform default."""
     if flag is not None:
-        return Path(flag).expanduser().absolute()
+        return given_path(flag, "--to")
     raw = os.environ.get(TO_ENV, "").strip()
     if raw:
         return Path(raw).expanduser().absolute()
@@ -126,6 +151,13 @@ def resolve_to(flag: Any = None) -> Path:
             hint="pass --to DIR, set DATASTAGE_TO, or run: datastage config set to DIR",
         )
     return found.default_to
+
+
+def given_path(value: Any, option: str) -> Path:
+    """A path the caller passed, made absolute; an empty one is a mistake, not the cwd."""
+    if not str(value).strip():
+        raise UsageError(f"{option} is empty", hint=f"give {option} a path")
+    return Path(value).expanduser().absolute()
 
 
 def _from_env(name: str, raw: str) -> Any:

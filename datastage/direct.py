@@ -22,23 +22,8 @@ from .config import Settings
 from .digests import Digest
 from .errors import UsageError
 from .manifest import URL_SCHEME, Manifest, file_name_from_url, from_dict
+from .names import archive_suffix, strip_archive_suffix
 
-ARCHIVE_SUFFIXES = (
-    ".tar.gz",
-    ".tar.bz2",
-    ".tar.xz",
-    ".tar.zst",
-    ".tgz",
-    ".tbz2",
-    ".txz",
-    ".tar",
-    ".zip",
-    ".7z",
-    ".gz",
-    ".bz2",
-    ".xz",
-    ".zst",
-)
 DEFAULT_NAME = "download"
 
 
@@ -100,12 +85,9 @@ def default_name(url: str, names: list[str]) -> str:
         if any(c in stem for c in "*?["):  # a glob: name it after the repo or folder above
             stem = url.split("?", 1)[0].rstrip("/").rsplit("/", 2)[-2].split("@", 1)[0]
     lowered = stem.lower()
-    for suffix in ARCHIVE_SUFFIXES:
-        if lowered.endswith(suffix) and len(lowered) > len(suffix):
-            lowered = lowered[: -len(suffix)]
-            break
-    else:
-        if len(names) == 1 and "." in lowered.lstrip("."):
-            lowered = lowered.rsplit(".", 1)[0]  # clip.wav -> clip
+    if archive_suffix(lowered):
+        lowered = strip_archive_suffix(lowered)
+    elif len(names) == 1 and "." in lowered.lstrip("."):
+        lowered = lowered.rsplit(".", 1)[0]  # clip.wav -> clip
     cleaned = re.sub(r"[^a-z0-9._-]+", "-", lowered).strip("-._")
     return cleaned or DEFAULT_NAME

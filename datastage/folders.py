@@ -28,7 +28,6 @@ import json
 import os
 import re
 import tarfile
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,23 +37,19 @@ from typing import Any, BinaryIO, Optional
 from . import __version__, locks, ranks
 from .digests import READ_CHUNK, hash_file
 from .errors import IntegrityError, UsageError
-from .fsutil import disk_full_as_error, ensure_free, fsync_dir, write_atomic
+from .fsutil import atomic_file, disk_full_as_error, ensure_free, write_atomic
 from .manifest import NAME_PATTERN
+from .names import strip_archive_suffix
 from .progress import Reporter
-from .stage import MARKER, MARKER_FORMAT, _problems, read_marker
+from .stage import MARKER, MARKER_FORMAT, _problems, _refuse_foreign, _swap_into_place, read_marker
 
 JOURNAL = ".datastage-journal.jsonl"
 DEFAULT_WORKERS = 32
-ARCHIVE_SUFFIXES = (".tar", ".tgz", ".zip", ".gz", ".bz2", ".xz", ".zst", ".7z", ".tbz2", ".txz")
 
 
 def dataset_name(path: Path) -> str:
     """A valid manifest name from a folder or archive name: ``LJSpeech-1.1`` -> ``ljspeech-1.1``."""
-    stem = path.name
-    for suffix in (".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst", *ARCHIVE_SUFFIXES):
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
+    stem = strip_archive_suffix(path.name)
     name = re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-.")
     if not name or not NAME_PATTERN.match(name):
         raise UsageError(f"cannot derive a dataset name from {path.name!r}; pass --name")
@@ -94,14 +89,12 @@ def _current(target: Path, src: Path) -> bool:
     marker = read_marker(target)
     if not marker or marker.get("source") != str(src):
         return False
-    return not _problems(target, marker["files"], rehash=False, limit=1)
-
-
-def _refuse_foreign(target: Path) -> None:
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise UsageError(f"{target} exists and is not a folder staged by datastage; move it away")
-    if target.is_dir() and not (target / MARKER).exists() and any(target.iterdir()):
-        raise UsageError(f"{target} exists but was not staged by datastage (no {MARKER})")
+    files = marker.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("size"), int) for v in files.values()
+    ):
+        return False  # a damaged marker: stage again (the folder is still ours to replace)
+    return not _problems(target, files, rehash=False, limit=1)
 
 
 def _stage_archive(src: Path, to: Path, name: str, quiet: bool) -> Path:
@@ -179,8 +172,6 @@ def _stage_folder(src: Path, target: Path, workers: int, reporter: Reporter) -> 
         "files": dict(sorted(done.items())),
     }
     write_atomic(partial / MARKER, json.dumps(marker, indent=1).encode())
-    from .stage import _swap_into_place
-
     _swap_into_place(partial, target)
     return target
 
@@ -273,11 +264,10 @@ def pack(src: Path, dest: Path, name: Optional[str] = None, quiet: bool = False)
     files = _listing(src)
     unpacked = sum(size for size, _ in files.values())
     archive = dest / f"{name}.tar"
-    fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{archive.name}.", suffix=".tmp")
     bar = reporter.bar(f"packing {src.name}", unpacked)
     try:
         # A large buffer: tarfile writes in small pieces, and a network mount pays per write.
-        with os.fdopen(fd, "wb", buffering=8 << 20) as raw:
+        with atomic_file(archive, buffering=8 << 20) as raw:
             out = _HashingWriter(raw)
             with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
                 for rel in files:
@@ -287,14 +277,6 @@ def pack(src: Path, dest: Path, name: Optional[str] = None, quiet: bool = False)
                     with open(src / rel, "rb") as f:
                         tar.addfile(info, f)
                     bar.update(info.size)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, archive)
-        fsync_dir(dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     finally:
         bar.close()
     manifest = (
@@ -308,6 +290,10 @@ def pack(src: Path, dest: Path, name: Optional[str] = None, quiet: bool = False)
     )
     path = dest / f"{name}.toml"
     write_atomic(path, manifest.encode())
+    # mkstemp makes both private; a packed dataset is for every session and teammate that can
+    # read the folder, like a tar made by hand
+    for made in (archive, path):
+        os.chmod(made, 0o644)
     return path
 
 

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Optional
 
 from .errors import InsufficientSpace
 
@@ -24,10 +24,18 @@ SPACE_MARGIN = 64 * 1024 * 1024
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path, sync_dir=False) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, buffering: int = -1, sync_dir: bool = True) -> Iterator[BinaryIO]:
+    """A file to write ``path`` through: a temporary name beside it, fsynced and renamed over
+    ``path`` when the block ends, removed if the block fails."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, "wb", buffering=buffering) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -35,6 +43,8 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if sync_dir:
+        fsync_dir(path.parent)
 
 
 def fsync_dir(path: Path) -> None:

@@ -43,6 +43,7 @@ from urllib.parse import unquote, urlsplit
 
 from .digests import HEX_LENGTHS, Digest
 from .errors import ManifestError
+from .names import archive_suffix
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -212,6 +213,8 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
                 layout = layout.merged(sub.layout)
     if not files:
         v.fail("subsets", "every subset has whole = false: the whole dataset would be empty")
+    for files_of_one in (files, *(sub.files for sub in subsets)):
+        v.no_overlaps(files_of_one)
     return Manifest(
         name=name,
         files=files,
@@ -246,9 +249,12 @@ def _files(
     raw_files = table.get("files")
     if not isinstance(raw_files, list) or not raw_files:
         v.fail(prefix + "files", "needs at least one [[files]] entry")
-    return tuple(
-        _file_entry(v, raw, f"{prefix}files[{i}]", base) for i, raw in enumerate(raw_files)
-    )
+    entries = []
+    for i, raw in enumerate(raw_files):
+        entry = _file_entry(v, raw, f"{prefix}files[{i}]", base)
+        v.keys[id(entry)] = f"{prefix}files[{i}]"
+        entries.append(entry)
+    return tuple(entries)
 
 
 def _layout(v: _Validator, table: Mapping[str, Any], prefix: str) -> Layout:
@@ -334,6 +340,8 @@ def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
     v.known_keys(raw, FILE_KEYS, key + ".")
     url = resolve_url(v.string(raw, "url", key + ".", required=True), base)
     mirrors = tuple(resolve_url(m, base) for m in v.string_list(raw, "mirrors", key + "."))
+    for where, each in [("url", url), *(("mirrors", m) for m in mirrors)]:
+        v.served(each, f"{key}.{where}")
     digests = []
     for algorithm in HEX_LENGTHS:
         if algorithm in raw:
@@ -382,6 +390,11 @@ def _strip_components(v: _Validator, raw: Mapping[str, Any], prefix: str) -> int
     return value
 
 
+def _lands_as_itself(entry: FileEntry) -> bool:
+    """Copied under its own name, not unpacked (no ``extract`` key: guessed from the name)."""
+    return entry.extract is False or (entry.extract is None and not archive_suffix(entry.name))
+
+
 def resolve_url(url: str, base: Path) -> str:
     """URLs stay as they are; a plain path is made absolute against the manifest's folder."""
     if URL_SCHEME.match(url):
@@ -399,6 +412,45 @@ class _Validator:
 
     def __init__(self, where: str) -> None:
         self.where = where
+        self.keys: dict[int, str] = {}  # id(entry) -> where it was written, for messages
+
+    def served(self, url: str, key: str) -> None:
+        """Fail on a URL scheme no source serves (``htps://``), before any network use.
+
+        Checked against the sources table, which lists the fsspec protocols datastage hands on
+        whether or not fsspec is installed: a missing library is a MissingDependency with an
+        install hint when the file is fetched, an unknown scheme is a mistake in the manifest.
+        """
+        from .sources import supported_schemes, url_scheme
+
+        scheme = url_scheme(url)
+        if scheme not in supported_schemes():
+            known = ", ".join(sorted(supported_schemes()))
+            self.fail(key, f"unsupported URL scheme {scheme!r} in {url} (supported: {known})")
+
+    def no_overlaps(self, files: tuple[FileEntry, ...]) -> None:
+        """Two entries may not land on one path, nor a copied file where a folder must be."""
+        landed: dict[str, FileEntry] = {}
+        for entry in files:
+            if _lands_as_itself(entry):
+                path = f"{entry.dest}/{entry.name}" if entry.dest else entry.name
+                if path in landed:
+                    self.fail(
+                        self.keys[id(entry)],
+                        f"lands on {path!r} like {self.keys[id(landed[path])]}; "
+                        'give one of them another name = "..." or dest = "..."',
+                    )
+                landed[path] = entry
+        for entry in files:
+            parts = entry.dest.split("/") if entry.dest else []
+            for depth in range(1, len(parts) + 1):  # each folder on the way: a dict lookup
+                other = landed.get("/".join(parts[:depth]))
+                if other is not None:
+                    self.fail(
+                        self.keys[id(entry)] + ".dest",
+                        f"{entry.dest!r} is inside {'/'.join(parts[:depth])!r}, "
+                        f"a file {self.keys[id(other)]} copies",
+                    )
 
     def fail(self, key: str, reason: str) -> NoReturn:
         raise ManifestError(f"{self.where}: {key}: {reason}")

@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -32,7 +31,7 @@ from .digests import CACHE_ALGORITHM, HEX_LENGTHS, check, hash_file
 from .errors import AccessDenied, IntegrityError, MissingDependency, SourceError, UsageError
 from .manifest import FileEntry, Manifest
 from .progress import Reporter
-from .tiers import SIDECAR
+from .tiers import SIDECAR, sidecar_for, sidecar_matches
 
 
 def split(url: str) -> tuple[str, str]:
@@ -62,6 +61,7 @@ def _errors(what: str) -> Any:
 
     @contextlib.contextmanager
     def block() -> Any:
+        from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         try:
@@ -77,6 +77,8 @@ def _errors(what: str) -> Any:
             raise SourceError(f"{what}: {code or e}") from e
         except BotoCoreError as e:
             raise SourceError(f"{what}: {e}") from e
+        except S3UploadFailedError as e:  # upload_file wraps the ClientError in this
+            raise SourceError(f"{what}: upload failed: {' '.join(str(e).split())}") from e
 
     return block()
 
@@ -94,20 +96,6 @@ def _sidecar(client: Any, bucket: str, key: str) -> Optional[dict[str, Any]]:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
-
-
-def _matches(sidecar: Optional[dict[str, Any]], entry: FileEntry, size: Optional[int]) -> bool:
-    if not sidecar or not isinstance(sidecar.get("digests"), dict):
-        return False
-    digests = sidecar["digests"]
-    if size is not None and sidecar.get("size") != size:
-        return False
-    if entry.size is not None and sidecar.get("size") != entry.size:
-        return False
-    if entry.digests:
-        known = [d for d in entry.digests if d.algorithm in digests]
-        return bool(known) and all(digests[d.algorithm] == d.hexdigest for d in known)
-    return sidecar.get("url") == entry.url
 
 
 def push_dataset(target: str, url: str, quiet: Optional[bool] = None) -> list[str]:
@@ -137,26 +125,16 @@ def push(
     for entry, blob in blobs:
         key = _key(prefix, manifest.name, entry.name)
         with _errors(f"s3://{bucket}/{key}"):
-            if _matches(_sidecar(client, bucket, key), entry, blob.size):
+            if sidecar_matches(_sidecar(client, bucket, key), entry, blob.size):
                 reporter.say(f"{entry.name}: already in s3://{bucket}/{key}")
             else:
                 reporter.say(f"uploading {entry.name} to s3://{bucket}/{key}")
                 client.upload_file(
                     str(blob.path), bucket, key, ExtraArgs={"Metadata": {"sha256": blob.sha256}}
                 )
-                digests = {CACHE_ALGORITHM: blob.sha256}
-                digests.update({d.algorithm: d.hexdigest for d in entry.digests})
-                sidecar = {
-                    "name": entry.name,
-                    "url": entry.url,
-                    "size": blob.size,
-                    "digests": digests,
-                    "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                }
                 # Written after the object: a sidecar never vouches for a missing upload.
-                client.put_object(
-                    Bucket=bucket, Key=key + SIDECAR, Body=json.dumps(sidecar).encode()
-                )
+                sidecar = json.dumps(sidecar_for(entry, blob)).encode()
+                client.put_object(Bucket=bucket, Key=key + SIDECAR, Body=sidecar)
         pushed.append(f"s3://{bucket}/{key}")
     return pushed
 
@@ -179,7 +157,7 @@ def restore(
     except SourceError as e:
         reporter.warn(f"shared cache unavailable: {e}")
         return None
-    if not _matches(sidecar, entry, None):
+    if not sidecar_matches(sidecar, entry, None):
         return None
     with locks.hold(
         store.lock_path(entry), f"download of {entry.name}", settings.lock_timeout, reporter.say

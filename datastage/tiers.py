@@ -35,7 +35,7 @@ from .cache import Blob, Cache
 from .config import Settings
 from .digests import CACHE_ALGORITHM, HEX_LENGTHS, READ_CHUNK, Hasher, check
 from .errors import IntegrityError
-from .fsutil import fsync_dir, write_atomic
+from .fsutil import atomic_file, write_atomic
 from .manifest import FileEntry, Manifest
 from .progress import Reporter
 
@@ -95,24 +95,20 @@ class Persistent:
         if found is None:
             return None
         path, sidecar = found
-        with locks.hold(
-            store.lock_path(entry), f"copy of {entry.name}", settings.lock_timeout, reporter.say
-        ):
-            blob = store.find(entry)
-            if blob:
-                return blob
-            reporter.say(f"copying {entry.name} from the persistent tier ({path.parent})")
-            rehash = settings.verify_persistent
-            try:
-                return _copy_in(path, entry, store, reporter, sidecar["digests"], rehash=rehash)
-            except IntegrityError as e:
-                reporter.warn(f"ignoring the persistent copy: {e}")
-                # Our own tier: drop the sidecar so the good bytes are saved over it later.
-                with contextlib.suppress(OSError):
-                    os.unlink(f"{path}{SIDECAR}")
-            except OSError as e:  # a mount that went away: the network still works
-                reporter.warn(f"cannot read {path}: {e.strerror or e}")
-            return None
+        said = f"copying {entry.name} from the persistent tier ({path.parent})"
+        try:
+            return _copy_locked(
+                path, entry, store, settings, reporter, said, sidecar["digests"],
+                rehash=settings.verify_persistent,
+            )  # fmt: skip
+        except IntegrityError as e:
+            reporter.warn(f"ignoring the persistent copy: {e}")
+            # Our own tier: drop the sidecar so the good bytes are saved over it later.
+            with contextlib.suppress(OSError):
+                os.unlink(f"{path}{SIDECAR}")
+        except OSError as e:  # a mount that went away: the network still works
+            reporter.warn(f"cannot read {path}: {e.strerror or e}")
+        return None
 
     def save(
         self, entry: FileEntry, dataset: str, blob: Blob, settings: Settings, reporter: Reporter
@@ -148,21 +144,16 @@ def from_sources(
         return None  # nothing to check a stranger's file against
     for path in _candidates(entry, dataset, folders):
         vouched = _vouched(path, entry)
-        with locks.hold(
-            store.lock_path(entry), f"copy of {entry.name}", settings.lock_timeout, reporter.say
-        ):
-            blob = store.find(entry)
-            if blob:
-                return blob
-            reporter.say(f"copying {entry.name} from {path.parent}")
-            try:
-                return _copy_in(
-                    path, entry, store, reporter, vouched[1]["digests"] if vouched else None, True
-                )
-            except IntegrityError as e:
-                reporter.warn(f"ignoring {path}: {e}")
-            except OSError as e:
-                reporter.warn(f"cannot read {path}: {e.strerror or e}")
+        said = f"copying {entry.name} from {path.parent}"
+        try:
+            return _copy_locked(
+                path, entry, store, settings, reporter, said,
+                vouched[1]["digests"] if vouched else None, rehash=True,
+            )  # fmt: skip
+        except IntegrityError as e:
+            reporter.warn(f"ignoring {path}: {e}")
+        except OSError as e:
+            reporter.warn(f"cannot read {path}: {e.strerror or e}")
     return None
 
 
@@ -194,18 +185,28 @@ def _vouched(path: Path, entry: FileEntry) -> Optional[tuple[Path, dict[str, Any
         size = path.stat().st_size
     except (OSError, ValueError):
         return None
-    digests = sidecar.get("digests") if isinstance(sidecar, dict) else None
-    if not isinstance(digests, dict) or CACHE_ALGORITHM not in digests:
-        return None
-    if sidecar.get("size") != size or (entry.size is not None and size != entry.size):
-        return None
-    if entry.digests:
-        known = [d for d in entry.digests if d.algorithm in digests]
-        if not known or any(digests[d.algorithm] != d.hexdigest for d in known):
-            return None
-    elif sidecar.get("url") != entry.url:
-        return None
-    return path, sidecar
+    return (path, sidecar) if sidecar_matches(sidecar, entry, size) else None
+
+
+def _copy_locked(
+    path: Path,
+    entry: FileEntry,
+    store: Cache,
+    settings: Settings,
+    reporter: Reporter,
+    said: str,
+    vouched: Optional[dict[str, str]],
+    rehash: bool,
+) -> Blob:
+    """``_copy_in`` under the entry's cache lock, unless another process cached it meanwhile."""
+    with locks.hold(
+        store.lock_path(entry), f"copy of {entry.name}", settings.lock_timeout, reporter.say
+    ):
+        blob = store.find(entry)
+        if blob:
+            return blob
+        reporter.say(said)
+        return _copy_in(path, entry, store, reporter, vouched, rehash)
 
 
 def _copy_in(
@@ -249,33 +250,46 @@ def _copy_in(
 
 def _save(blob: Blob, entry: FileEntry, target: Path, reporter: Reporter) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     bar = reporter.bar(f"saving {entry.name}", blob.size)
     try:
-        with open(blob.path, "rb") as src, os.fdopen(fd, "wb") as dst:
+        with atomic_file(target) as dst, open(blob.path, "rb") as src:
             while chunk := src.read(COPY_CHUNK):
                 dst.write(chunk)
                 bar.update(len(chunk))
-            dst.flush()
-            os.fsync(dst.fileno())
-        # An old sidecar must never vouch for the new bytes, even if we die right after this.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"{target}{SIDECAR}")
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+            # An old sidecar must never vouch for the new bytes, even if we die right after this.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{target}{SIDECAR}")
     finally:
         bar.close()
+    write_atomic(
+        Path(f"{target}{SIDECAR}"), json.dumps(sidecar_for(entry, blob), indent=1).encode()
+    )
+
+
+def sidecar_for(entry: FileEntry, blob: Blob) -> dict[str, Any]:
+    """What vouches for a saved copy (here, or in the shared S3 cache): size and digests."""
     digests = {CACHE_ALGORITHM: blob.sha256}
     digests.update({d.algorithm: d.hexdigest for d in entry.digests})
-    sidecar = {
+    return {
         "name": entry.name,
         "url": entry.url,
         "size": blob.size,
         "digests": digests,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    write_atomic(Path(f"{target}{SIDECAR}"), json.dumps(sidecar, indent=1).encode())
+
+
+def sidecar_matches(sidecar: Any, entry: FileEntry, size: Optional[int]) -> bool:
+    """A sidecar vouches for ``entry``: same size (and ``size``, the copy's, when known), and
+    every digest both name agrees; an entry without digests must come from the same URL."""
+    digests = sidecar.get("digests") if isinstance(sidecar, dict) else None
+    if not isinstance(digests, dict) or CACHE_ALGORITHM not in digests:
+        return False
+    if size is not None and sidecar.get("size") != size:
+        return False
+    if entry.size is not None and sidecar.get("size") != entry.size:
+        return False
+    if entry.digests:
+        known = [d for d in entry.digests if d.algorithm in digests]
+        return bool(known) and all(digests[d.algorithm] == d.hexdigest for d in known)
+    return bool(sidecar.get("url") == entry.url)

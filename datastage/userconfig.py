@@ -105,6 +105,13 @@ def unset(key: str) -> bool:
 def parse(key: str, raw: str) -> Any:
     """A value as typed on a command line or in an environment variable."""
     kind = KEYS[key].kind
+    if kind in ("path", "url") and not raw.strip():
+        # "" would be saved as "." (the current folder) or make the file unreadable
+        raise UsageError(
+            f"{key} cannot be empty", hint=f"to remove it: datastage config unset {key}"
+        )
+    if kind == "url" and not raw.strip().startswith("s3://"):
+        raise UsageError(f"{raw!r} is not a valid value for {key} (an s3://bucket/prefix URL)")
     parsers: dict[str, Callable[[str], Any]] = {
         "path": lambda s: Path(s).expanduser(),
         "url": str,

@@ -23,6 +23,7 @@ from typing import Any, Union
 
 Content = Union[bytes, None, tuple[str, str]]
 Members = list[tuple[str, Content]]
+MTIME = 1_700_000_000  # every tar member's recorded time (in the past; test_extract checks it)
 
 TAR_COMPRESSIONS = {"tar": "", "tar.gz": "gz", "tar.bz2": "bz2", "tar.xz": "xz", "tar.zst": "zst"}
 
@@ -45,12 +46,15 @@ def compress(data: bytes, compression: str) -> bytes:
     return data
 
 
-def make_tar(members: Members, compression: str = "") -> bytes:
+def make_tar(members: Union[Members, dict[str, bytes]], compression: str = "") -> bytes:
+    """A tar (``compression``: "", "gz", "bz2", "xz" or "zst"); members as a list or a dict."""
+    if isinstance(members, dict):
+        members = tree_members(members)
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, content in members:
             info = tarfile.TarInfo(name)
-            info.mtime = 1_700_000_000
+            info.mtime = MTIME
             if content is None:
                 info.type = tarfile.DIRTYPE
                 info.mode = 0o755
@@ -72,7 +76,9 @@ def make_tar(members: Members, compression: str = "") -> bytes:
     return compress(raw.getvalue(), compression)
 
 
-def make_zip(members: Members) -> bytes:
+def make_zip(members: Union[Members, dict[str, bytes]]) -> bytes:
+    if isinstance(members, dict):
+        members = tree_members(members)
     raw = io.BytesIO()
     with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, content in members:

@@ -4,8 +4,6 @@ codes, list/info/verify, cache precedence, the no-network repeat, entry points a
 from __future__ import annotations
 
 import fcntl
-import gzip
-import io
 import json
 import os
 import pty
@@ -15,7 +13,6 @@ import signal
 import struct
 import subprocess
 import sys
-import tarfile
 import termios
 import time
 from pathlib import Path
@@ -23,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import datastage
+from tests.archives import make_tar
 from tests.conftest import payload, run_cli, sha256, write_manifest
 from tests.inprocess import cli
 
@@ -30,19 +28,9 @@ FILES = {"top/a.txt": b"alpha\n", "top/sub/b.bin": payload(300_000, seed=11)}
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _tar_gz(files: dict[str, bytes]) -> bytes:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return gzip.compress(raw.getvalue(), mtime=0)
-
-
 @pytest.fixture
 def archive() -> bytes:
-    return _tar_gz(FILES)
+    return make_tar(FILES, "gz")
 
 
 @pytest.fixture
@@ -105,7 +93,7 @@ def _run_with_tty_stderr(*args: str) -> tuple[int, str, str]:
 
 
 def test_progress_goes_to_stderr_never_stdout(tmp_path, server, to):
-    data = _tar_gz({"big.bin": payload(3_000_000, seed=2)})
+    data = make_tar({"big.bin": payload(3_000_000, seed=2)}, "gz")
     url = server.add("/big.tar.gz", data, rate=6_000_000)
     m = write_manifest(tmp_path, "big", [{"url": url, "sha256": sha256(data)}])
     code, out, err = _run_with_tty_stderr("get", str(m), "--to", str(to))
@@ -329,16 +317,23 @@ def test_a_partial_folder_is_never_trusted(capsys, manifest, to):
     assert cli(capsys, "verify", str(manifest), "--to", str(to))[0] == 0
 
 
-def test_staging_interrupted_by_kill_is_never_trusted(tmp_path, server, to, cache_dir):
-    data = _tar_gz({"big.bin": payload(4_000_000, seed=5)})
-    url = server.add("/slow.tar.gz", data, rate=400_000)
-    m = write_manifest(tmp_path, "slow", [{"url": url, "sha256": sha256(data)}])
+def _get_until_bytes_arrive(manifest: Path, to: Path, cache_dir: Path) -> subprocess.Popen[str]:
+    """``datastage get`` in a subprocess, returned once its download has begun."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "datastage", "get", str(m), "--to", str(to)],
+        [sys.executable, "-m", "datastage", "get", str(manifest), "--to", str(to)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        text=True,
     )
     _wait_for_partial_download(cache_dir)
+    return proc
+
+
+def test_staging_interrupted_by_kill_is_never_trusted(tmp_path, server, to, cache_dir):
+    data = make_tar({"big.bin": payload(4_000_000, seed=5)}, "gz")
+    url = server.add("/slow.tar.gz", data, rate=400_000)
+    m = write_manifest(tmp_path, "slow", [{"url": url, "sha256": sha256(data)}])
+    proc = _get_until_bytes_arrive(m, to, cache_dir)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     verify = run_cli("verify", str(m), "--to", str(to))
@@ -353,13 +348,7 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, server, to, cache_dir):
     data = payload(4_000_000, seed=6)
     url = server.add("/slow.bin", data, rate=400_000)
     m = write_manifest(tmp_path, "slow", [{"url": url, "sha256": sha256(data)}])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "datastage", "get", str(m), "--to", str(to)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _wait_for_partial_download(cache_dir)
+    proc = _get_until_bytes_arrive(m, to, cache_dir)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err

@@ -15,6 +15,7 @@ from typing import Callable
 
 import pytest
 
+from tests.archives import make_tar
 from tests.conftest import payload, run_cli, sha256, tree, write_manifest
 
 pytestmark = pytest.mark.slow
@@ -75,13 +76,7 @@ def test_kill_9_mid_download_resumes_with_a_range(tmp_path, server, cache_dir):
 
 def _many_files_tar_bz2(count: int, size: int) -> tuple[bytes, dict[str, bytes]]:
     files = {f"top/part{i // 100}/f{i:04d}.bin": payload(size, seed=i) for i in range(count)}
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
-    return bz2.compress(raw.getvalue(), 1), files
+    return bz2.compress(make_tar(files), 1), files
 
 
 def test_kill_9_mid_extraction_then_rerun_gives_the_exact_tree(tmp_path, server):

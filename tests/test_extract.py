@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
+from tests.archives import make_tar, make_zip
 from tests.conftest import payload, run_cli, sha256, tree, write_manifest
 from tests.inprocess import cli
 
@@ -51,25 +52,6 @@ def expected_tree(files: dict[str, bytes]) -> dict[str, str]:
 def staged_tree(root: Path) -> dict[str, Any]:
     """The staged tree without our own bookkeeping (dot-prefixed .datastage* files)."""
     return {k: v for k, v in tree(root).items() if not k.startswith(".datastage")}
-
-
-def make_tar(members: dict[str, bytes], compression: str = "") -> bytes:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w:" + compression) as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mtime = 1_700_000_000
-            tar.addfile(info, io.BytesIO(data))
-    return raw.getvalue()
-
-
-def make_zip(members: dict[str, bytes]) -> bytes:
-    raw = io.BytesIO()
-    with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return raw.getvalue()
 
 
 def tar_with(*specs: tuple[str, bytes, str]) -> bytes:

@@ -9,6 +9,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+from tests.archives import make_tar
 from tests.conftest import payload, run_cli, sha256, tree
 
 if sys.version_info >= (3, 11):
@@ -21,16 +22,6 @@ FILES = {
     "mydata-1.0/wavs/a.wav": payload(5000, seed=1),
     "mydata-1.0/wavs/b.wav": payload(7000, seed=2),
 }
-
-
-def _tar_gz(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _zip(files: dict[str, bytes]) -> bytes:
@@ -51,7 +42,7 @@ def _files_only(root: Path) -> dict[str, str]:
 
 
 def test_manifest_for_a_url_round_trips_through_get(tmp_path, server):
-    archive = _tar_gz(FILES)
+    archive = make_tar(FILES, "gz")
     url = server.add("/dl/MyData-1.0.tar.gz", archive)
     out = tmp_path / "manifests" / "mydata.toml"
     made = run_cli("manifest", url, "-o", str(out))
@@ -93,7 +84,7 @@ def test_manifest_for_local_files_uses_paths_relative_to_the_output(tmp_path):
 
 def test_manifest_printed_to_stdout_is_valid_toml(tmp_path):
     path = tmp_path / "Some Data.tar.gz"
-    path.write_bytes(_tar_gz(FILES))
+    path.write_bytes(make_tar(FILES, "gz"))
     made = run_cli("manifest", str(path))
     assert made.returncode == 0
     data = tomllib.loads(made.stdout)

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
-import tarfile
 from pathlib import Path
 
 import pytest
 
 import datastage
 from datastage.errors import AllMirrorsFailed, ChecksumMismatch, SizeMismatch
+from tests.archives import make_tar
 from tests.conftest import dedent, payload, run_cli, sha256, tree, write_manifest
-
-
-def _tar_gz(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mtime = 1_700_000_000
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _unpinned(tmp_path: Path, url: str, **top: object) -> Path:
@@ -136,7 +124,7 @@ def test_noncommercial_warning_comes_before_any_download(tmp_path, server):
 
 def test_layout_is_checked_after_staging_with_a_warning(tmp_path, server):
     files = {"corpus/a/1.wav": b"1", "corpus/a/2.wav": b"2", "corpus/meta.csv": b"m"}
-    url = server.add("/c.tar.gz", _tar_gz(files))
+    url = server.add("/c.tar.gz", make_tar(files, "gz"))
     good = tmp_path / "good.toml"
     good.write_text(
         dedent(f"""
@@ -169,8 +157,8 @@ def test_layout_is_checked_after_staging_with_a_warning(tmp_path, server):
 
 
 def test_subsets_stage_apart_and_the_whole_holds_all(tmp_path, server, monkeypatch):
-    part_a = _tar_gz({"Corpus/a/x.txt": b"a"})
-    part_b = _tar_gz({"Corpus/b/y.txt": b"b"})
+    part_a = make_tar({"Corpus/a/x.txt": b"a"}, "gz")
+    part_b = make_tar({"Corpus/b/y.txt": b"b"}, "gz")
     registry = tmp_path / "reg"
     registry.mkdir()
     (registry / "mini.toml").write_text(

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
 
 import datastage
+from tests.archives import make_tar
 from tests.conftest import payload, run_cli, sha256, tree, write_manifest
-
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return raw.getvalue()
 
 
 @pytest.fixture
 def dataset(tmp_path, server):
     """A pinned one-archive dataset served on loopback; returns (manifest, archive bytes)."""
-    archive = _tar({"ds/a.wav": payload(5000, 1), "ds/b.wav": payload(7000, 2)})
+    archive = make_tar({"ds/a.wav": payload(5000, 1), "ds/b.wav": payload(7000, 2)})
     url = server.add("/ds.tar", archive)
     manifest = write_manifest(
         tmp_path, "ds", [{"url": url, "sha256": sha256(archive), "size": len(archive)}], root="ds"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import BinaryIO, Optional, Protocol
 
 from ..config import Settings
 from ..digests import Digest
@@ -63,6 +63,22 @@ class Source(Protocol):
         ...
 
 
+CHUNK = 1 << 20
+
+
+def read_range(f: BinaryIO, offset: int, end: Optional[int]) -> Iterator[bytes]:
+    """Bytes ``offset..end`` (inclusive; None = to the end) of an open file, in chunks."""
+    remaining = None if end is None else end + 1 - offset
+    f.seek(offset)
+    while remaining is None or remaining > 0:
+        chunk = f.read(CHUNK if remaining is None else min(CHUNK, remaining))
+        if not chunk:
+            return
+        if remaining is not None:
+            remaining -= len(chunk)
+        yield chunk
+
+
 # Handed to fsspec, which imports each protocol's own package (gcsfs, adlfs, ...) on use.
 FSSPEC_SCHEMES = (
     "gs",
@@ -95,6 +111,7 @@ _BY_SCHEME: dict[str, tuple[str, str, Optional[str]]] = {
     **{scheme: ("datastage.sources.fsspec", "FsspecSource", "fsspec") for scheme in FSSPEC_SCHEMES},
 }
 
+_SUPPORTED = frozenset(_BY_SCHEME)
 _instances: dict[tuple[str, Settings], Source] = {}
 
 
@@ -110,9 +127,19 @@ def scheme_of(url: str) -> str:
     return url.split("://", 1)[0].lower() if URL_SCHEME.match(url) else "file"
 
 
+def url_scheme(url: str) -> str:
+    """The scheme whose source serves ``url`` (a Drive https link is ``gdrive``)."""
+    return "gdrive" if is_drive_link(url) else scheme_of(url)
+
+
+def supported_schemes() -> frozenset[str]:
+    """Every scheme some source serves (its library may still need installing)."""
+    return _SUPPORTED
+
+
 def for_url(url: str, settings: Settings) -> Source:
     """The source that serves ``url`` (a plain path is a local file)."""
-    scheme = "gdrive" if is_drive_link(url) else scheme_of(url)
+    scheme = url_scheme(url)
     if scheme not in _BY_SCHEME:
         known = ", ".join(sorted(_BY_SCHEME))
         raise UsageError(f"unsupported URL scheme {scheme!r} in {url} (supported: {known})")

@@ -15,9 +15,8 @@ import fsspec  # noqa: F401  (imported here so a missing package is a MissingDep
 
 from ..config import Settings
 from ..errors import AccessDenied, MissingDependency, NetworkError, RemoteNotFound, SourceError
-from . import RemoteFile
+from . import RemoteFile, read_range
 
-CHUNK = 1 << 20
 VALIDATOR_KEYS = ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "last_modified")
 
 
@@ -30,17 +29,9 @@ class FsspecBody:
         self.remote = remote
 
     def __iter__(self) -> Iterator[bytes]:
-        remaining = None if self._end is None else self._end + 1 - self.offset
         try:
             with self._fs.open(self._path, "rb") as f:
-                f.seek(self.offset)
-                while remaining is None or remaining > 0:
-                    chunk = f.read(CHUNK if remaining is None else min(CHUNK, remaining))
-                    if not chunk:
-                        return
-                    if remaining is not None:
-                        remaining -= len(chunk)
-                    yield chunk
+                yield from read_range(f, self.offset, self._end)
         except Exception as e:
             raise _translate(e, self.remote.url) from e
 

@@ -13,9 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..config import Settings
 from ..errors import AccessDenied, RemoteNotFound, SourceError
-from . import RemoteFile
-
-CHUNK = 1 << 20
+from . import RemoteFile, read_range
 
 
 def path_of(url: str) -> Path:
@@ -32,17 +30,9 @@ class LocalBody:
         self.remote = remote
 
     def __iter__(self) -> Iterator[bytes]:
-        remaining = None if self.end is None else self.end + 1 - self.offset
         try:
             with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                while remaining is None or remaining > 0:
-                    chunk = f.read(CHUNK if remaining is None else min(CHUNK, remaining))
-                    if not chunk:
-                        return
-                    if remaining is not None:
-                        remaining -= len(chunk)
-                    yield chunk
+                yield from read_range(f, self.offset, self.end)
         except OSError as e:
             raise SourceError(f"cannot read {self.path}: {e.strerror or e}") from e
 

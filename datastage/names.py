@@ -1,0 +1,26 @@
+"""File-name conventions shared by the modules that name things: which suffixes mark an archive.
+
+Owns: the list of archive suffixes and stripping one from a name. Used to derive dataset names
+(direct.py, authoring.py, folders.py) and, in manifest.py, to guess whether an entry with no
+``extract`` key will be unpacked (the bytes decide at staging time; the name is the guess).
+"""
+
+from __future__ import annotations
+
+# Compound suffixes first, so "x.tar.gz" loses ".tar.gz", not just ".gz".
+ARCHIVE_SUFFIXES = (
+    *(".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst", ".tgz", ".tbz2", ".txz", ".tar"),
+    *(".zip", ".7z", ".rar", ".gz", ".bz2", ".xz", ".zst"),
+)
+
+
+def archive_suffix(name: str) -> str:
+    """The archive suffix ``name`` ends with (lowercase), or "" (a bare suffix is no archive)."""
+    lowered = name.lower()
+    return next((s for s in ARCHIVE_SUFFIXES if lowered.endswith(s) and len(lowered) > len(s)), "")
+
+
+def strip_archive_suffix(name: str) -> str:
+    """``LJSpeech-1.1.tar.bz2`` -> ``LJSpeech-1.1``; other names unchanged."""
+    suffix = archive_suffix(name)
+    return name[: -len(suffix)] if suffix else name
