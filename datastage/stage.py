@@ -54,7 +54,12 @@ def read_marker(folder: Path) -> Optional[dict[str, Any]]:
         marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return marker if isinstance(marker, dict) and marker.get("format") == MARKER_FORMAT else None
+    if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
+        return None
+    files = marker.get("files")
+    if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
+        return None  # damaged by hand or by a tool: not a marker we can trust
+    return marker
 
 
 def is_current(manifest: Manifest, to: Path) -> bool:

@@ -3,6 +3,7 @@ source serves, and an empty folder option (which must not mean "the current fold
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -244,3 +245,20 @@ def test_pack_output_is_readable_by_others(tmp_path, capsys):
     for made in ("corpus.tar", "corpus.toml"):
         assert (tmp_path / "drive" / made).stat().st_mode & 0o777 == 0o644, made
     assert Path(out.strip()) == tmp_path / "drive" / "corpus.toml"
+
+
+@pytest.mark.parametrize("files", ['"oops"', "null", '{"a.txt": 3}'])
+def test_a_damaged_marker_means_not_staged_never_an_internal_error(tmp_path, files):
+    out = tmp_path / "out"
+    staged = run_cli("get", "demo", "--to", str(out))
+    assert staged.returncode == 0, staged.stderr
+    marker = out / "demo" / ".datastage.json"
+    data = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**data, "files": json.loads(files)}))
+    checked = run_cli("verify", "demo", "--to", str(out))
+    assert checked.returncode == 5 and "no valid .datastage.json" in checked.stderr
+    assert "internal error" not in checked.stderr
+    again = run_cli("get", "demo", "--to", str(out))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == str(out / "demo" / "LJSpeech-demo")
+    assert json.loads(marker.read_text())["files"]  # staged again, with a valid marker
