@@ -171,6 +171,7 @@ def main() -> None:
     parser.add_argument("--skip-uncapped", action="store_true")
     parser.add_argument("--skip-capped", action="store_true")
     parser.add_argument("--skip", default="", help="tools to leave out, e.g. wget,curl")
+    parser.add_argument("--only", default="", help="tools to run, e.g. 'datastage,curl'")
     args = parser.parse_args()
     size, rate, total = parse_size(args.size), parse_size(args.rate), parse_size(args.total)
     # Caps are meant in decimal MB/s like the issue ("20 MB/s"), sizes in binary units.
@@ -182,7 +183,12 @@ def main() -> None:
         print(f"generating {size / MB:.0f} MB in {source} ...", file=sys.stderr)
         sha256 = make_file(source, size)
         skip = {name for name in args.skip.split(",") if name}
-        all_tools = [t for t in tools(work, sha256, size) if t.name.split()[0] not in skip]
+        only = {name for name in args.only.split(",") if name}
+        all_tools = [
+            t
+            for t in tools(work, sha256, size)
+            if t.name.split()[0] not in skip and (not only or t.name in only)
+        ]
         scenarios = []
         if not args.skip_capped:
             label = f"capped: {rate / MB:.0f} MB/s per connection, {total / MB:.0f} MB/s total"
