@@ -56,6 +56,7 @@ from .errors import (
     AllMirrorsFailed,
     DatastageError,
     IntegrityError,
+    MissingDependency,
     NetworkError,
     OfflineError,
     RemoteChanged,
@@ -140,19 +141,22 @@ def _from_any_url(
     spread = entry.pinned and settings.connections > 1
     while urls:
         url, rest = urls[0], urls[1:]
-        attempt = _Download(entry, url, cache, settings, reporter, budget, on_prefix)
-        attempt.spread_urls = rest if spread else []
+        attempt: Optional[_Download] = None
         try:
+            attempt = _Download(entry, url, cache, settings, reporter, budget, on_prefix)
+            attempt.spread_urls = rest if spread else []
             return attempt.run()
-        except (SourceError, IntegrityError) as e:
+        # MissingDependency: e.g. gs:// without gcsfs, where an https mirror may still serve
+        except (SourceError, IntegrityError, MissingDependency) as e:
             failures.append((url, e))
             if isinstance(e, IntegrityError):
                 spread = False  # one mirror at a time from now on: the next failure is its own
             if rest:
                 reporter.warn(f"{e}; trying the next mirror")
         finally:
-            failures.extend(attempt.dropped)
-        dropped = {u for u, _ in attempt.dropped}
+            if attempt is not None:
+                failures.extend(attempt.dropped)
+        dropped = {u for u, _ in attempt.dropped} if attempt is not None else set()
         urls = [u for u in rest if u not in dropped]
     if len(failures) == 1:
         raise failures[0][1]

@@ -115,3 +115,14 @@ def test_mirror_failing_mid_download_is_dropped_and_the_rest_continues(
     (blob,) = datastage.fetch(str(_manifest(tmp_path, [url, mirror], data)))
     assert blob.read_bytes() == data
     assert "continuing f.bin from the other mirrors" in capsys.readouterr().err
+
+
+def test_a_mirror_is_used_when_the_first_url_needs_a_missing_library(tmp_path, server):
+    data = b"mirror bytes\n" * 100
+    url = server.add("/f.txt", data)
+    entry = {"url": "gs://no-such-bucket/f.txt", "mirrors": [url], "sha256": sha256(data)}
+    manifest = write_manifest(tmp_path, "m", [entry])
+    done = run_cli("get", str(manifest), "--to", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert "gcsfs" in done.stderr and "trying the next mirror" in done.stderr
+    assert (tmp_path / "out" / "m" / "f.txt").read_bytes() == data
