@@ -17,6 +17,7 @@ next run removes (stage.py), so a rerun resumes the download and builds the exac
 from __future__ import annotations
 
 import bz2
+import hashlib
 import lzma
 import os
 import tempfile
@@ -88,6 +89,7 @@ class GrowingFile:
         self._restarted = False
         self._fd: Optional[int] = None
         self._pos = 0
+        self._sha256 = hashlib.sha256()  # of the bytes handed out: proves they were the blob's
 
     # -- the download's side ---------------------------------------------------------------
     def advance(self, n: int) -> None:
@@ -134,8 +136,22 @@ class GrowingFile:
         if self._fd is None:
             self._fd = self._open(blob)
         data = os.pread(self._fd, min(n, end - self._pos), self._pos)
+        if not data:  # shorter than reported: the download replaced the file
+            raise _Restarted("the download started over")
         self._pos += len(data)
+        self._sha256.update(data)
         return data
+
+    @property
+    def restarted(self) -> bool:
+        return self._restarted
+
+    def digest_to_end(self) -> str:
+        """Read what the extraction left (tar padding) and return the sha256 of all bytes
+        handed out; call once the download committed."""
+        while self.read(1 << 20):
+            pass
+        return self._sha256.hexdigest()
 
     def _open(self, blob: Optional[Blob]) -> int:
         try:  # the .part; once open, its rename to the blob does not matter
@@ -200,9 +216,6 @@ class _Headed:
 
     def close(self) -> None:
         pass
-
-    def stop(self) -> None:
-        self._rest.cancel()
 
 
 def detect_head(head: bytes, at_end: bool) -> Optional[Format]:
@@ -304,11 +317,19 @@ def get(
         cachetool.record_use(store, manifest, [(entry, blob)])
         return stage.stage(manifest, [(entry, blob)], dest, reporter, settings.lock_timeout)
     try:
-        root = _stage_streaming(manifest, entry, fmt, _Headed(head, reader), dest, reporter,
-                                settings, settled)  # fmt: skip
+        root = _stage_streaming(
+            manifest, entry, fmt, _Headed(head, reader), reader, dest, reporter, settings, settled
+        )
     except _Restarted:
-        blob = _must(settled())  # the bytes changed under us: stage from the verified blob
-        root = stage.stage(manifest, [(entry, blob)], dest, reporter, settings.lock_timeout)
+        # the bytes changed under the extraction (the download started over): stage from the
+        # verified blob, as without overlap
+        blob = _must(settled())
+        cachetool.record_use(store, manifest, [(entry, blob)])
+        try:
+            return stage.stage(manifest, [(entry, blob)], dest, reporter, settings.lock_timeout)
+        except ArchiveError:
+            api._forget_unvouched(manifest, settings)
+            raise
     except ArchiveError:
         reader.cancel()
         thread.join()
@@ -327,6 +348,7 @@ def _stage_streaming(
     entry: FileEntry,
     fmt: Format,
     stream: _Headed,
+    reader: GrowingFile,
     to: Path,
     reporter: Reporter,
     settings: Settings,
@@ -360,10 +382,14 @@ def _stage_streaming(
                 try:
                     extract_stream(stream, fmt, writer, out_name)  # type: ignore[arg-type]
                 except (_DownloadFailed, ArchiveError):
-                    stream.stop()
-                    settled()  # a failed download explains the broken stream: say that
-                    raise
+                    if not reader.restarted:  # stale bytes may explain it: then let it finish
+                        reader.cancel()
+                    if settled() is not None:  # it finished first: let the blob decide
+                        raise _Restarted("the download finished despite the damage") from None
+                    raise  # (a failed download raised its own error in settled())
                 blob = _must(settled())  # verified: only now may the staging become visible
+                if reader.digest_to_end() != blob.sha256:
+                    raise _Restarted("the extracted bytes are not the verified file's")
                 stage._check_root(manifest, partial)
                 stage._check_layout(manifest, partial, reporter)
                 stage._write_marker(manifest, [(entry, blob)], partial, record)
