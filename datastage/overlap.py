@@ -312,17 +312,9 @@ def get(
     except (_DownloadFailed, _Restarted):
         fmt = Format("plain")
         head = b""
-    if fmt.kind not in ("tar", "compressed"):  # not streamable: the usual path
-        blob = _must(settled())
-        cachetool.record_use(store, manifest, [(entry, blob)])
-        return stage.stage(manifest, [(entry, blob)], dest, reporter, settings.lock_timeout)
-    try:
-        root = _stage_streaming(
-            manifest, entry, fmt, _Headed(head, reader), reader, dest, reporter, settings, settled
-        )
-    except _Restarted:
-        # the bytes changed under the extraction (the download started over): stage from the
-        # verified blob, as without overlap
+
+    def usual() -> Path:
+        """Download, then stage from the verified blob: what api.get_manifest does."""
         blob = _must(settled())
         cachetool.record_use(store, manifest, [(entry, blob)])
         try:
@@ -330,6 +322,17 @@ def get(
         except ArchiveError:
             api._forget_unvouched(manifest, settings)
             raise
+
+    if fmt.kind not in ("tar", "compressed"):  # not streamable
+        return usual()
+    try:
+        root = _stage_streaming(
+            manifest, entry, fmt, _Headed(head, reader), reader, dest, reporter, settings, settled
+        )
+    except _Restarted:
+        # the bytes changed under the extraction (the download started over): stage from the
+        # verified blob instead
+        return usual()
     except ArchiveError:
         reader.cancel()
         thread.join()

@@ -14,6 +14,7 @@ from datastage.overlap import detect_head
 from tests.archives import compress, make_tar, make_zip
 from tests.conftest import payload, run_cli, sha256, tree, write_manifest
 
+SLOW_MOUNT = str(Path(__file__).resolve().parent / "slowmount")
 FILES = {f"top/f{i:02d}.bin": payload(400_000, seed=i) for i in range(10)}  # 4 MB
 
 
@@ -148,15 +149,20 @@ def test_kill_9_mid_way_then_rerun_gives_the_exact_tree(tmp_path, server, cache_
     )
 
 
-def test_local_path_source_goes_through_the_overlap(tmp_path):
+def test_local_path_on_a_slow_mount_overlaps_too(tmp_path, cache_dir):
     data = make_tar(list(FILES.items()), "xz")
-    src = tmp_path / "src" / "a.tar.xz"
-    src.parent.mkdir()
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    src = mount / "a.tar.xz"
     src.write_bytes(data)
     manifest = write_manifest(tmp_path, "ds", [{"url": str(src), "sha256": sha256(data)}])
     out = tmp_path / "out"
-    done = run_cli("get", str(manifest), "--to", str(out))
-    assert done.returncode == 0, done.stderr
+    part = cache_dir / "partial" / f"sha256-{sha256(data)}.part"
+    slow = {"PYTHONPATH": SLOW_MOUNT, "SLOW_MOUNT_DIR": str(mount), "SLOW_MOUNT_RATE": "1000000"}
+    proc = _start(manifest, out, DATASTAGE_CONNECTIONS="1", **slow)
+    seen_at = _watch_until_partial_has_files(proc, out, "ds", part)
+    assert seen_at < len(data), "a member was extracted before the copy finished"
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()  # type: ignore[union-attr]
     assert {k: sha256((out / "ds" / k).read_bytes()) for k in FILES} == {
         k: sha256(v) for k, v in FILES.items()
     }
