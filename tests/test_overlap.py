@@ -93,17 +93,19 @@ def test_segmented_download_with_overlap_gives_the_same_tree(tmp_path, server):
 
 def test_digest_mismatch_discards_the_partial_staging(tmp_path, server, cache_dir):
     data = _tar_gz()
-    url = server.add("/a.tar.gz", data, rate=2_000_000)
+    url = server.add("/a.tar.gz", data, rate=1_000_000)
     manifest = write_manifest(tmp_path, "ds", [{"url": url, "sha256": "0" * 64}])
     out = tmp_path / "out"
-    done = run_cli("get", str(manifest), "--to", str(out), env={"DATASTAGE_CONNECTIONS": "1"})
-    assert done.returncode == 5, done.stderr
-    assert "mismatch" in done.stderr and "Traceback" not in done.stderr
-    assert not (out / "ds").exists()
+    part = cache_dir / "partial" / f"sha256-{'0' * 64}.part"
+    proc = _start(manifest, out, DATASTAGE_CONNECTIONS="1")
+    _watch_until_partial_has_files(proc, out, "ds", part)  # extraction was under way ...
+    assert proc.wait(timeout=60) == 5
+    stderr = proc.stderr.read()  # type: ignore[union-attr]
+    assert "mismatch" in stderr and "Traceback" not in stderr, stderr
+    assert not (out / "ds").exists()  # ... and was thrown away
     assert not list(out.glob(".ds.partial-*"))
-    assert not list((cache_dir / "blobs").rglob("*")) or not [
-        p for p in (cache_dir / "blobs").rglob("*") if p.is_file()
-    ]
+    assert not [p for p in cache_dir.rglob("*") if p.is_file() and "blobs" in p.parts]
+    assert not list((cache_dir / "partial").glob("*.part")), "bytes that failed are not kept"
 
 
 def test_corrupt_archive_mid_stream_stops_the_download(tmp_path, server, cache_dir):
