@@ -83,12 +83,33 @@ def get(
 def get_manifest(manifest: Manifest, dest: Path, settings: config.Settings) -> Path:
     """Fetch and stage an already resolved manifest (no is-current shortcut, no rank turn)."""
     reporter = Reporter(settings.quiet)
+    overlapped = _overlapped(manifest, dest, settings, reporter)
+    if overlapped is not None:
+        return overlapped
     blobs = list(zip(manifest.files, _obtain_all(manifest, dest, settings, reporter)))
     try:
         return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout)
     except ArchiveError:
         _forget_unvouched(manifest, settings)
         raise
+
+
+def _overlapped(
+    manifest: Manifest, dest: Path, settings: config.Settings, reporter: Reporter
+) -> Optional[Path]:
+    """Extract while downloading (overlap.py) when that is safe; None: take the usual path."""
+    from . import overlap
+    from .cache import Cache
+
+    if not overlap.enabled():
+        return None
+    store = Cache(settings.cache_dir)
+    pinned = _pinned_entries(manifest, store)
+    if not overlap.eligible(manifest, pinned, store):
+        return None
+    _warn_license(manifest, reporter)
+    _check_space_before_download(replace(manifest, files=tuple(pinned)), store, dest)
+    return overlap.get(manifest, pinned, dest, settings, reporter, store)
 
 
 def _forget_unvouched(manifest: Manifest, settings: config.Settings) -> None:
@@ -171,15 +192,17 @@ def _download_pinned(
     settings: Any,
     reporter: Reporter,
     budget: Any = None,
+    on_prefix: Any = None,
 ) -> Any:
-    """Download ``expected``; record a first-use pin, or say which pin a mismatch broke."""
+    """Download ``expected``; record a first-use pin, or say which pin a mismatch broke.
+    ``on_prefix`` (overlap.py) is told how much of the ``.part`` is written, when it downloads."""
     from . import tiers
     from .download import download
     from .pins import Pins
 
     book = Pins(store.root)
     try:
-        fetch_one = functools.partial(download, budget=budget)
+        fetch_one = functools.partial(download, budget=budget, on_prefix=on_prefix)
         blob = tiers.obtain(expected, manifest, store, settings, reporter, fetch_one)
     except (ChecksumMismatch, SizeMismatch, AllMirrorsFailed) as e:
         pin = book.get(entry) if expected is not entry else None

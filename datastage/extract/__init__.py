@@ -177,6 +177,10 @@ def _extract_stream(stream: IO[bytes], fmt: Format, writer: SafeWriter, out_name
     with decompressed(stream, fmt.compression, writer.archive) as data:
         if fmt.kind == "tar":
             extract_tar_stream(data, writer)
+            # tar stops at its end-of-archive blocks; reading on to the end lets the
+            # decompressor check its trailer (gzip's CRC covers a damaged stored block)
+            while data.read(READ_CHUNK):
+                pass
         elif fmt.kind == "compressed":
             writer.file(out_name, _chunks(data))
         else:
