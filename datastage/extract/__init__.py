@@ -196,7 +196,8 @@ def _archive_errors(writer: SafeWriter, fmt: Format) -> Iterator[None]:
         writer.abort()
         if isinstance(e, ArchiveError) or not isinstance(e, (*_ARCHIVE_ERRORS, OSError)):
             raise
-        if isinstance(e, OSError) and not _is_decompression_oserror(e):
+        # gzip.BadGzipFile is an OSError too: only other OSErrors may be the disk's, not data's
+        if not isinstance(e, _ARCHIVE_ERRORS) and not _is_decompression_oserror(e):
             raise
         raise CorruptArchive(
             f"{writer.archive} is damaged or truncated ({fmt}): {_one_line(e)}",
