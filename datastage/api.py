@@ -15,7 +15,7 @@ import os
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 
 from . import config, registry, stage
 from .errors import (
@@ -335,11 +335,12 @@ def _download_all(
 
     Files start in manifest order; each takes connections from the shared budget as its
     segments need them, so a big file and many small ones share the link without exceeding
-    ``settings.connections``. The first failure is raised once the others have stopped.
+    ``settings.connections``. The first failure stops the others (at their next chunk;
+    their ``.part`` files stay, resumable) and is raised.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-    from .segmented import Budget
+    from .segmented import Budget, Cancelled
 
     budget = Budget(settings.connections)
 
@@ -351,6 +352,16 @@ def _download_all(
         return [one(e, p) for e, p in pairs]
     with ThreadPoolExecutor(max_workers=min(len(pairs), settings.connections)) as pool:
         futures = [pool.submit(one, e, p) for e, p in pairs]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:  # a failed file or Ctrl-C: the others stop at their next chunk
+            if not all(f.done() and not f.exception() for f in futures):
+                budget.cancel()
+                pool.shutdown(wait=True, cancel_futures=True)
+        failed = [f for f in futures if not f.cancelled() and f.exception()]
+        if failed:  # the first real failure, not a file stopped because of it
+            first = next((f for f in failed if not isinstance(f.exception(), Cancelled)), failed[0])
+            raise cast(BaseException, first.exception())
         return [f.result() for f in futures]
 
 

@@ -261,6 +261,10 @@ class _Download:
         # Bytes from another mirror are fine when a digest will check them; otherwise not.
         if state.url != self.url and not self.entry.pinned:
             return 0
+        # Nothing would notice a file changed between runs: no digest, no ETag/Last-Modified
+        # for If-Range. Splicing old and new bytes would then pass (and be pinned): start over.
+        if not self.entry.pinned and not (state.etag or state.last_modified):
+            return 0
         if state.segments is not None:
             plan = self._saved_plan(state)
             return segments.written(plan) if plan else 0
@@ -515,6 +519,7 @@ class _Download:
             f.seek(hasher.size)
             f.truncate()
             for chunk in chunks:
+                self.budget.check()
                 f.write(chunk)
                 hasher.update(chunk)
                 bar.update(len(chunk))

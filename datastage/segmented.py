@@ -62,15 +62,30 @@ TICK = 0.2  # how often the calling thread hashes, reports and saves
 BUSY_STATUSES = (429, 503)  # "too many connections": fewer workers, not a failed file
 
 
+class Cancelled(Exception):
+    """Another file of the same ``get`` failed (or Ctrl-C): stop, keeping the ``.part``."""
+
+
 class Budget:
-    """Connections that may be open at once, shared by every file of one ``get``/``fetch``."""
+    """Connections that may be open at once, shared by every file of one ``get``/``fetch``.
+
+    ``cancel()`` tells every download sharing it to stop at its next chunk (Cancelled), so
+    one failed file does not wait for the others to finish."""
 
     def __init__(self, size: int) -> None:
         self.size = max(1, size)
         self._sem = threading.Semaphore(self.size)
+        self.cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def check(self) -> None:
+        if self.cancelled.is_set():
+            raise Cancelled("stopped: another file of this download failed")
 
     def acquire(self, stop: threading.Event) -> bool:
-        while not stop.is_set():
+        while not stop.is_set() and not self.cancelled.is_set():
             if self._sem.acquire(timeout=TICK):
                 return True
         return False
@@ -153,6 +168,7 @@ class SegmentedTransfer:
             self.fd = os.open(self.part, os.O_RDWR)
             self._start_workers()
             while True:
+                self.budget.check()
                 with self.cond:
                     self.cond.wait(TICK)
                     if self.error is not None:
