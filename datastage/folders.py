@@ -34,14 +34,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
-from . import __version__, locks, ranks
+from . import __version__, config, locks
 from .digests import READ_CHUNK, hash_file
 from .errors import IntegrityError, UsageError
 from .fsutil import atomic_file, disk_full_as_error, ensure_free, write_atomic
 from .manifest import NAME_PATTERN
 from .names import strip_archive_suffix
 from .progress import Reporter
-from .stage import MARKER, MARKER_FORMAT, _problems, _refuse_foreign, _swap_into_place, read_marker
+from .stage import (
+    MARKER,
+    MARKER_FORMAT,
+    _problems,
+    _refuse_foreign,
+    _swap_into_place,
+    lock_for,
+    read_marker,
+)
 
 JOURNAL = ".datastage-journal.jsonl"
 DEFAULT_WORKERS = 32
@@ -77,7 +85,8 @@ def stage(
     target = to / name
     if _current(target, src):
         return target
-    with locks.hold(ranks.lock_path("stage", str(target)), f"staging {src}", None, reporter.say):
+    lock = lock_for(target)  # the lock `get` takes: the two never stage into one folder at once
+    with locks.hold(lock, f"staging {src}", config.resolve().lock_timeout, reporter.say):
         if _current(target, src):
             return target
         _refuse_foreign(target)
@@ -89,16 +98,11 @@ def _current(target: Path, src: Path) -> bool:
     marker = read_marker(target)
     if not marker or marker.get("source") != str(src):
         return False
-    files = marker.get("files")
-    if not isinstance(files, dict) or not all(
-        isinstance(v, dict) and isinstance(v.get("size"), int) for v in files.values()
-    ):
-        return False  # a damaged marker: stage again (the folder is still ours to replace)
-    return not _problems(target, files, rehash=False, limit=1)
+    return not _problems(target, marker["files"], rehash=False, limit=1)
 
 
 def _stage_archive(src: Path, to: Path, name: str, quiet: bool) -> Path:
-    from . import api, config, stage
+    from . import api, stage
     from .manifest import from_dict
 
     manifest = from_dict({"name": name, "files": [{"url": str(src)}]})
@@ -271,10 +275,12 @@ def pack(src: Path, dest: Path, name: Optional[str] = None, quiet: bool = False)
             out = _HashingWriter(raw)
             with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
                 for rel in files:
-                    info = tar.gettarinfo(str(src / rel), arcname=rel)
-                    info.uid = info.gid = 0
-                    info.uname = info.gname = ""
                     with open(src / rel, "rb") as f:
+                        # from the open file: a symlink is packed as the file it points to,
+                        # as stage copies it (a link out of the folder would be refused later)
+                        info = tar.gettarinfo(fileobj=f, arcname=rel)
+                        info.uid = info.gid = 0
+                        info.uname = info.gname = ""
                         tar.addfile(info, f)
                     bar.update(info.size)
     finally:

@@ -359,7 +359,7 @@ def _stage_streaming(
 ) -> Path:
     """``stage.stage`` with the one file extracted from ``stream`` as it grows."""
     to.mkdir(parents=True, exist_ok=True)
-    lock = to / f".{manifest.name}.lock"
+    lock = stage.lock_for(stage.dataset_dir(manifest, to))
     with locks.hold(lock, f"staging {manifest.name} in {to}", settings.lock_timeout, reporter.say):
         if stage.is_current(manifest, to):
             settled()

@@ -4,8 +4,9 @@
     ├── <name>/                        the staged dataset; the printed path is DIR/<name>/<root>
     │   └── .datastage.json            completion marker: manifest key + every file's size/sha256
     ├── .<name>.partial-XXXX/          work in progress, never under the final name
-    ├── .<name>.old-XXXX/              a previous staging being replaced (removed right away)
-    └── .<name>.lock                   one stager per dataset folder, across processes
+    └── .<name>.old-XXXX/              a previous staging being replaced (removed right away)
+    (lock: one stager per dataset folder, across processes: lock_for(DIR/<name>), on local
+     disk under ranks.lock_dir(), never in DIR, which may be a mount without working flock)
 
 Owns: deciding whether a staged copy is current, building a new one from verified cache blobs
 (extracting archives, copying plain files), the marker, the swap into place, and ``verify``.
@@ -43,6 +44,13 @@ def dataset_dir(manifest: Manifest, to: Path) -> Path:
     return to / manifest.name
 
 
+def lock_for(target: Path) -> Path:
+    """The lock of the staging of ``target`` (``get``, ``stage`` and overlap share it)."""
+    from .ranks import lock_path
+
+    return lock_path("stage", str(target))
+
+
 def root_of(manifest: Manifest, to: Path) -> Path:
     """The path users get: the dataset folder, or the root folder the manifest names in it."""
     folder = dataset_dir(manifest, to)
@@ -57,9 +65,18 @@ def read_marker(folder: Path) -> Optional[dict[str, Any]]:
     if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
         return None
     files = marker.get("files")
-    if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
+    if not isinstance(files, dict) or not all(map(_valid_record, files.values())):
         return None  # damaged by hand or by a tool: not a marker we can trust
     return marker
+
+
+def _valid_record(record: Any) -> bool:
+    """One file's entry in a marker: {"size": int, "sha256": str} or {"symlink": str}."""
+    if not isinstance(record, dict):
+        return False
+    if "symlink" in record:
+        return isinstance(record["symlink"], str)
+    return isinstance(record.get("size"), int) and isinstance(record.get("sha256"), str)
 
 
 def is_current(manifest: Manifest, to: Path) -> bool:
@@ -80,7 +97,7 @@ def stage(
 ) -> Path:
     """Build DIR/<name> from verified blobs and return the root path users should get."""
     to.mkdir(parents=True, exist_ok=True)
-    lock = to / f".{manifest.name}.lock"
+    lock = lock_for(dataset_dir(manifest, to))
     with locks.hold(lock, f"staging {manifest.name} in {to}", lock_timeout, reporter.say):
         if is_current(manifest, to):
             return root_of(manifest, to)

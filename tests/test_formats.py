@@ -180,7 +180,7 @@ def test_damaged_archives_fail_with_one_clear_line(tmp_path, fmt, how):
     assert all(line.startswith("hint: ") for line in rest), (
         "one error line (and a hint), no traceback"
     )
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".ds.lock"], "nothing staged"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [], "nothing staged"
 
 
 def test_truncated_plain_tar_fails_cleanly(tmp_path):

@@ -247,7 +247,9 @@ def test_pack_output_is_readable_by_others(tmp_path, capsys):
     assert Path(out.strip()) == tmp_path / "drive" / "corpus.toml"
 
 
-@pytest.mark.parametrize("files", ['"oops"', "null", '{"a.txt": 3}'])
+@pytest.mark.parametrize(
+    "files", ['"oops"', "null", '{"a.txt": 3}', '{"a.txt": {}}', '{"a.txt": {"size": "1"}}']
+)
 def test_a_damaged_marker_means_not_staged_never_an_internal_error(tmp_path, files):
     out = tmp_path / "out"
     staged = run_cli("get", "demo", "--to", str(out))

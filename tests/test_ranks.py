@@ -64,7 +64,7 @@ def test_four_ranks_stage_once(tmp_path, server):
     assert {o[0].strip() for o in outs} == {str(to / "ds" / "ds")}
     gets = server.requests_for("/ds.tar")
     assert len(gets) == 1 and gets[0].status == 200
-    assert sorted(p.name for p in to.iterdir()) == [".ds.lock", "ds"]  # one staging, no leftovers
+    assert sorted(p.name for p in to.iterdir()) == ["ds"]  # one staging, no leftovers
     assert (to / "ds" / "ds" / "f2.wav").read_bytes() == payload(200_000, 2)
 
 
