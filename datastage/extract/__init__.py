@@ -205,7 +205,7 @@ def _archive_errors(writer: SafeWriter, fmt: Format) -> Iterator[None]:
         ) from e
 
 
-def _is_decompression_oserror(e: OSError) -> bool:
+def _is_decompression_oserror(e: BaseException) -> bool:
     return isinstance(e.__context__, DECOMPRESSION_ERRORS) or "Invalid data stream" in str(e)
 
 
