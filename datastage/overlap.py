@@ -385,7 +385,11 @@ def _stage_streaming(
                 try:
                     extract_stream(stream, fmt, writer, out_name)  # type: ignore[arg-type]
                 except (_DownloadFailed, ArchiveError):
-                    if not reader.restarted:  # stale bytes may explain it: then let it finish
+                    # Let the download finish when stale bytes (a restart) may explain the
+                    # damage, or when a digest can tell a bad mirror from a bad archive: the
+                    # download then moves on to the next mirror itself, as on the usual path.
+                    # Otherwise stop it now (its .part is dropped: a rerun starts afresh).
+                    if not reader.restarted and not (entry.pinned and len(entry.urls) > 1):
                         reader.cancel()
                     if settled() is not None:  # it finished first: let the blob decide
                         raise _Restarted("the download finished despite the damage") from None

@@ -191,3 +191,19 @@ def test_detect_head_matches_detect_on_first_bytes():
     assert detect_head(compress(tar, "bz2")[:100], False) is None  # needs a whole block
     assert detect_head(make_zip([("a", b"x")]), True).kind == "zip"  # type: ignore[union-attr]
     assert str(detect_head(b"just text", True)) == "plain"
+
+
+def test_a_damaged_mirror_falls_back_to_the_next_while_overlapping(tmp_path, server):
+    good = _tar_gz()
+    bad = bytearray(make_tar(list(FILES.items()), "bz2"))
+    bad_url = server.add("/bad.tar.bz2", bytes(bad[: len(bad) // 2]) + b"\x00" * (len(bad) // 2))
+    good_url = server.add("/good.tar.gz", good)
+    entry = {"url": bad_url, "mirrors": [good_url], "sha256": sha256(good), "name": "a.tar.gz"}
+    manifest = write_manifest(tmp_path, "ds", [entry])
+    done = run_cli("get", str(manifest), "--to", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert "trying the next mirror" in done.stderr
+    staged = tree(tmp_path / "out" / "ds")
+    assert {k: v for k, v in staged.items() if k in FILES} == {
+        k: sha256(v) for k, v in FILES.items()
+    }
