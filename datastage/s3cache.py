@@ -49,7 +49,12 @@ def _client() -> Any:
         raise MissingDependency(
             "pushing to or reading from S3 needs boto3", hint="pip install 'datastage[s3]'"
         ) from None
-    return boto3.client("s3")
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return boto3.client("s3")
+    except BotoCoreError as e:  # e.g. AWS_PROFILE names a profile that does not exist
+        raise SourceError(f"cannot set up an S3 client: {e}") from e
 
 
 def _key(prefix: str, dataset: str, name: str) -> str:
@@ -61,7 +66,7 @@ def _errors(what: str) -> Any:
 
     @contextlib.contextmanager
     def block() -> Any:
-        from boto3.exceptions import S3UploadFailedError
+        from boto3.exceptions import Boto3Error, S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         try:
@@ -79,6 +84,8 @@ def _errors(what: str) -> Any:
             raise SourceError(f"{what}: {e}") from e
         except S3UploadFailedError as e:  # upload_file wraps the ClientError in this
             raise SourceError(f"{what}: upload failed: {' '.join(str(e).split())}") from e
+        except Boto3Error as e:  # e.g. RetriesExceededError from download_file
+            raise SourceError(f"{what}: {' '.join(str(e).split())}") from e
 
     return block()
 
@@ -150,11 +157,11 @@ def restore(
     """Download ``entry`` from the shared prefix into the cache, verified; None on a miss."""
     bucket, prefix = split(url)
     key = _key(prefix, dataset, entry.name)
-    client = _client()
-    try:
+    try:  # the shared cache is a shortcut: whatever is wrong with it, the origin remains
+        client = _client()
         with _errors(f"s3://{bucket}/{key}"):
             sidecar = _sidecar(client, bucket, key)
-    except SourceError as e:
+    except (SourceError, MissingDependency) as e:
         reporter.warn(f"shared cache unavailable: {e}")
         return None
     if not sidecar_matches(sidecar, entry, None):

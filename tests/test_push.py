@@ -97,3 +97,19 @@ def test_push_to_a_missing_bucket_is_one_line(tmp_path, server, s3):
     done = run_cli("push", str(manifest), "s3://no-such-bucket/p")
     assert done.returncode == 4
     assert done.stderr.startswith("error: s3://no-such-bucket/p/x/x.bin: NoSuchBucket")
+
+
+def test_a_broken_shared_cache_setup_falls_back_to_the_origin(tmp_path, server, monkeypatch):
+    data = payload(50_000, 8)
+    url = server.add("/f.bin", data)
+    manifest = write_manifest(
+        tmp_path, "f", [{"url": url, "sha256": sha256(data), "extract": False}]
+    )
+    monkeypatch.setenv("DATASTAGE_SHARED_CACHE", "s3://team/datasets")
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")  # boto3 cannot even make a client
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    got = run_cli("get", str(manifest), "--to", str(tmp_path / "out"))
+    assert got.returncode == 0, got.stderr
+    assert "shared cache unavailable" in got.stderr and "no-such-profile" in got.stderr
+    assert (tmp_path / "out" / "f" / "f.bin").read_bytes() == data
+    assert len(server.requests_for("/f.bin")) == 1
