@@ -31,6 +31,7 @@ from .cache import Blob, Cache
 from .config import Settings
 from .errors import ArchiveError, UnsupportedArchive
 from .extract import Format, SafeWriter, extract_stream, output_name
+from .extract.streams import ReadStream
 from .extract.writer import Budget
 from .fsutil import SPACE_MARGIN, disk_full_as_error, ensure_free, free_bytes, remove_tree
 from .manifest import FileEntry, Manifest
@@ -71,7 +72,7 @@ class _DownloadFailed(Exception):
     """The download ended in an error; the caller raises the download's own error."""
 
 
-class GrowingFile:
+class GrowingFile(ReadStream):
     """A read-only, non-seekable view of a ``.part`` file that is still being written.
 
     ``advance(n)`` (the download's ``on_prefix``) says bytes ``[0, n)`` are final; ``read``
@@ -166,17 +167,6 @@ class GrowingFile:
                 raise _DownloadFailed("the download stopped")
             return os.open(self._blob.path, os.O_RDONLY)
 
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
@@ -187,7 +177,7 @@ class GrowingFile:
         return False
 
 
-class _Headed:
+class _Headed(ReadStream):
     """The stream with its first bytes (read for detection) put back in front."""
 
     def __init__(self, head: bytes, rest: GrowingFile) -> None:
@@ -202,17 +192,6 @@ class _Headed:
                 data, self._head = self._head[:n], self._head[n:]
             return data
         return self._rest.read(n)
-
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
 
     def close(self) -> None:
         pass

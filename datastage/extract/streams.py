@@ -39,6 +39,25 @@ READ_CHUNK = 1 << 20
 THREADS = os.cpu_count() or 1
 
 
+class ReadStream:
+    """A read-only, non-seekable file object: subclasses define ``read``; ``readinto`` (which
+    tarfile and io.BufferedReader use) follows from it."""
+
+    def read(self, n: int = -1) -> bytes:
+        raise NotImplementedError
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+
 class BadData(Exception):
     """A decompressor rejected its input (the caller names the archive)."""
 
@@ -236,7 +255,7 @@ class _ZstdStream:
         pass
 
 
-class _RuntimeErrorsAsCorrupt:
+class _RuntimeErrorsAsCorrupt(ReadStream):
     """indexed_bzip2/rapidgzip raise RuntimeError (a C++ essay) or ValueError (CRC) on bad data."""
 
     def __init__(self, inner: Any, error: Any = (RuntimeError, ValueError)) -> None:
@@ -250,14 +269,6 @@ class _RuntimeErrorsAsCorrupt:
             raise BadData(_first_line(e)) from e
         return data
 
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
     def close(self) -> None:
         self._inner.close()
 
@@ -268,7 +279,7 @@ class _RuntimeErrorsAsCorrupt:
         self.close()
 
 
-class _PipeReader:
+class _PipeReader(ReadStream):
     """Decompress through a system tool: a thread feeds ``raw`` in, we read its stdout."""
 
     def __init__(self, raw: IO[bytes], argv: list[str]) -> None:
@@ -306,14 +317,6 @@ class _PipeReader:
         if not data:
             self._check_exit()
         return data
-
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
 
     def _check_exit(self) -> None:
         self._feeder.join()
