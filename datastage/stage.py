@@ -23,17 +23,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from . import __version__, locks
+from . import __version__
 from .cache import Blob
 from .digests import hash_file
 from .errors import ManifestError, UnsupportedArchive, UsageError, VerifyFailed
-from .extract import Format, declared_size, detect
-from .extract.steps import Step, unpack
 from .fsutil import disk_full_as_error, ensure_free, fsync_dir, remove_tree, write_atomic
 from .manifest import FileEntry, Manifest
 from .progress import Reporter
+
+if TYPE_CHECKING:  # the extract package (tarfile, zipfile, subprocess, ...) and filelock load
+    # only when something is staged: a repeated `get` of a staged dataset needs neither
+    from .extract import Format
 
 MARKER = ".datastage.json"
 MARKER_FORMAT = 1
@@ -98,6 +100,8 @@ def stage(
     """Build DIR/<name> from verified blobs and return the root path users should get."""
     to.mkdir(parents=True, exist_ok=True)
     lock = lock_for(dataset_dir(manifest, to))
+    from . import locks
+
     with locks.hold(lock, f"staging {manifest.name} in {to}", lock_timeout, reporter.say):
         if is_current(manifest, to):
             return root_of(manifest, to)
@@ -135,12 +139,16 @@ class _Item:
             return self.entry.unpacked_size
         if self.fmt is None:
             return self.blob.size
+        from .extract import declared_size
+
         return declared_size(self.blob.path, self.fmt)
 
 
 def _format_of(entry: FileEntry, blob: Blob) -> Optional[Format]:
     if entry.extract is False:
         return None
+    from .extract import detect
+
     fmt = detect(blob.path)
     if fmt.is_archive:
         return fmt
@@ -153,6 +161,8 @@ def _format_of(entry: FileEntry, blob: Blob) -> Optional[Format]:
 
 
 def _build(items: Sequence[_Item], partial: Path, reporter: Reporter) -> dict[str, Any]:
+    from .extract.steps import Step, unpack
+
     record: dict[str, Any] = {}
     for entry, blob, fmt in ((i.entry, i.blob, i.fmt) for i in items):
         folder = partial / entry.dest if entry.dest else partial
