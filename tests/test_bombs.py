@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import struct
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,22 +46,6 @@ def test_zip_whose_members_lie_about_their_size_is_refused(tmp_path):
     assert done.returncode == 6, done.stderr
     assert done.stderr.startswith("error: liar.zip is damaged or truncated (zip): ")
     _nothing_staged(out)
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 4 MB file system (tmpfs); skipped where mounting is not allowed."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 @pytest.mark.parametrize("fmt", ["zip", "7z"])

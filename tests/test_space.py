@@ -4,33 +4,14 @@ from __future__ import annotations
 
 import gzip
 import io
-import subprocess
 import tarfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 import datastage
 from datastage.errors import InsufficientSpace
 from tests.conftest import payload, run_cli, sha256, write_manifest
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 4 MB file system (tmpfs); skipped where mounting is not allowed."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def _zeros_tar_gz(size: int) -> bytes:
