@@ -10,7 +10,15 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import fetch, get, info, list_datasets, verify
+from . import api as _api
 from .errors import DatastageError
+from .redact import scrubbed as _scrubbed
+
+# An error leaving the API shows no URL secret, not even in the exceptions chained behind it.
+fetch = _scrubbed(_api.fetch)
+get = _scrubbed(_api.get)
+info = _scrubbed(_api.info)
+list_datasets = _scrubbed(_api.list_datasets)
+verify = _scrubbed(_api.verify)
 
 __all__ = ["DatastageError", "__version__", "fetch", "get", "info", "list_datasets", "verify"]

@@ -29,6 +29,7 @@ from .errors import (
 from .fsutil import SPACE_MARGIN, existing_ancestor, free_bytes
 from .manifest import FileEntry, Manifest
 from .progress import Reporter
+from .redact import redact_url
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -259,7 +260,7 @@ def info(
         files.append(
             {
                 "name": entry.name,
-                "urls": list(entry.urls),
+                "urls": [redact_url(url) for url in entry.urls],
                 "size": entry.size,
                 "digests": [str(d) for d in entry.digests],
                 "pinned": pinned,
@@ -273,7 +274,7 @@ def info(
         "name": manifest.address,
         "staged_as": manifest.name,
         "description": manifest.description,
-        "homepage": manifest.homepage,
+        "homepage": redact_url(manifest.homepage),
         "license": manifest.license,
         "citation": manifest.citation,
         "version": manifest.version,

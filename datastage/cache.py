@@ -28,6 +28,7 @@ from typing import Any, Optional
 from .digests import CACHE_ALGORITHM, HEX_LENGTHS
 from .fsutil import fsync_dir, write_atomic
 from .manifest import FileEntry
+from .redact import redact_url
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ class Cache:
             if algorithm != CACHE_ALGORITHM and algorithm in HEX_LENGTHS:
                 write_atomic(self._alias(algorithm, hexdigest), sha256.encode())
         if not entry.digests:
-            record = {"url": entry.url, "sha256": sha256, "size": target.stat().st_size, **extra}
+            url = redact_url(entry.url)  # the file is named by the full URL's hash, not this
+            record = {"url": url, "sha256": sha256, "size": target.stat().st_size, **extra}
             write_atomic(self._url_index(entry.url), json.dumps(record).encode())
         return Blob(target, target.stat().st_size, sha256)
 

@@ -24,6 +24,7 @@ from . import cli_options as options
 from .config import DEBUG_ENV
 from .errors import DatasetNotFound, DatastageError, InsufficientSpace
 from .manifest import Manifest
+from .redact import redact_text, redact_url
 from .units import human_bytes
 
 EXIT_INTERRUPTED = 130
@@ -206,7 +207,7 @@ def _summary(m: Manifest) -> dict[str, Any]:
         "size": m.total_size,
         "license": m.license,
         "noncommercial": m.noncommercial,
-        "sources": [url for f in m.files for url in f.urls],
+        "sources": [redact_url(url) for f in m.files for url in f.urls],
         "subsets": [s.address for s in m.subsets],
         "description": m.description,
     }
@@ -418,11 +419,11 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
 
 
 def _fail(message: str, hint: Optional[str], code: int, debug: bool) -> NoReturn:
-    if debug:
-        traceback.print_exc()
-    print(f"error: {_one_line(message)}", file=sys.stderr)
+    if debug:  # the chain names URLs (requests: "with url: /x?token=..."): redacted too
+        print(redact_text(traceback.format_exc()), end="", file=sys.stderr)
+    print(f"error: {redact_text(_one_line(message))}", file=sys.stderr)
     if hint:
-        print(f"hint: {_one_line(hint)}", file=sys.stderr)
+        print(f"hint: {redact_text(_one_line(hint))}", file=sys.stderr)
     sys.exit(code)
 
 

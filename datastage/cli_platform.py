@@ -13,6 +13,7 @@ from typing import Any, Optional
 import click
 
 from . import cli_options as options
+from .redact import redact_url
 from .units import human_bytes
 
 _debug = options.debug
@@ -55,7 +56,7 @@ def environment() -> dict[str, Any]:
             }
             for s in found.stores
         ],
-        "network": dict(found.network),
+        "network": {key: redact_url(value) for key, value in found.network},  # proxy passwords
         "defaults": {
             "to": to,
             "cache_dir": str(settings.cache_dir),

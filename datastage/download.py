@@ -67,6 +67,7 @@ from .errors import (
 from .fsutil import disk_full_as_error, ensure_free, write_atomic
 from .manifest import FileEntry
 from .progress import Bar, Reporter
+from .redact import redact_url, same_url
 from .segmented import Budget, Mirror, Restart, SegmentedTransfer
 from .units import human_bytes
 
@@ -250,9 +251,10 @@ class _Download:
     # -- state -----------------------------------------------------------------------------
     def _load_state(self) -> Optional[_State]:
         try:
-            return _State(**json.loads(self.state_path.read_text()))
+            state = _State(**json.loads(self.state_path.read_text()))
         except (OSError, ValueError, TypeError):
             return None
+        return replace(state, url=self.url) if same_url(state.url, self.url) else state
 
     def _resumable_offset(self) -> int:
         state = self._load_state()
@@ -282,7 +284,8 @@ class _Download:
         return segments.from_json(state.segments, state.size)
 
     def _save_state(self, state: _State) -> None:
-        write_atomic(self.state_path, json.dumps(asdict(state)).encode())
+        stored = {**asdict(state), "url": redact_url(state.url)}  # _load_state matches it back
+        write_atomic(self.state_path, json.dumps(stored).encode())
 
     def _discard(self) -> None:
         for path in (self.part, self.state_path):

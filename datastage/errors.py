@@ -31,12 +31,15 @@ when there is one, ``hint: <hint>``, then exits with ``exit_code``.
     ├── LockTimeout                      8
     └── OfflineError                     4   network needed but DATASTAGE_OFFLINE=1
 
-Exit code 130 means interrupted (Ctrl-C).
+Exit code 130 means interrupted (Ctrl-C). Messages and hints are redacted when the error is
+made (redact.py): a URL's password or token never reaches a message, whoever prints it.
 """
 
 from __future__ import annotations
 
 from typing import Optional
+
+from .redact import redact_text
 
 
 class DatastageError(Exception):
@@ -45,6 +48,7 @@ class DatastageError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, hint: Optional[str] = None) -> None:
+        message, hint = redact_text(message), hint and redact_text(hint)  # issue 11 item 4
         super().__init__(message)
         self.message = message
         self.hint = hint

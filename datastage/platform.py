@@ -36,9 +36,11 @@ NAMES = ("colab", "autodl", "sagemaker", "local")
 NETWORK_VARS = (
     "http_proxy",
     "https_proxy",
+    "all_proxy",
     "no_proxy",
     "HTTP_PROXY",
     "HTTPS_PROXY",
+    "ALL_PROXY",
     "NO_PROXY",
     "HF_ENDPOINT",
     "HF_HOME",

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional, Protocol
 
+from .redact import redact_text
+
 
 class Bar(Protocol):
     def update(self, n: int) -> Any: ...
@@ -32,10 +34,10 @@ class Reporter:
 
     def say(self, message: str) -> None:
         if not self.quiet:
-            print(message, file=sys.stderr, flush=True)
+            print(redact_text(message), file=sys.stderr, flush=True)
 
     def warn(self, message: str) -> None:
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+        print(f"warning: {redact_text(message)}", file=sys.stderr, flush=True)
 
     def bar(self, desc: str, total: Optional[int], unit: str = "B", initial: int = 0) -> Bar:
         if self.quiet or not _watched():

@@ -32,6 +32,7 @@ from .errors import ManifestError, UnsupportedArchive, UsageError, VerifyFailed
 from .fsutil import disk_full_as_error, ensure_free, fsync_dir, remove_tree, write_atomic
 from .manifest import FileEntry, Manifest
 from .progress import Reporter
+from .redact import redact_url
 
 if TYPE_CHECKING:  # the extract package (tarfile, zipfile, subprocess, ...) and filelock load
     # only when something is staged: a repeated `get` of a staged dataset needs neither
@@ -222,7 +223,8 @@ def _write_marker(
         "datastage": __version__,
         "staged_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sources": [
-            {"name": e.name, "url": e.url, "size": b.size, "sha256": b.sha256} for e, b in blobs
+            {"name": e.name, "url": redact_url(e.url), "size": b.size, "sha256": b.sha256}
+            for e, b in blobs
         ],
         # a data file of that name is replaced by the marker, so it cannot be listed in it
         "files": dict(sorted((k, v) for k, v in record.items() if k != MARKER)),

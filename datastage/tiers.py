@@ -38,6 +38,7 @@ from .errors import IntegrityError
 from .fsutil import atomic_file, write_atomic
 from .manifest import FileEntry, Manifest
 from .progress import Reporter
+from .redact import record_matches, url_fields
 
 SIDECAR = ".datastage.json"
 COPY_CHUNK = 8 * READ_CHUNK  # large reads: a network mount pays per request, not per byte
@@ -272,7 +273,7 @@ def sidecar_for(entry: FileEntry, blob: Blob) -> dict[str, Any]:
     digests.update({d.algorithm: d.hexdigest for d in entry.digests})
     return {
         "name": entry.name,
-        "url": entry.url,
+        **url_fields(entry.url),  # the URL redacted, and the full URL's sha256 to match
         "size": blob.size,
         "digests": digests,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -292,4 +293,4 @@ def sidecar_matches(sidecar: Any, entry: FileEntry, size: Optional[int]) -> bool
     if entry.digests:
         known = [d for d in entry.digests if d.algorithm in digests]
         return bool(known) and all(digests[d.algorithm] == d.hexdigest for d in known)
-    return bool(sidecar.get("url") == entry.url)
+    return record_matches(sidecar, entry.url)
