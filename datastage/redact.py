@@ -177,7 +177,9 @@ def scrub_chain(error: BaseException) -> None:
     text = "".join(traceback.format_exception(type(behind), behind, behind.__traceback__))
     clean = redact_text(text)
     if clean != text:
-        error.__cause__ = RedactedCause("\n" + clean.rstrip())
+        error.__cause__ = RedactedCause(
+            f"what led to it, URL credentials masked:\n{clean.rstrip()}"
+        )
         error.__suppress_context__ = True
 
 
