@@ -69,6 +69,16 @@ class MissingDependency(DatastageError):
     exit_code = 3
 
 
+#: The name on the package index. ``datastage`` there is an unrelated package (IBM's DataStage
+#: SDK), so every install hint names this distribution; the import and command stay ``datastage``.
+DISTRIBUTION = "datastage-ml"
+
+
+def install_hint(extra: str) -> str:
+    """``pip install 'datastage-ml[s3]'``: the command that adds an optional dependency."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
+
+
 class SourceError(DatastageError):
     exit_code = 4
 

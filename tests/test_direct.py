@@ -131,5 +131,5 @@ def test_missing_library_names_its_extra(
     assert result.returncode == 3, result.stderr
     assert result.stderr.splitlines() == [
         f"error: {url.split('://')[0]}:// needs {package}, which is not installed",
-        f"hint: pip install 'datastage[{extra}]'",
+        f"hint: pip install 'datastage-ml[{extra}]'",
     ]
