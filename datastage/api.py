@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -211,7 +212,7 @@ def _download_pinned(
         raise type(e)(
             f"{e} (expected value pinned on first use, {pin.pinned_at})",
             hint="if the dataset was re-released on purpose: "
-            f"datastage unpin {manifest.address}, then try again",
+            f"datastage unpin {shlex.quote(manifest.target)}, then try again",
         ) from e
     pin = book.record(entry, blob.size, blob.sha256, manifest.dataset or manifest.name)
     if pin:
@@ -322,10 +323,12 @@ def _manifest(target: str, sha256: Optional[str], name: Optional[str], **setting
     from . import direct
 
     if direct.is_direct(target):
-        return direct.manifest_for(target, config.resolve(**settings), name=name, sha256=sha256)
-    if sha256 or name:
+        found = direct.manifest_for(target, config.resolve(**settings), name=name, sha256=sha256)
+    elif sha256 or name:
         raise UsageError("--sha256 and --name apply to a URL or path, not to a dataset name")
-    return registry.resolve(target)
+    else:
+        found = registry.resolve(target)
+    return replace(found, typed=target)  # hints repeat the target as the user typed it
 
 
 def _download_all(

@@ -31,8 +31,8 @@ def is_direct(target: str) -> bool:
     """A URL, or a path to data (not a ``.toml`` manifest, not a registry name)."""
     if URL_SCHEME.match(target):
         return True
-    if target.endswith(".toml"):
-        return False
+    if target.endswith(".toml") or registry.file_subset(target) is not None:
+        return False  # a manifest file, or a subset of one ("x.toml/<subset>")
     if registry.is_path(target):
         return True
     # A bare word names a dataset, unless only a file or folder of that name exists here.

@@ -62,7 +62,11 @@ class ManifestError(DatastageError):
 
 
 class DatasetNotFound(ManifestError):
-    pass
+    """An unknown dataset or subset. ``str(e)`` carries the "did you mean ..." hint too: a
+    notebook shows only the exception's text (the CLI prints ``message`` and ``hint`` apart)."""
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
 class MissingDependency(DatastageError):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -274,12 +275,12 @@ def verify(manifest: Manifest, to: Path, reporter: Reporter) -> Path:
     if marker is None:
         raise VerifyFailed(
             f"{folder} is not a complete staging of {manifest.name} (no valid {MARKER})",
-            hint=f"run: datastage get {manifest.name} --to {to}",
+            hint=f"run: {get_command(manifest, to)}",
         )
     if marker.get("content_key") != manifest.content_key:
         raise VerifyFailed(
             f"{folder} was staged from a different version of the {manifest.name} manifest",
-            hint=f"run: datastage get {manifest.name} --to {to}",
+            hint=f"run: {get_command(manifest, to)}",
         )
     total = sum(v.get("size", 0) for v in marker["files"].values())
     bar = reporter.bar(f"verifying {manifest.name}", total)
@@ -297,9 +298,14 @@ def verify(manifest: Manifest, to: Path, reporter: Reporter) -> Path:
         raise VerifyFailed(
             f"{len(problems)} of {len(marker['files'])} staged files in {folder} differ: "
             f"{listed}{more}",
-            hint=f"re-stage with: datastage get {manifest.name} --to {to}",
+            hint=f"re-stage with: {get_command(manifest, to)}",
         )
     return root_of(manifest, to)
+
+
+def get_command(manifest: Manifest, to: Path) -> str:
+    """The command that stages ``manifest`` again, with the target as the user typed it."""
+    return f"datastage get {shlex.quote(manifest.target)} --to {shlex.quote(str(to))}"
 
 
 def _problems(

@@ -9,7 +9,10 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
+
 from datastage.manifest import tomllib
+from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 DISTRIBUTION = "datastage-ml"
@@ -60,13 +63,13 @@ def test_distribution_name_and_every_install_line_agree() -> None:
             from_repo = target.strip("'\"").startswith(f"git+{repo_url}") or (
                 f"@git+{repo_url}" in target
             )
-            if name == "datastage" or "datastage" in name and not (ours or from_repo):
+            if name == "datastage" or ("datastage" in name and not (ours or from_repo)):
                 raise AssertionError(f"{path.name}: `pip install {target}` is not this project")
             checked += ours or from_repo
     assert checked >= 6  # the Quickstart, the Install section, the Colab cell, the extras
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     colab_cell = readme.split("### Notebooks (Colab)", 1)[1].split("```", 2)[1]
-    assert f"install \"git+{repo_url}\"" in colab_cell or f"install {DISTRIBUTION}" in colab_cell
+    assert f'install "git+{repo_url}"' in colab_cell or f"install {DISTRIBUTION}" in colab_cell
 
 
 def test_quickstart_keeps_its_two_set_up_commands() -> None:
@@ -77,3 +80,84 @@ def test_quickstart_keeps_its_two_set_up_commands() -> None:
         "pip install '.[test]' && python -m pytest -q",
     ]
     assert "pip install '.[test]' && python -m pytest -q" in (REPO / ".ci" / "run").read_text()
+
+
+# -- item 4: path/to/x.toml/<subset> ---------------------------------------------------------
+
+
+def _manifest_with_subsets(folder: Path) -> Path:
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "a.txt").write_bytes(b"alpha\n")
+    (folder / "data" / "b.txt").write_bytes(b"beta\n")
+    manifest = folder / "corpus.toml"
+    manifest.write_text(
+        'name = "my_corpus"\n'
+        '[subsets.train]\nfiles = [{ url = "data/a.txt" }]\n'
+        '[subsets.dev]\nfiles = [{ url = "data/b.txt" }]\n'
+    )
+    return manifest
+
+
+def test_subset_of_a_manifest_file_is_staged_by_path(tmp_path: Path) -> None:
+    home = tmp_path / "project"
+    manifest = _manifest_with_subsets(home / "manifests")
+    for target in (
+        "manifests/corpus.toml/train",
+        f"{manifest}/train",
+        "./manifests/corpus.toml/train",
+    ):
+        done = run_cli("get", target, "--to", str(tmp_path / "out"), cwd=home)
+        assert done.returncode == 0, done.stderr
+        root = Path(done.stdout.strip())
+        assert root == tmp_path / "out" / "my_corpus-train"
+        assert (root / "a.txt").read_bytes() == b"alpha\n" and not (root / "b.txt").exists()
+    shown = run_cli("info", "manifests/corpus.toml/dev", cwd=home)
+    assert shown.returncode == 0, shown.stderr
+    assert "name:        my_corpus/dev" in shown.stdout and "b.txt" in shown.stdout
+    typo = run_cli("get", "manifests/corpus.toml/trian", "--to", str(tmp_path / "out"), cwd=home)
+    assert typo.returncode == 3
+    assert typo.stderr.splitlines() == [
+        "error: manifests/corpus.toml has no subset 'trian'",
+        "hint: did you mean 'manifests/corpus.toml/train'?",
+    ]
+    missing = run_cli("get", "nowhere/corpus.toml/train", "--to", str(tmp_path / "out"), cwd=home)
+    assert missing.returncode == 3
+    assert missing.stderr.splitlines() == ["error: manifest nowhere/corpus.toml: no such file"]
+
+
+# -- item 5: hints that lead somewhere -------------------------------------------------------
+
+
+def test_verify_hint_repeats_the_target_as_typed_and_works(tmp_path: Path) -> None:
+    home = tmp_path / "project"
+    _manifest_with_subsets(home / "manifests")
+    out = tmp_path / "out dir"
+    target = "manifests/corpus.toml/train"
+    assert run_cli("get", target, "--to", str(out), cwd=home).returncode == 0
+    staged = out / "my_corpus-train" / "a.txt"
+    staged.chmod(0o644)
+    staged.write_bytes(b"alpha, edited\n")
+    failed = run_cli("verify", target, "--to", str(out), cwd=home)
+    assert failed.returncode == 5
+    hint = failed.stderr.splitlines()[-1]
+    command = f"datastage get {target} --to '{out}'"
+    assert hint == f"hint: re-stage with: {command}"
+    again = run_cli(*shlex.split(command)[1:], cwd=home)  # the hint, as the user would paste it
+    assert again.returncode == 0, again.stderr
+    assert staged.read_bytes() == b"alpha\n"
+    assert run_cli("verify", target, "--to", str(out), cwd=home).returncode == 0
+
+
+def test_unknown_dataset_text_carries_the_suggestion(tmp_path: Path) -> None:
+    import datastage
+    from datastage.errors import DatasetNotFound
+
+    with pytest.raises(DatasetNotFound) as caught:
+        datastage.get("ljspech", to=tmp_path)
+    assert str(caught.value) == "unknown dataset 'ljspech'; did you mean 'ljspeech'?"
+    done = run_cli("get", "ljspech", "--to", str(tmp_path))
+    assert done.returncode == 3
+    assert done.stderr.splitlines() == [  # the CLI says the hint once, on its own line
+        "error: unknown dataset 'ljspech'",
+        "hint: did you mean 'ljspeech'?",
+    ]
