@@ -306,16 +306,12 @@ def cache_prune(max_size: Optional[str], partial_age: float, cache_dir: Optional
 
 def _parse_size(text: str) -> int:
     from .errors import UsageError
+    from .units import parse_size
 
-    units = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    raw = text.strip().upper().removesuffix("IB").removesuffix("B") if text else text
-    number, unit = raw, ""
-    if raw and raw[-1] in units:
-        number, unit = raw[:-1], raw[-1]
     try:
-        value = float(number) * units[unit]
+        return parse_size(text)
     except ValueError:
-        raise UsageError(f"--max-size: {text!r} is not a size (e.g. 500M, 20G)") from None
-    if value < 0:
-        raise UsageError(f"--max-size: {text!r} is negative")
-    return int(value)
+        raise UsageError(
+            f"--max-size: {text!r} is not a size (e.g. 500M, 20G; 1M = 1,000,000 bytes, "
+            "1MiB = 1,048,576)"
+        ) from None

@@ -5,6 +5,7 @@ Each test goes through the CLI or the Python API, as a user would.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from datastage.manifest import tomllib
-from tests.conftest import run_cli
+from tests.conftest import payload, run_cli, sha256, tree, write_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 DISTRIBUTION = "datastage-ml"
@@ -161,3 +162,66 @@ def test_unknown_dataset_text_carries_the_suggestion(tmp_path: Path) -> None:
         "error: unknown dataset 'ljspech'",
         "hint: did you mean 'ljspeech'?",
     ]
+
+
+# -- item 6: a persistent cache on a mount that is not there ---------------------------------
+
+
+def _two_file_dataset(folder: Path, server) -> Path:
+    files = {"a.bin": payload(3000, 1), "b.bin": payload(4000, 2)}
+    entries = [
+        {"url": server.add(f"/{n}", data), "sha256": sha256(data), "extract": False}
+        for n, data in files.items()
+    ]
+    return write_manifest(folder, "pair", entries)
+
+
+@pytest.mark.parametrize("drive_folder_exists", [False, True])
+def test_persistent_cache_on_an_unmounted_drive_is_refused(
+    tmp_path: Path, server, drive_folder_exists: bool
+) -> None:
+    root = tmp_path / "platform-root"  # conftest's DATASTAGE_PLATFORM_ROOT
+    (root / "content" / "sample_data").mkdir(parents=True)  # Colab, Drive not mounted
+    if drive_folder_exists:  # e.g. made by an earlier tool: still the VM's own disk
+        (root / "content" / "drive" / "MyDrive").mkdir(parents=True)
+    before = tree(root)
+    persistent = root / "content" / "drive" / "MyDrive" / "datastage-cache"
+    assert run_cli("config", "set", "persistent_cache", str(persistent)).returncode == 0
+    manifest = _two_file_dataset(tmp_path, server)
+    done = run_cli("get", str(manifest), "--to", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert (Path(done.stdout.strip()) / "b.bin").read_bytes() == payload(4000, 2)
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: not using the persistent cache {persistent}: Google Drive is not mounted at "
+        f"{root}/content/drive; to keep downloads across sessions: "
+        "from google.colab import drive; drive.mount('/content/drive')"
+    ]
+    assert "persistent tier" not in done.stderr  # nothing claims to be saved
+    assert tree(root) == before  # the mount path was not created (nor anything under it)
+    shown = json.loads(run_cli("env", "--json").stdout)
+    assert shown["platform"] == "colab"
+    (drive,) = [s for s in shown["stores"] if s["role"] == "persistent"]
+    assert drive["available"] is False and shown["defaults"]["persistent_cache"] is None
+    assert any("drive.mount('/content/drive')" in hint for hint in shown["hints"])
+
+
+def test_autodl_fs_is_used_only_when_mounted(tmp_path: Path, server, mount_tmpfs) -> None:
+    root = tmp_path / "platform-root"
+    (root / "root" / "autodl-tmp").mkdir(parents=True)
+    env = {"DATASTAGE_PLATFORM": "autodl"}
+    persistent = root / "root" / "autodl-fs" / "cache"
+    assert run_cli("config", "set", "persistent_cache", str(persistent)).returncode == 0
+    manifest = _two_file_dataset(tmp_path, server)
+    refused = run_cli("get", str(manifest), "--to", str(tmp_path / "out1"), env=env)
+    assert refused.returncode == 0, refused.stderr
+    assert f"warning: not using the persistent cache {persistent}: autodl-fs" in refused.stderr
+    assert not (root / "root" / "autodl-fs").exists()
+    mount_tmpfs(root / "root" / "autodl-fs")
+    cache2 = str(tmp_path / "cache2")
+    used = run_cli(
+        "get", str(manifest), "--to", str(tmp_path / "out2"), env={**env, "DATASTAGE_CACHE": cache2}
+    )
+    assert used.returncode == 0, used.stderr
+    assert "warning" not in used.stderr
+    assert (persistent / "pair" / "a.bin").read_bytes() == payload(3000, 1)
