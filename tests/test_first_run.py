@@ -225,3 +225,58 @@ def test_autodl_fs_is_used_only_when_mounted(tmp_path: Path, server, mount_tmpfs
     assert used.returncode == 0, used.stderr
     assert "warning" not in used.stderr
     assert (persistent / "pair" / "a.bin").read_bytes() == payload(3000, 1)
+
+
+# -- item 7: cache ls / prune count a shared file once ---------------------------------------
+
+
+def _shared_cache(tmp_path: Path, server) -> dict[str, bytes]:
+    """alpha uses a; beta uses a and b; gamma uses c (used in that order): 100 kB on disk."""
+    data = {"a": payload(30_000, 1), "b": payload(50_000, 2), "c": payload(20_000, 3)}
+    urls = {k: server.add(f"/{k}.bin", v) for k, v in data.items()}
+    for name, files in (("alpha", "a"), ("beta", "ab"), ("gamma", "c")):
+        entries = [{"url": urls[f], "sha256": sha256(data[f])} for f in files]
+        manifest = write_manifest(tmp_path, name, entries)
+        assert run_cli("get", str(manifest), "--to", str(tmp_path / "fast")).returncode == 0
+    return data
+
+
+def _blob(cache: Path, data: bytes) -> Path:
+    digest = sha256(data)
+    return cache / "blobs" / "sha256" / digest[:2] / digest
+
+
+def test_cache_counts_shared_files_once_and_prune_stops_at_the_limit(
+    tmp_path: Path, server, cache_dir: Path
+) -> None:
+    data = _shared_cache(tmp_path, server)
+    listed = json.loads(run_cli("cache", "ls", "--json").stdout)
+    assert listed["total"] == 100_000  # a is used twice, stored once
+    rows = {e["name"]: (e["size"], e["shared"]) for e in listed["entries"]}
+    assert rows == {"alpha": (30_000, 30_000), "beta": (80_000, 30_000), "gamma": (20_000, 0)}
+    text = run_cli("cache", "ls").stdout.splitlines()
+    assert text[-1].split()[:3] == ["total", "100.0", "kB"]
+
+    fits = run_cli("cache", "prune", "--max-size", "100K")  # already fits: nothing to remove
+    assert fits.returncode == 0, fits.stderr
+    assert fits.stdout.splitlines() == ["left: 100.0 kB of verified downloads"]
+    assert all(_blob(cache_dir, d).is_file() for d in data.values())
+
+    dry = run_cli("cache", "prune", "--max-size", "50K", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines() == [
+        "would remove alpha (0 B)",  # its file is still beta's
+        "would remove beta (80.0 kB)",
+        "would leave: 20.0 kB of verified downloads",
+    ]
+    assert all(_blob(cache_dir, d).is_file() for d in data.values())  # nothing removed
+
+    done = run_cli("cache", "prune", "--max-size", "50K")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "removed alpha (0 B)",
+        "removed beta (80.0 kB)",
+        "left: 20.0 kB of verified downloads",
+    ]
+    assert _blob(cache_dir, data["c"]).read_bytes() == data["c"]  # gamma stays: the cache fits
+    assert not _blob(cache_dir, data["a"]).exists() and not _blob(cache_dir, data["b"]).exists()
