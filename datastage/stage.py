@@ -55,9 +55,17 @@ def lock_for(target: Path) -> Path:
 
 
 def root_of(manifest: Manifest, to: Path) -> Path:
-    """The path users get: the dataset folder, or the root folder the manifest names in it."""
+    """The path users get: the dataset folder, or the root folder the manifest names in it
+    (for a one-liner's archive: its single top folder, found in the marker's listing)."""
     folder = dataset_dir(manifest, to)
-    return folder / manifest.root if manifest.root else folder
+    if manifest.root:
+        return folder / manifest.root
+    if manifest.detect_root:
+        from .layout import single_top_folder
+
+        marker = read_marker(folder)
+        return folder / single_top_folder(marker["files"]) if marker else folder
+    return folder
 
 
 def read_marker(folder: Path) -> Optional[dict[str, Any]]:

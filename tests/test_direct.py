@@ -16,9 +16,9 @@ HEAVY = ("boto3", "botocore", "huggingface_hub", "gdown", "fsspec", "moto")
 @pytest.mark.parametrize(
     ("url", "names", "expected"),
     [
-        ("https://h/LJSpeech-1.1.tar.bz2", ["LJSpeech-1.1.tar.bz2"], "ljspeech-1.1"),
+        ("https://h/LJSpeech-1.1.tar.bz2", ["LJSpeech-1.1.tar.bz2"], "LJSpeech-1.1"),  # own case
         ("s3://b/data/clip.wav", ["clip.wav"], "clip"),
-        ("hf://datasets/org/Speech@main", ["a", "b/c"], "speech"),
+        ("hf://datasets/org/Speech@main", ["a", "b/c"], "Speech"),
         ("hf://datasets/org/speech/data/*.parquet", ["x.parquet", "y.parquet"], "data"),
         ("s3://bucket/prefix/", ["a", "b"], "prefix"),
         ("https://h/%E4%B8%AD.zip", ["中.zip"], "download"),

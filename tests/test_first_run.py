@@ -8,11 +8,14 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from datastage.manifest import tomllib
+from tests.archives import make_zip
 from tests.conftest import payload, run_cli, sha256, tree, write_manifest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -280,3 +283,108 @@ def test_cache_counts_shared_files_once_and_prune_stops_at_the_limit(
     ]
     assert _blob(cache_dir, data["c"]).read_bytes() == data["c"]  # gamma stays: the cache fits
     assert not _blob(cache_dir, data["a"]).exists() and not _blob(cache_dir, data["b"]).exists()
+
+
+# -- item 8: noise and names -----------------------------------------------------------------
+
+
+def test_a_folder_of_files_gets_one_pinning_line(tmp_path: Path) -> None:
+    folder = tmp_path / "corpus"
+    for i in range(12):
+        (folder / f"spk{i % 3}").mkdir(parents=True, exist_ok=True)
+        (folder / f"spk{i % 3}" / f"utt{i}.txt").write_text(f"utterance {i}\n")
+    done = run_cli("get", str(folder), "--to", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "pinned on first use: 12 of 12 files had no sha256 in the manifest; their sizes and "
+        "sha256 are recorded and later downloads must match "
+        f"(see: datastage info {folder})"
+    ]
+    assert (Path(done.stdout.strip()) / "spk1" / "utt4.txt").read_text() == "utterance 4\n"
+
+
+@pytest.mark.parametrize("one_top_folder", [True, False])
+def test_url_one_liner_keeps_the_archive_name_and_prints_its_top_folder(
+    tmp_path: Path, server, one_top_folder: bool
+) -> None:
+    top = "VCTK-Corpus-0.92/" if one_top_folder else ""
+    archive = make_zip({f"{top}wav48/p225_001.flac": b"flac", f"{top}README": b"read me"})
+    url = server.add("/bitstream/DS_10283_3443.zip", archive)
+    out = tmp_path / "out"
+    expected = out / "DS_10283_3443" / top.rstrip("/") if top else out / "DS_10283_3443"
+    for command in ("get", "get", "verify"):  # staged, then current, then re-hashed
+        done = run_cli(command, url, "--to", str(out))
+        assert done.returncode == 0, done.stderr
+        assert Path(done.stdout.strip()) == expected
+    assert (expected / "README").read_bytes() == b"read me"
+    assert len(server.requests_for("/bitstream/DS_10283_3443.zip")) == 1
+
+
+def test_sizes_are_shown_and_parsed_in_one_unit(tmp_path: Path, server, cache_dir: Path) -> None:
+    for name, size in (("old", 100_000), ("new", 1_000)):
+        data = payload(size, size)
+        entry = {"url": server.add(f"/{name}.bin", data), "sha256": sha256(data)}
+        manifest = write_manifest(tmp_path, name, [entry])
+        assert run_cli("get", str(manifest), "--to", str(tmp_path / "fast")).returncode == 0
+    assert run_cli("cache", "ls").stdout.splitlines()[-1].split()[:3] == ["total", "101.0", "kB"]
+    done = run_cli("cache", "prune", "--max-size", "100K")  # below the 101.0 kB shown
+    assert done.stdout.splitlines() == [
+        "removed old (100.0 kB)",
+        "left: 1.0 kB of verified downloads",
+    ]
+    binary = run_cli("cache", "prune", "--max-size", "0.9KiB", "--dry-run")  # 921.6 bytes
+    assert binary.stdout.splitlines()[0] == "would remove new (1.0 kB)"
+
+
+def test_unknown_platform_is_named(tmp_path: Path) -> None:
+    done = run_cli("env", env={"DATASTAGE_PLATFORM": "kaggle"})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "warning: DATASTAGE_PLATFORM='kaggle' is not a platform datastage knows "
+        "(colab, autodl, sagemaker, local); detecting the platform instead"
+    ]
+
+
+def test_non_commercial_warning_without_a_homepage_points_somewhere(tmp_path: Path, server) -> None:
+    data = payload(2000, 5)
+    entry = {"url": server.add("/nc.bin", data), "sha256": sha256(data)}
+    manifest = write_manifest(tmp_path, "nc", [entry], noncommercial=True, license="CC BY-NC 4.0")
+    done = run_cli("get", str(manifest), "--to", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "warning: nc is licensed CC BY-NC 4.0: non-commercial use only; the manifest names no "
+        "homepage: check the terms with its publisher (127.0.0.1)"
+    ]
+
+
+# -- item 9: progress in a notebook without ipywidgets ---------------------------------------
+
+_KERNEL_WITHOUT_WIDGETS = """
+import sys, types, warnings
+warnings.simplefilter("always")
+sys.modules["ipywidgets"] = None  # not installed: importing it fails
+for name in ("ipykernel", "ipykernel.zmqshell"):  # what a Jupyter kernel has loaded
+    sys.modules[name] = types.ModuleType(name)
+ipython = types.ModuleType("IPython")
+ipython.get_ipython = lambda: types.SimpleNamespace(config={"IPKernelApp": {}})
+sys.modules["IPython"] = ipython
+import datastage
+print(datastage.get(sys.argv[1], to=sys.argv[2]))
+"""
+
+
+def test_notebook_without_ipywidgets_gets_text_bars_and_no_warning(tmp_path: Path) -> None:
+    data = payload(50_000, 9)
+    (tmp_path / "clip.bin").write_bytes(data)
+    done = subprocess.run(
+        [sys.executable, "-c", _KERNEL_WITHOUT_WIDGETS, "clip.bin", "out"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (Path(done.stdout.strip()) / "clip.bin").read_bytes() == data
+    assert "IProgress" not in done.stderr and "Warning" not in done.stderr
+    # a plain text bar, counting in the units messages use (k = 1000 bytes)
+    assert "clip.bin:   0%|          | 0.00/50.0k" in done.stderr
