@@ -135,9 +135,11 @@ def config_get(key: str) -> None:
 @_debug
 def config_set(key: str, value: str) -> None:
     """Set KEY to VALUE (a list takes paths separated by ':')."""
-    from . import userconfig
+    from . import config, userconfig
 
-    userconfig.set_value(key, value)
+    saved = userconfig.set_value(key, value)
+    if key == "persistent_cache":  # say now, not at the next get, that it cannot be used yet
+        config.on_a_mounted_store(config.given_path(saved, "persistent_cache"))
 
 
 @config.command(name="unset")

@@ -128,13 +128,13 @@ def _add_file_and_platform_values(values: dict[str, Any]) -> None:
     for key in ("persistent_cache",):
         if values.get(key) is not None:
             values[key] = Path(values[key]).expanduser().absolute()
-    if values.get("persistent_cache") is not None and not _on_a_mounted_store(
+    if values.get("persistent_cache") is not None and not on_a_mounted_store(
         values["persistent_cache"]
     ):
         values["persistent_cache"] = None
 
 
-def _on_a_mounted_store(path: Path) -> bool:
+def on_a_mounted_store(path: Path) -> bool:
     """False (with one warning) for a path on the platform's mount that is not mounted: an
     unmounted Drive's folder is the VM's own disk, lost with the session, and creating it
     would stand in the way of the real mount."""

@@ -189,7 +189,8 @@ def test_persistent_cache_on_an_unmounted_drive_is_refused(
         (root / "content" / "drive" / "MyDrive").mkdir(parents=True)
     before = tree(root)
     persistent = root / "content" / "drive" / "MyDrive" / "datastage-cache"
-    assert run_cli("config", "set", "persistent_cache", str(persistent)).returncode == 0
+    setting = run_cli("config", "set", "persistent_cache", str(persistent))
+    assert setting.returncode == 0 and "drive.mount('/content/drive')" in setting.stderr
     manifest = _two_file_dataset(tmp_path, server)
     done = run_cli("get", str(manifest), "--to", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
