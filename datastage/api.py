@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -159,7 +160,11 @@ def _obtain_all(
     _warn_license(manifest, reporter)
     pinned = _pinned_entries(manifest, store)
     _check_space_before_download(replace(manifest, files=tuple(pinned)), store, dest)
-    blobs = _download_all(manifest, pinned, store, settings, reporter)
+    pinned_now: Optional[list[str]] = [] if len(manifest.files) > 1 else None
+    try:
+        blobs = _download_all(manifest, pinned, store, settings, reporter, pinned_now)
+    finally:
+        _say_pinned(manifest, pinned_now or [], reporter)
     cachetool.record_use(store, manifest, list(zip(manifest.files, blobs)))
     return blobs
 
@@ -170,11 +175,22 @@ def _warn_license(manifest: Manifest, reporter: Reporter) -> None:
         note = f" ({manifest.license_note})" if manifest.license_note else ""
         reporter.warn(
             f"{manifest.address} is licensed {manifest.license or 'restrictively'}: "
-            f"non-commercial use only{note}; "
-            f"check the terms at {manifest.homepage or 'its homepage'}"
+            f"non-commercial use only{note}; {_where_terms_are(manifest)}"
         )
     elif manifest.license_note:
         reporter.warn(f"{manifest.address}: {manifest.license_note}")
+
+
+def _where_terms_are(manifest: Manifest) -> str:
+    """Somewhere real to read the terms: the homepage, else who publishes the files."""
+    if manifest.homepage:
+        return f"check the terms at {manifest.homepage}"
+    from urllib.parse import urlsplit
+
+    hosts = dict.fromkeys(urlsplit(url).hostname or "" for f in manifest.files for url in f.urls)
+    published = ", ".join(h for h in hosts if h)
+    where = f" ({published})" if published else ""
+    return f"the manifest names no homepage: check the terms with its publisher{where}"
 
 
 def _pinned_entries(manifest: Manifest, store: Any) -> list[FileEntry]:
@@ -194,9 +210,11 @@ def _download_pinned(
     reporter: Reporter,
     budget: Any = None,
     on_prefix: Any = None,
+    pinned_now: Optional[list[str]] = None,
 ) -> Any:
     """Download ``expected``; record a first-use pin, or say which pin a mismatch broke.
-    ``on_prefix`` (overlap.py) is told how much of the ``.part`` is written, when it downloads."""
+    ``on_prefix`` (overlap.py) is told how much of the ``.part`` is written, when it downloads.
+    A new pin is said at once, or added to ``pinned_now`` for one line about all files."""
     from . import tiers
     from .download import download
     from .pins import Pins
@@ -212,12 +230,24 @@ def _download_pinned(
         raise type(e)(
             f"{e} (expected value pinned on first use, {pin.pinned_at})",
             hint="if the dataset was re-released on purpose: "
-            f"datastage unpin {manifest.address}, then try again",
+            f"datastage unpin {shlex.quote(manifest.target)}, then try again",
         ) from e
     pin = book.record(entry, blob.size, blob.sha256, manifest.dataset or manifest.name)
-    if pin:
+    if pin and pinned_now is not None:
+        pinned_now.append(entry.name)
+    elif pin:
         reporter.say(f"{entry.name}: pinned on first use (size {pin.size}, sha256:{pin.sha256})")
     return blob
+
+
+def _say_pinned(manifest: Manifest, names: list[str], reporter: Reporter) -> None:
+    """One line for the files of a run that were pinned on first use, not one per file."""
+    if names:
+        reporter.say(
+            f"pinned on first use: {len(names)} of {len(manifest.files)} files had no sha256 in "
+            "the manifest; their sizes and sha256 are recorded and later downloads must match "
+            f"(see: datastage info {shlex.quote(manifest.target)})"
+        )
 
 
 def unpin(target: str, cache: Optional[PathLike] = None) -> list[str]:
@@ -323,14 +353,21 @@ def _manifest(target: str, sha256: Optional[str], name: Optional[str], **setting
     from . import direct
 
     if direct.is_direct(target):
-        return direct.manifest_for(target, config.resolve(**settings), name=name, sha256=sha256)
-    if sha256 or name:
+        found = direct.manifest_for(target, config.resolve(**settings), name=name, sha256=sha256)
+    elif sha256 or name:
         raise UsageError("--sha256 and --name apply to a URL or path, not to a dataset name")
-    return registry.resolve(target)
+    else:
+        found = registry.resolve(target)
+    return replace(found, typed=target)  # hints repeat the target as the user typed it
 
 
 def _download_all(
-    manifest: Manifest, pinned: list[FileEntry], store: Any, settings: Any, reporter: Reporter
+    manifest: Manifest,
+    pinned: list[FileEntry],
+    store: Any,
+    settings: Any,
+    reporter: Reporter,
+    pinned_now: Optional[list[str]] = None,
 ) -> list[Any]:
     """Every file's blob, in manifest order, several at once within one budget of connections.
 
@@ -346,7 +383,9 @@ def _download_all(
     budget = Budget(settings.connections)
 
     def one(entry: FileEntry, expected: FileEntry) -> Any:
-        return _download_pinned(manifest, entry, expected, store, settings, reporter, budget)
+        return _download_pinned(
+            manifest, entry, expected, store, settings, reporter, budget, pinned_now=pinned_now
+        )
 
     pairs = list(zip(manifest.files, pinned))
     if len(pairs) == 1 or settings.connections == 1:

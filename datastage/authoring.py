@@ -91,16 +91,11 @@ def _clean(member: str) -> str:
 
 def common_root(measured: Sequence[Measured]) -> str:
     """The one top-level folder every staged file lives in, or "" if there is none."""
-    tops = set()
-    for m in measured:
-        if m.members is None or not m.members:
-            return ""
-        for member in m.members:
-            first, sep, _ = member.partition("/")
-            if not sep:
-                return ""  # a file at the top level: no single root
-            tops.add(first)
-    return tops.pop() if len(tops) == 1 else ""
+    from .layout import single_top_folder
+
+    if any(not m.members for m in measured):
+        return ""  # an archive we cannot list here (or an empty one): no root to promise
+    return single_top_folder(member for m in measured for member in m.members or ())
 
 
 def dataset_name(measured: Sequence[Measured]) -> str:

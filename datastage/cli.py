@@ -401,12 +401,7 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
             error = InsufficientSpace(e.filename or "the target", None, 0)
             _fail(error.message, error.hint, error.exit_code, debug)
         if e.filename:  # a folder or file the user pointed at cannot be read or written
-            _fail(
-                f"{e.strerror or e}: {e.filename}",
-                "check the path and its permissions, or choose another --to / --cache",
-                EXIT_BAD_PATH,
-                debug,
-            )
+            _fail(f"{e.strerror or e}: {e.filename}", _path_hint(e), EXIT_BAD_PATH, debug)
         _fail(f"{e.strerror or e}", "re-run with --debug and report the traceback", 1, debug)
     except Exception as e:  # a bug: still one line, with a way to learn more
         _fail(
@@ -416,6 +411,15 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
             debug,
         )
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _path_hint(e: OSError) -> str:
+    """What to check for a path that failed: permissions only when they are the cause."""
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "check the path and its permissions, or choose another --to / --cache"
+    if e.errno == errno.ENOTDIR:
+        return "a part of the path is a file, not a folder: check the path"
+    return "check the path, or choose another --to / --cache"
 
 
 def _fail(message: str, hint: Optional[str], code: int, debug: bool) -> NoReturn:

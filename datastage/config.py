@@ -128,6 +128,27 @@ def _add_file_and_platform_values(values: dict[str, Any]) -> None:
     for key in ("persistent_cache",):
         if values.get(key) is not None:
             values[key] = Path(values[key]).expanduser().absolute()
+    if values.get("persistent_cache") is not None and not on_a_mounted_store(
+        values["persistent_cache"]
+    ):
+        values["persistent_cache"] = None
+
+
+def on_a_mounted_store(path: Path) -> bool:
+    """False (with one warning) for a path on the platform's mount that is not mounted: an
+    unmounted Drive's folder is the VM's own disk, lost with the session, and creating it
+    would stand in the way of the real mount."""
+    from .platform import detect
+    from .progress import warn_once
+
+    store = detect().unmounted(path)
+    if store is None:
+        return True
+    warn_once(
+        f"not using the persistent cache {path}: {store.label} is not mounted at {store.mount}; "
+        f"to keep downloads across sessions: {store.mount_hint}"
+    )
+    return False
 
 
 def resolve_to(flag: Any = None) -> Path:
@@ -195,11 +216,10 @@ def _positive(raw: str) -> int:
 
 
 def _byte_size(raw: str) -> int:
-    """``4194304``, ``4M``, ``512K``, ``1G`` (powers of 1024)."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = raw.strip().upper().removesuffix("B").removesuffix("I")
-    factor = units.get(text[-1:], 1)
-    value = int(text[:-1] if factor > 1 else text) * factor
+    """``4194304``, ``4MiB``, ``4M`` (4,000,000), ``512K``: units.py's one convention."""
+    from .units import parse_size
+
+    value = parse_size(raw)
     if value < 1:
         raise ValueError(raw)
     return value

@@ -6,14 +6,22 @@ files (``Source.list``), each becoming a ``FileEntry`` that keeps its relative f
 ``dest``, its size, and the digest the remote vouches for (the Hub's LFS sha256). Everything
 after that — cache, resume, verification, extraction, staging — is the usual pipeline.
 
-    datastage get https://host/data.tar.bz2 --to DIR --sha256 HEX     # DIR/data/
-    datastage get hf://datasets/org/repo/data --to DIR                 # DIR/repo/ ... (snapshot)
-    datastage get s3://bucket/prefix/ --to DIR --name mine             # DIR/mine/
+    datastage get https://host/Data-1.0.tar.bz2 --to DIR --sha256 HEX  # DIR/Data-1.0/[top]
+    datastage get hf://datasets/org/repo/data --to DIR                  # DIR/data/ ... (snapshot)
+    datastage get s3://bucket/prefix/ --to DIR --name mine              # DIR/mine/
+
+Names: the staged folder keeps the file's own name, case included (``DS_10283_3443.zip`` ->
+``DIR/DS_10283_3443``); only characters outside letters, digits, ``.``, ``_`` and ``-`` become
+``-``. Registry and manifest names stay lowercase (manifest.NAME_PATTERN): they are typed as
+commands; a one-liner's folder name is only ever derived or passed with ``--name``.
+Root: a single file that unpacks into one top folder prints that folder (the rule
+``datastage manifest`` writes as ``root``, layout.single_top_folder), found after staging.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,14 +33,16 @@ from .manifest import URL_SCHEME, Manifest, file_name_from_url, from_dict
 from .names import archive_suffix, strip_archive_suffix
 
 DEFAULT_NAME = "download"
+#: A one-liner's folder name: like manifest.NAME_PATTERN, but the file's own case is kept.
+FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def is_direct(target: str) -> bool:
     """A URL, or a path to data (not a ``.toml`` manifest, not a registry name)."""
     if URL_SCHEME.match(target):
         return True
-    if target.endswith(".toml"):
-        return False
+    if target.endswith(".toml") or registry.file_subset(target) is not None:
+        return False  # a manifest file, or a subset of one ("x.toml/<subset>")
     if registry.is_path(target):
         return True
     # A bare word names a dataset, unless only a file or folder of that name exists here.
@@ -71,8 +81,15 @@ def manifest_for(
         if sha256:
             entry["sha256"] = sha256
         entries.append(entry)
-    data = {"name": name or default_name(url, [f.name for f in files]), "files": entries}
-    return from_dict(data, source=None)
+    folder = default_name(url, [f.name for f in files]) if name is None else name
+    if not FOLDER_NAME.match(folder):
+        raise UsageError(
+            f"--name {folder!r} is not a folder name datastage uses",
+            hint="use letters, digits, '.', '_' and '-', starting with a letter or digit",
+        )
+    # The manifest schema's names are lowercase (typed as commands); the folder keeps its case.
+    manifest = from_dict({"name": folder.lower(), "files": entries}, source=None)
+    return replace(manifest, name=folder, detect_root=len(entries) == 1)
 
 
 def default_name(url: str, names: list[str]) -> str:
@@ -84,10 +101,9 @@ def default_name(url: str, names: list[str]) -> str:
         stem = stem.split("@", 1)[0]  # hf://org/repo@revision
         if any(c in stem for c in "*?["):  # a glob: name it after the repo or folder above
             stem = url.split("?", 1)[0].rstrip("/").rsplit("/", 2)[-2].split("@", 1)[0]
-    lowered = stem.lower()
-    if archive_suffix(lowered):
-        lowered = strip_archive_suffix(lowered)
-    elif len(names) == 1 and "." in lowered.lstrip("."):
-        lowered = lowered.rsplit(".", 1)[0]  # clip.wav -> clip
-    cleaned = re.sub(r"[^a-z0-9._-]+", "-", lowered).strip("-._")
+    if archive_suffix(stem):
+        stem = strip_archive_suffix(stem)
+    elif len(names) == 1 and "." in stem.lstrip("."):
+        stem = stem.rsplit(".", 1)[0]  # clip.wav -> clip
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")
     return cleaned or DEFAULT_NAME

@@ -557,10 +557,6 @@ class _Download:
         except IntegrityError:
             self._discard()  # a file that failed verification is never kept
             raise
-        if not self.entry.pinned:
-            self.reporter.say(
-                f"{self.entry.name}: not pinned by the manifest; sha256:{digests['sha256']}"
-            )
         extra: dict[str, Optional[str]] = {"etag": None, "last_modified": None}
         state = self._load_state()
         if state:

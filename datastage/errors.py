@@ -66,11 +66,25 @@ class ManifestError(DatastageError):
 
 
 class DatasetNotFound(ManifestError):
-    pass
+    """An unknown dataset or subset. ``str(e)`` carries the "did you mean ..." hint too: a
+    notebook shows only the exception's text (the CLI prints ``message`` and ``hint`` apart)."""
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
 class MissingDependency(DatastageError):
     exit_code = 3
+
+
+#: The name on the package index. ``datastage`` there is an unrelated package (IBM's DataStage
+#: SDK), so every install hint names this distribution; the import and command stay ``datastage``.
+DISTRIBUTION = "datastage-ml"
+
+
+def install_hint(extra: str) -> str:
+    """``pip install 'datastage-ml[s3]'``: the command that adds an optional dependency."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
 
 
 class SourceError(DatastageError):

@@ -143,11 +143,20 @@ class Manifest:
     dataset: str = ""  # set on a subset: the dataset it belongs to
     whole: bool = True  # a subset that is part of the whole dataset
     aliases: tuple[str, ...] = ()  # other names users know it by ("baker" for "bznsyp")
+    # How the user named it (a .toml path, a URL): what hints tell them to type again.
+    typed: str = field(default="", compare=False)
+    # A one-liner's archive: its single top folder (if it has one) is the root users get.
+    detect_root: bool = False
 
     @property
     def address(self) -> str:
         """What users type: "librispeech" or "librispeech/train-clean-100"."""
         return f"{self.dataset}{SUBSET_SEPARATOR}{self.subset}" if self.subset else self.name
+
+    @property
+    def target(self) -> str:
+        """What to type to get this manifest again: as the user typed it, else its address."""
+        return self.typed or self.address
 
     def find_subset(self, wanted: str) -> Optional[Manifest]:
         """The subset called ``wanted`` ('_' and '-' and case are interchangeable)."""

@@ -57,6 +57,17 @@ class Store:
     path: Path
     available: bool  # the folder exists (for a mount: it is mounted)
     free: Optional[int]  # bytes free, None when unavailable
+    # A store that lives on a mount: the mount point (``/content/drive``), and how to mount it.
+    # Until it is mounted, the folder (if any) is the VM's own disk and keeps nothing.
+    mount: Optional[Path] = None
+    mount_hint: str = ""
+
+    def holds(self, path: Path) -> bool:
+        """``path`` is on this store's mount (at or below the mount point)."""
+        if self.mount is None:
+            return False
+        path = Path(os.path.abspath(path))
+        return path == self.mount or self.mount in path.parents
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,14 @@ class Platform:
     def of_role(self, role: str) -> list[Store]:
         return [s for s in self.stores if s.role == role]
 
+    def unmounted(self, path: Path) -> Optional[Store]:
+        """The store whose mount ``path`` is on, when that mount is not there; else None.
+
+        Writing there would create the mount's folder on the VM's disk and lose it with the
+        session (and would then hide the real mount), so such a path must not be used.
+        """
+        return next((s for s in self.stores if s.holds(path) and not is_mounted(s.mount)), None)
+
     @property
     def default_sources(self) -> tuple[Path, ...]:
         return tuple(s.path for s in self.of_role("source") if s.available)
@@ -84,6 +103,13 @@ def detect(environ: Optional[Mapping[str, str]] = None) -> Platform:
     env = os.environ if environ is None else environ
     root = Path(env.get(ROOT_ENV, "") or "/")
     forced = env.get(FORCE_ENV, "").strip().lower()
+    if forced and forced not in NAMES:
+        from .progress import warn_once
+
+        warn_once(
+            f"{FORCE_ENV}={env[FORCE_ENV]!r} is not a platform datastage knows "
+            f"({', '.join(NAMES)}); detecting the platform instead"
+        )
     name = forced if forced in NAMES else _guess(env, root)
     build = {"colab": _colab, "autodl": _autodl, "sagemaker": _sagemaker, "local": _local}[name]
     network = tuple((k, env[k]) for k in NETWORK_VARS if env.get(k))
@@ -109,32 +135,40 @@ def _guess(env: Mapping[str, str], root: Path) -> str:
     return "local"
 
 
-def _store(role: str, label: str, path: Path) -> Store:
-    available = path.is_dir()
+def is_mounted(path: Optional[Path]) -> bool:
+    """A mount point is there (another file system than its parent's): the store is real."""
+    return path is not None and os.path.ismount(path)
+
+
+def _store(
+    role: str, label: str, path: Path, mount: Optional[Path] = None, mount_hint: str = ""
+) -> Store:
+    available = path.is_dir() and (mount is None or is_mounted(mount))
     free = None
     if available:
         try:
             free = shutil.disk_usage(path).free
         except OSError:
             available = False
-    return Store(role, label, path, available, free)
+    return Store(role, label, path, available, free, mount, mount_hint)
+
+
+DRIVE_MOUNT_HINT = "from google.colab import drive; drive.mount('/content/drive')"
+AUTODL_FS_HINT = "turn on file storage (autodl-fs) for this instance in the AutoDL console"
 
 
 def _colab(root: Path, env: Mapping[str, str], network: tuple[tuple[str, str], ...]) -> Platform:
     content = _at(root, "/content")
     drive = _at(root, "/content/drive/MyDrive")
+    drive_store = _store(
+        "persistent", "Google Drive", drive, _at(root, "/content/drive"), DRIVE_MOUNT_HINT
+    )
     hints: tuple[str, ...] = ()
-    if not drive.is_dir():
-        hints = (
-            "mount Google Drive to keep downloads across sessions: "
-            "from google.colab import drive; drive.mount('/content/drive')",
-        )
+    if not drive_store.available:
+        hints = (f"mount Google Drive to keep downloads across sessions: {DRIVE_MOUNT_HINT}",)
     return Platform(
         name="colab",
-        stores=(
-            _store("fast", "/content (local disk)", content),
-            _store("persistent", "Google Drive", drive),
-        ),
+        stores=(_store("fast", "/content (local disk)", content), drive_store),
         default_to=content / "datasets",
         # /content is the fast local disk; the home folder's cache is on the same disk anyway,
         # but keeping it under /content makes `datastage env` show one place to look.
@@ -156,7 +190,7 @@ def _autodl(root: Path, env: Mapping[str, str], network: tuple[tuple[str, str], 
         name="autodl",
         stores=(
             _store("fast", "autodl-tmp (data disk)", tmp),
-            _store("persistent", "autodl-fs", fs),
+            _store("persistent", "autodl-fs", fs, fs, AUTODL_FS_HINT),
             _store("source", "autodl-pub (public datasets)", _at(root, "/root/autodl-pub")),
         ),
         # The system disk is small (30 GB): both the data and the cache belong on the data disk.

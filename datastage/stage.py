@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -55,9 +56,17 @@ def lock_for(target: Path) -> Path:
 
 
 def root_of(manifest: Manifest, to: Path) -> Path:
-    """The path users get: the dataset folder, or the root folder the manifest names in it."""
+    """The path users get: the dataset folder, or the root folder the manifest names in it
+    (for a one-liner's archive: its single top folder, found in the marker's listing)."""
     folder = dataset_dir(manifest, to)
-    return folder / manifest.root if manifest.root else folder
+    if manifest.root:
+        return folder / manifest.root
+    if manifest.detect_root:
+        from .layout import single_top_folder
+
+        marker = read_marker(folder)
+        return folder / single_top_folder(marker["files"]) if marker else folder
+    return folder
 
 
 def read_marker(folder: Path) -> Optional[dict[str, Any]]:
@@ -276,12 +285,12 @@ def verify(manifest: Manifest, to: Path, reporter: Reporter) -> Path:
     if marker is None:
         raise VerifyFailed(
             f"{folder} is not a complete staging of {manifest.name} (no valid {MARKER})",
-            hint=f"run: datastage get {manifest.name} --to {to}",
+            hint=f"run: {get_command(manifest, to)}",
         )
     if marker.get("content_key") != manifest.content_key:
         raise VerifyFailed(
             f"{folder} was staged from a different version of the {manifest.name} manifest",
-            hint=f"run: datastage get {manifest.name} --to {to}",
+            hint=f"run: {get_command(manifest, to)}",
         )
     total = sum(v.get("size", 0) for v in marker["files"].values())
     bar = reporter.bar(f"verifying {manifest.name}", total)
@@ -299,9 +308,14 @@ def verify(manifest: Manifest, to: Path, reporter: Reporter) -> Path:
         raise VerifyFailed(
             f"{len(problems)} of {len(marker['files'])} staged files in {folder} differ: "
             f"{listed}{more}",
-            hint=f"re-stage with: datastage get {manifest.name} --to {to}",
+            hint=f"re-stage with: {get_command(manifest, to)}",
         )
     return root_of(manifest, to)
+
+
+def get_command(manifest: Manifest, to: Path) -> str:
+    """The command that stages ``manifest`` again, with the target as the user typed it."""
+    return f"datastage get {shlex.quote(manifest.target)} --to {shlex.quote(str(to))}"
 
 
 def _problems(

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional, cast
 
-from ..errors import CorruptArchive, MissingDependency, UnsupportedArchive
+from ..errors import CorruptArchive, MissingDependency, UnsupportedArchive, install_hint
 from . import external
 from .tarfmt import extract_tar_stream
 from .writer import MemberSink, SafeWriter
@@ -40,7 +40,7 @@ def extract_7z(path: Path, writer: SafeWriter) -> None:
         return
     raise MissingDependency(
         f"{writer.archive} is a 7z archive; reading it needs py7zr or a 7z tool",
-        hint="pip install 'datastage[7z]' (or apt-get install 7zip / p7zip-full)",
+        hint=f"{install_hint('7z')} (or apt-get install 7zip / p7zip-full)",
     )
 
 
