@@ -22,7 +22,7 @@ import click
 from . import __version__, api
 from . import cli_options as options
 from .config import DEBUG_ENV
-from .errors import DatasetNotFound, DatastageError, InsufficientSpace
+from .errors import DatasetNotFound, DatastageError, InsufficientSpace, InvalidManifest
 from .manifest import Manifest
 from .units import human_bytes
 
@@ -390,6 +390,8 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
         _fail(e.format_message(), "run 'datastage --help' for usage", e.exit_code, debug)
     except (KeyboardInterrupt, click.Abort):
         _fail("interrupted; re-run to resume", None, EXIT_INTERRUPTED, debug)
+    except InvalidManifest as e:  # one summary line, then one line per problem
+        _fail(e.summary, e.hint, e.exit_code, debug, details=e.problems)
     except DatastageError as e:
         _fail(e.message, e.hint, e.exit_code, debug)
     except BrokenPipeError:
@@ -417,10 +419,20 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
     sys.exit(result if isinstance(result, int) else 0)
 
 
-def _fail(message: str, hint: Optional[str], code: int, debug: bool) -> NoReturn:
+MAX_DETAILS = 20  # problem lines under one error; a fuzzed manifest can have thousands
+
+
+def _fail(
+    message: str, hint: Optional[str], code: int, debug: bool, details: Sequence[str] = ()
+) -> NoReturn:
     if debug:
         traceback.print_exc()
     print(f"error: {_one_line(message)}", file=sys.stderr)
+    if len(details) > 1:
+        for line in details[:MAX_DETAILS]:
+            print(f"  {_one_line(line)}", file=sys.stderr)
+        if len(details) > MAX_DETAILS:
+            print(f"  ... and {len(details) - MAX_DETAILS} more", file=sys.stderr)
     if hint:
         print(f"hint: {_one_line(hint)}", file=sys.stderr)
     sys.exit(code)
