@@ -223,6 +223,7 @@ def unpin(target: str, cache: Optional[PathLike] = None) -> list[str]:
     """Forget the first-use pins of ``target``'s files; returns the names of files unpinned."""
     from .pins import Pins
 
+    _check_target(target)
     manifest = registry.resolve(target)
     book = Pins(config.resolve(cache_dir=cache).cache_dir)
     return [entry.name for entry in manifest.files if book.forget(entry)]
@@ -321,11 +322,31 @@ def _manifest(target: str, sha256: Optional[str], name: Optional[str], **setting
     """The registry's (or a manifest file's) manifest, or one synthesised for a URL/path."""
     from . import direct
 
+    _check_target(target, name)
     if direct.is_direct(target):
         return direct.manifest_for(target, config.resolve(**settings), name=name, sha256=sha256)
     if sha256 or name:
         raise UsageError("--sha256 and --name apply to a URL or path, not to a dataset name")
     return registry.resolve(target)
+
+
+def _check_target(target: str, name: Optional[str] = None) -> None:
+    """Refuse a target or ``--name`` that could only go wrong later: "" would stage the current
+    folder, a malformed URL would be a traceback in a source, a name with "/" a usage error."""
+    from .manifest import URL_SCHEME, check_name, check_url
+
+    if not isinstance(target, str) or not target.strip():
+        raise UsageError(
+            f"the target is empty ({target!r})",
+            hint="give a dataset name, a manifest file, a URL or a path (./ for this folder)",
+        )
+    reason = check_url(target) if URL_SCHEME.match(target) or "\x00" in target else None
+    if reason:
+        raise UsageError(f"target {reason}")
+    if name is not None:
+        reason = check_name(name) if name.strip() else "is empty"
+        if reason:
+            raise UsageError(f"--name {reason}")
 
 
 def _download_all(

@@ -507,6 +507,7 @@ class _Validator:
 
     # -- collecting ---------------------------------------------------------------------------
     def note(self, key: str, reason: str) -> None:
+        key, reason = _cut(key), _cut(reason)
         if (key, reason) not in self.problems:
             self.problems.append((key, reason))
 
@@ -669,6 +670,11 @@ _REPR = reprlib.Repr()
 _REPR.maxstring = _REPR.maxother = 80
 _REPR.maxlist = _REPR.maxdict = 4
 _REPR.maxlevel = 2
+
+
+def _cut(text: str, limit: int = 300) -> str:
+    """A key or reason of readable length (a digest library may quote a megabyte value)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _shown(value: Any) -> str:

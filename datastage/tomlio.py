@@ -62,13 +62,14 @@ def dumps(data: Mapping[str, Any]) -> str:
 def _check(value: Any, key: str, depth: int) -> None:
     """Depth and lone surrogates; the recursion stops at MAX_DEPTH, far below Python's limit."""
     if depth > MAX_DEPTH:
-        raise BadTOML(f"{key or 'the document'}: nested more than {MAX_DEPTH} levels deep")
+        where = key if len(key) <= 60 else key[:57] + "..."
+        raise BadTOML(f"nested more than {MAX_DEPTH} levels deep (at {where})")
     if isinstance(value, str):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
             reason = "a string holds a lone surrogate (\\uD800-\\uDFFF), which is not text"
-            raise BadTOML(f"{key}: {reason}") from None
+            raise BadTOML(f"{key[:200]}: {reason}") from None
     elif isinstance(value, dict):
         for k, v in value.items():
             _check(k, key, depth + 1)
