@@ -38,7 +38,7 @@ import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, NoReturn, Optional, TypeVar
+from typing import Any, Callable, NoReturn, Optional, TypeVar, Union
 from urllib.parse import unquote, urlsplit
 
 from . import tomlio
@@ -48,6 +48,7 @@ from .names import archive_suffix
 from .tomlio import tomllib  # noqa: F401 - authoring.py checks what it writes with it
 
 T = TypeVar("T")
+D = TypeVar("D")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*\Z")  # \Z: "name\n" is not a name
 MAX_NAME_BYTES = 255  # one path component on Linux file systems
 MAX_INT = 2**63 - 1  # sizes and counts beyond it describe no real file
@@ -201,17 +202,22 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
     if name:
         v.folder_name(name, "name")
     base = source.parent if source else Path.cwd()
-    files = v.attempt(lambda: _files(v, data, "", base, required="subsets" not in data), ())
+    files = v.attempt((), _files, v, data, "", base, "subsets" not in data)
     root = v.relative_path(data, "root", "")
     text = {k: v.string(data, k, "") for k in ("description", "homepage", "license")}
     text |= {k: v.string(data, k, "") for k in ("citation", "version", "license_note")}
     noncommercial = bool(v.boolean(data, "noncommercial", ""))
-    layout = v.attempt(lambda: _layout(v, data, ""), Layout())
+    layout = v.attempt(Layout(), _layout, v, data, "")
     licensing = (text["license"], noncommercial, text["license_note"])
-    subsets = v.attempt(lambda: _subsets(v, data, base, name, root, licensing), ())
+    subsets = v.attempt((), _subsets, v, data, base, name, root, licensing)
     subsets = tuple(
-        replace(sub, path=source, homepage=text["homepage"], citation=text["citation"],
-                version=text["version"])
+        replace(
+            sub,
+            path=source,
+            homepage=text["homepage"],
+            citation=text["citation"],
+            version=text["version"],
+        )
         for sub in subsets
     )
     for sub in subsets:
@@ -298,7 +304,7 @@ def _files(
         v.fail(prefix + "files", "needs at least one [[files]] entry")
     entries = []
     for i, raw in enumerate(raw_files):
-        entry = v.attempt(lambda: _file_entry(v, raw, f"{prefix}files[{i}]", base), None)
+        entry = v.attempt(None, _file_entry, v, raw, f"{prefix}files[{i}]", base)
         if entry is not None:
             v.keys[id(entry)] = f"{prefix}files[{i}]"
             entries.append(entry)
@@ -318,7 +324,9 @@ def _layout(v: _Validator, table: Mapping[str, Any], prefix: str) -> Layout:
     good_counts = {}
     for pattern, count in counts.items():
         if type(count) is not int or not 0 <= count <= MAX_INT:
-            v.note(f"{prefix}layout.counts.{pattern}", f"must be a whole number, got {_shown(count)}")
+            v.note(
+                f"{prefix}layout.counts.{pattern}", f"must be a whole number, got {_shown(count)}"
+            )
         else:
             good_counts[pattern] = count
     for pattern in [*paths, *good_counts]:
@@ -341,10 +349,10 @@ def _subsets(
         v.fail("subsets", "must be a table of [subsets.<name>] tables")
     parsed: dict[str, tuple[Manifest, list[str]]] = {}
     for sub, table in raw.items():
-        one = v.attempt(lambda: _subset(v, sub, table, base, dataset, root, licensing), None)
+        one = v.attempt(None, _subset, v, sub, table, base, dataset, root, licensing)
         if one is not None:
             parsed[sub] = one
-    subsets = (v.attempt(lambda: _with_includes(v, sub, parsed), None) for sub in parsed)
+    subsets = (v.attempt(None, _with_includes, v, sub, parsed) for sub in parsed)
     return tuple(s for s in subsets if s is not None)
 
 
@@ -370,7 +378,7 @@ def _subset(
     if ("files" in table) == bool(includes):
         v.note(key + "files", "a subset needs either [[files]] or includes = [...]")
     whole = v.boolean(table, "whole", key)
-    files = v.attempt(lambda: _files(v, table, key, base, required=not includes), ())
+    files = v.attempt((), _files, v, table, key, base, not includes)
     manifest = Manifest(
         name=f"{dataset}-{sub}",
         files=files,
@@ -379,7 +387,7 @@ def _subset(
         license=licensing[0],
         noncommercial=licensing[1],
         license_note=licensing[2],
-        layout=v.attempt(lambda: _layout(v, table, key), Layout()),
+        layout=v.attempt(Layout(), _layout, v, table, key),
         path=None,
         subset=sub,
         dataset=dataset,
@@ -515,10 +523,10 @@ class _Validator:
         self.note(key, reason)
         raise _Skip
 
-    def attempt(self, read: Callable[[], T], default: T) -> T:
-        """``read()``, or ``default`` when it abandoned its value (the problem is recorded)."""
+    def attempt(self, default: D, read: Callable[..., T], *args: Any) -> Union[T, D]:
+        """``read(*args)``, or ``default`` when it abandoned its value (the problem is recorded)."""
         try:
-            return read()
+            return read(*args)
         except _Skip:
             return default
 
@@ -566,7 +574,9 @@ class _Validator:
         if not name or "/" in name or name in (".", "..") or "\x00" in name:
             self.note(key, f'cannot use {_shown(name)} as a file name; set name = "..."')
         elif _too_long(name):
-            self.note(key, f"{_shown(name)} is longer than a file name may be ({MAX_NAME_BYTES} bytes)")
+            self.note(
+                key, f"{_shown(name)} is longer than a file name may be ({MAX_NAME_BYTES} bytes)"
+            )
 
     def no_overlaps(self, files: tuple[FileEntry, ...]) -> None:
         """Two entries may not land on one path, nor a copied file where a folder must be."""
