@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Optional
 
 import pytest
 
-from datastage import api, manifest, userconfig
-from datastage.errors import InvalidManifest, ManifestError, UsageError
+from datastage import api, errors, manifest, userconfig
+from datastage.errors import ManifestError, UsageError
 from tests.conftest import run_cli, sha256, tree
 from tests.inprocess import cli
 
@@ -94,13 +95,17 @@ DEEP = {
 }
 
 
+NESTED = re.compile(r"nested (too deeply|more than \d+ levels deep)")
+
+
 @pytest.mark.parametrize("kind", sorted(DEEP))
 def test_deeply_nested_manifest_is_one_error(ds, tmp_path, kind):
     path = tmp_path / "deep.toml"
     path.write_text(DEEP[kind])
     done = ds("get", str(path), "--to", str(tmp_path / "out"))
     assert done.returncode == 3, done.stderr
-    _one_error(done.stderr, str(path), "nested")
+    line = _one_error(done.stderr, str(path))
+    assert NESTED.search(line.split(str(path), 1)[1]), line
 
 
 @pytest.mark.parametrize("kind", ["arrays", "dotted keys"])
@@ -109,7 +114,8 @@ def test_deeply_nested_config_is_one_error_with_a_hint(ds, tmp_path, folder, kin
     config.write_text(DEEP[kind].replace("name = 'x'\nfiles", "sources"))
     done = ds("get", "./", "--to", str(tmp_path / "out"), cwd=folder)
     assert done.returncode == 2, done.stderr
-    _one_error(done.stderr, str(config), "nested")
+    line = _one_error(done.stderr, str(config))
+    assert NESTED.search(line.split(str(config), 1)[1]), line
     assert done.stderr.splitlines()[1].startswith(f"hint: fix or delete {config}")
 
 
@@ -334,7 +340,7 @@ def test_many_problems_are_capped_and_python_sees_them_all(ds, tmp_path):
     lines = done.stderr.splitlines()
     assert lines[0] == f"error: manifest {path}: 60 problems"
     assert len(lines) == 1 + 20 + 1 and lines[-1] == "  ... and 40 more", done.stderr
-    with pytest.raises(InvalidManifest) as e:
+    with pytest.raises(errors.InvalidManifest) as e:
         manifest.load(path)
     assert len(e.value.problems) == 60
     assert "\n" not in str(e.value) and "files[29].size" in str(e.value)
