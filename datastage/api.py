@@ -323,6 +323,7 @@ def _manifest(target: str, sha256: Optional[str], name: Optional[str], **setting
     from . import direct
 
     _check_target(target, name)
+    _check_endpoints(settings)
     if direct.is_direct(target):
         return direct.manifest_for(target, config.resolve(**settings), name=name, sha256=sha256)
     if sha256 or name:
@@ -347,6 +348,17 @@ def _check_target(target: str, name: Optional[str] = None) -> None:
         reason = check_name(name) if name.strip() else "is empty"
         if reason:
             raise UsageError(f"--name {reason}")
+
+
+def _check_endpoints(settings: dict[str, Any]) -> None:
+    """--hf-endpoint (comma-separated) and --s3-endpoint must be URLs a library can parse."""
+    from .manifest import check_url
+
+    for key in ("hf_endpoint", "s3_endpoint"):
+        for url in str(settings.get(key) or "").split(","):
+            reason = check_url(url.strip()) if url.strip() else None
+            if reason:
+                raise UsageError(f"--{key.replace('_', '-')}: {reason}")
 
 
 def _download_all(

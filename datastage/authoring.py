@@ -47,6 +47,11 @@ def measure(target: str, settings: Any, reporter: Any) -> Measured:
     if URL_SCHEME.match(target) and not target.startswith("file://"):
         from .cache import Cache
         from .download import download
+        from .manifest import check_url
+
+        reason = check_url(target)
+        if reason:  # never sent on the wire, never a traceback
+            raise UsageError(f"target {reason}")
 
         entry = FileEntry(url=target, name=file_name_from_url(target) or "download")
         blob = download(entry, Cache(settings.cache_dir), settings, reporter)

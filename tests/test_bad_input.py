@@ -440,3 +440,21 @@ def test_fuzz_case_through_the_cli(capsys, tmp_path):
     assert err.splitlines()[0].startswith(f"error: manifest {path}: ")
     assert "Traceback" not in err and "internal error" not in err
     assert all(len(line) < 600 for line in err.splitlines()), err
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["get", "s3://b/k", "--s3-endpoint", "http://[::1"], ["--s3-endpoint", "not a valid URL"]),
+        (
+            ["get", "hf://datasets/a/b/x", "--hf-endpoint", "https://m.example,http://[::1"],
+            ["--hf-endpoint", "not a valid URL"],
+        ),
+        (["manifest", "http://[::1/x"], ["not a valid URL"]),
+        (["manifest", "http://127.0.0.1:9/a\nb"], ["control character"]),
+    ],
+)
+def test_malformed_urls_in_options_and_manifest_command(ds, tmp_path, args, words):
+    done = ds(*args, *(["--to", str(tmp_path / "out")] if args[0] == "get" else []))
+    assert done.returncode == 2, done.stderr
+    _one_error(done.stderr, *words)
