@@ -223,8 +223,7 @@ def unpin(target: str, cache: Optional[PathLike] = None) -> list[str]:
     """Forget the first-use pins of ``target``'s files; returns the names of files unpinned."""
     from .pins import Pins
 
-    _check_target(target)
-    manifest = registry.resolve(target)
+    manifest = registry.resolve(_checked_target(target))
     book = Pins(config.resolve(cache_dir=cache).cache_dir)
     return [entry.name for entry in manifest.files if book.forget(entry)]
 
@@ -322,7 +321,7 @@ def _manifest(target: str, sha256: Optional[str], name: Optional[str], **setting
     """The registry's (or a manifest file's) manifest, or one synthesised for a URL/path."""
     from . import direct
 
-    _check_target(target, name)
+    target = _checked_target(target, name)
     _check_endpoints(settings)
     if direct.is_direct(target):
         return direct.manifest_for(target, config.resolve(**settings), name=name, sha256=sha256)
@@ -331,11 +330,14 @@ def _manifest(target: str, sha256: Optional[str], name: Optional[str], **setting
     return registry.resolve(target)
 
 
-def _check_target(target: str, name: Optional[str] = None) -> None:
-    """Refuse a target or ``--name`` that could only go wrong later: "" would stage the current
-    folder, a malformed URL would be a traceback in a source, a name with "/" a usage error."""
+def _checked_target(target: Any, name: Optional[str] = None) -> str:
+    """The target as a string; refuse one (or a ``--name``) that could only go wrong later: ""
+    would stage the current folder, a malformed URL would be a traceback in a source, a name
+    with "/" a folder outside ``to``."""
     from .manifest import URL_SCHEME, check_name, check_url
 
+    if isinstance(target, os.PathLike):
+        target = os.fspath(target)
     if not isinstance(target, str) or not target.strip():
         raise UsageError(
             f"the target is empty ({target!r})",
@@ -348,6 +350,7 @@ def _check_target(target: str, name: Optional[str] = None) -> None:
         reason = check_name(name) if name.strip() else "is empty"
         if reason:
             raise UsageError(f"--name {reason}")
+    return target
 
 
 def _check_endpoints(settings: dict[str, Any]) -> None:
