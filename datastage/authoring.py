@@ -63,7 +63,14 @@ def measure(target: str, settings: Any, reporter: Any) -> Measured:
             raise UsageError(f"{target}: no such file (give a URL or a path to a file)")
         reporter.say(f"hashing {local}")
         hashed = hash_file(local)
-        url, size, sha256, name = str(local), hashed.size, hashed.hexdigests()["sha256"], local.name
+        from .sources.local import url_of  # a non-UTF-8 path becomes a file:// URL TOML can hold
+
+        url, size, sha256, name = (
+            url_of(local),
+            hashed.size,
+            hashed.hexdigests()["sha256"],
+            local.name,
+        )
     fmt = detect(local)
     return Measured(url, local, name, size, sha256, fmt, _members(local, fmt, name))
 
@@ -170,7 +177,9 @@ def hash_lines(paths: Iterable[str], algorithms: Sequence[str] = DEFAULT_ALGORIT
         if not path.is_file():
             raise UsageError(f"{raw}: no such file")
         hashed = hash_file(path, algorithms).hexdigests()
-        lines = ["[[files]]", f"url = {_q(raw)}", f"size = {path.stat().st_size}"]
+        from .sources.local import url_of
+
+        lines = ["[[files]]", f"url = {_q(url_of(path, raw))}", f"size = {path.stat().st_size}"]
         lines += [f"{alg} = {_q(hashed[alg])}" for alg in algorithms]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"

@@ -498,6 +498,8 @@ def resolve_url(url: str, base: Path) -> str:
 
 
 def file_name_from_url(url: str) -> str:
+    if url.startswith("file://"):  # percent-encoded bytes of a local name: keep them as they are
+        return unquote(PurePosixPath(urlsplit(url).path).name, errors="surrogateescape")
     path = urlsplit(url).path if URL_SCHEME.match(url) else url
     return unquote(PurePosixPath(path).name)
 

@@ -458,3 +458,16 @@ def test_malformed_urls_in_options_and_manifest_command(ds, tmp_path, args, word
     done = ds(*args, *(["--to", str(tmp_path / "out")] if args[0] == "get" else []))
     assert done.returncode == 2, done.stderr
     _one_error(done.stderr, *words)
+
+
+def test_manifest_of_a_non_utf8_file_loads_and_stages_the_same_name(ds, tmp_path):
+    odd = tmp_path / os.fsdecode(b"caf\xe9") / os.fsdecode(b"\xe9t\xe9.bin")
+    odd.parent.mkdir()
+    odd.write_bytes(DATA)
+    out = tmp_path / "m.toml"
+    made = ds("manifest", str(odd), "-o", str(out), "--name", "odd", "-q")
+    assert made.returncode == 0, made.stderr
+    assert "file://" in out.read_text(encoding="utf-8")  # percent-encoded: valid UTF-8 TOML
+    done = ds("get", str(out), "--to", str(tmp_path / "out"), "-q")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "odd" / os.fsdecode(b"\xe9t\xe9.bin")).read_bytes() == DATA
