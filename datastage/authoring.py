@@ -63,14 +63,10 @@ def measure(target: str, settings: Any, reporter: Any) -> Measured:
             raise UsageError(f"{target}: no such file (give a URL or a path to a file)")
         reporter.say(f"hashing {local}")
         hashed = hash_file(local)
-        from .sources.local import url_of  # a non-UTF-8 path becomes a file:// URL TOML can hold
+        from .sources.local import url_of
 
-        url, size, sha256, name = (
-            url_of(local),
-            hashed.size,
-            hashed.hexdigests()["sha256"],
-            local.name,
-        )
+        url = url_of(local)  # a non-UTF-8 path becomes a file:// URL a (UTF-8) manifest can hold
+        size, sha256, name = hashed.size, hashed.hexdigests()["sha256"], local.name
     fmt = detect(local)
     return Measured(url, local, name, size, sha256, fmt, _members(local, fmt, name))
 
