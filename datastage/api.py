@@ -254,7 +254,7 @@ def unpin(target: str, cache: Optional[PathLike] = None) -> list[str]:
     """Forget the first-use pins of ``target``'s files; returns the names of files unpinned."""
     from .pins import Pins
 
-    manifest = registry.resolve(target)
+    manifest = registry.resolve(_checked_target(target))
     book = Pins(config.resolve(cache_dir=cache).cache_dir)
     return [entry.name for entry in manifest.files if book.forget(entry)]
 
@@ -352,6 +352,8 @@ def _manifest(target: str, sha256: Optional[str], name: Optional[str], **setting
     """The registry's (or a manifest file's) manifest, or one synthesised for a URL/path."""
     from . import direct
 
+    target = _checked_target(target, name)
+    _check_endpoints(settings)
     if direct.is_direct(target):
         found = direct.manifest_for(target, config.resolve(**settings), name=name, sha256=sha256)
     elif sha256 or name:
@@ -359,6 +361,40 @@ def _manifest(target: str, sha256: Optional[str], name: Optional[str], **setting
     else:
         found = registry.resolve(target)
     return replace(found, typed=target)  # hints repeat the target as the user typed it
+
+
+def _checked_target(target: Any, name: Optional[str] = None) -> str:
+    """The target as a string; refuse one (or a ``--name``) that could only go wrong later: ""
+    would stage the current folder, a malformed URL would be a traceback in a source, a name
+    with "/" a folder outside ``to``."""
+    from .manifest import URL_SCHEME, check_name, check_url
+
+    if isinstance(target, os.PathLike):
+        target = os.fspath(target)
+    if not isinstance(target, str) or not target.strip():
+        raise UsageError(
+            f"the target is empty ({target!r})",
+            hint="give a dataset name, a manifest file, a URL or a path (./ for this folder)",
+        )
+    reason = check_url(target) if URL_SCHEME.match(target) or "\x00" in target else None
+    if reason:
+        raise UsageError(f"target {reason}")
+    if name is not None:
+        reason = check_name(name) if name.strip() else "is empty"
+        if reason:
+            raise UsageError(f"--name {reason}")
+    return target
+
+
+def _check_endpoints(settings: dict[str, Any]) -> None:
+    """--hf-endpoint (comma-separated) and --s3-endpoint must be URLs a library can parse."""
+    from .manifest import check_url
+
+    for key in ("hf_endpoint", "s3_endpoint"):
+        for url in str(settings.get(key) or "").split(","):
+            reason = check_url(url.strip()) if url.strip() else None
+            if reason:
+                raise UsageError(f"--{key.replace('_', '-')}: {reason}")
 
 
 def _download_all(

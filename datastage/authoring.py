@@ -47,6 +47,11 @@ def measure(target: str, settings: Any, reporter: Any) -> Measured:
     if URL_SCHEME.match(target) and not target.startswith("file://"):
         from .cache import Cache
         from .download import download
+        from .manifest import check_url
+
+        reason = check_url(target)
+        if reason:  # never sent on the wire, never a traceback
+            raise UsageError(f"target {reason}")
 
         entry = FileEntry(url=target, name=file_name_from_url(target) or "download")
         blob = download(entry, Cache(settings.cache_dir), settings, reporter)
@@ -58,7 +63,10 @@ def measure(target: str, settings: Any, reporter: Any) -> Measured:
             raise UsageError(f"{target}: no such file (give a URL or a path to a file)")
         reporter.say(f"hashing {local}")
         hashed = hash_file(local)
-        url, size, sha256, name = str(local), hashed.size, hashed.hexdigests()["sha256"], local.name
+        from .sources.local import url_of
+
+        url = url_of(local)  # a non-UTF-8 path becomes a file:// URL a (UTF-8) manifest can hold
+        size, sha256, name = hashed.size, hashed.hexdigests()["sha256"], local.name
     fmt = detect(local)
     return Measured(url, local, name, size, sha256, fmt, _members(local, fmt, name))
 
@@ -160,7 +168,9 @@ def hash_lines(paths: Iterable[str], algorithms: Sequence[str] = DEFAULT_ALGORIT
         if not path.is_file():
             raise UsageError(f"{raw}: no such file")
         hashed = hash_file(path, algorithms).hexdigests()
-        lines = ["[[files]]", f"url = {_q(raw)}", f"size = {path.stat().st_size}"]
+        from .sources.local import url_of
+
+        lines = ["[[files]]", f"url = {_q(url_of(path, raw))}", f"size = {path.stat().st_size}"]
         lines += [f"{alg} = {_q(hashed[alg])}" for alg in algorithms]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"

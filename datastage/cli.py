@@ -22,7 +22,7 @@ import click
 from . import __version__, api
 from . import cli_options as options
 from .config import DEBUG_ENV
-from .errors import DatasetNotFound, DatastageError, InsufficientSpace
+from .errors import DatasetNotFound, DatastageError, InsufficientSpace, InvalidManifest
 from .manifest import Manifest
 from .redact import redact_text, redact_url
 from .units import human_bytes
@@ -391,6 +391,8 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
         _fail(e.format_message(), "run 'datastage --help' for usage", e.exit_code, debug)
     except (KeyboardInterrupt, click.Abort):
         _fail("interrupted; re-run to resume", None, EXIT_INTERRUPTED, debug)
+    except InvalidManifest as e:  # one summary line, then one line per problem
+        _fail(e.summary, e.hint, e.exit_code, debug, details=e.problems)
     except DatastageError as e:
         _fail(e.message, e.hint, e.exit_code, debug)
     except BrokenPipeError:
@@ -422,10 +424,20 @@ def _path_hint(e: OSError) -> str:
     return "check the path, or choose another --to / --cache"
 
 
-def _fail(message: str, hint: Optional[str], code: int, debug: bool) -> NoReturn:
+MAX_DETAILS = 20  # problem lines under one error; a fuzzed manifest can have thousands
+
+
+def _fail(
+    message: str, hint: Optional[str], code: int, debug: bool, details: Sequence[str] = ()
+) -> NoReturn:
     if debug:  # the chain names URLs (requests: "with url: /x?token=..."): redacted too
         print(redact_text(traceback.format_exc()), end="", file=sys.stderr)
     print(f"error: {redact_text(_one_line(message))}", file=sys.stderr)
+    if len(details) > 1:
+        for line in details[:MAX_DETAILS]:
+            print(f"  {redact_text(_one_line(line))}", file=sys.stderr)
+        if len(details) > MAX_DETAILS:
+            print(f"  ... and {len(details) - MAX_DETAILS} more", file=sys.stderr)
     if hint:
         print(f"hint: {redact_text(_one_line(hint))}", file=sys.stderr)
     sys.exit(code)

@@ -7,6 +7,7 @@ when there is one, ``hint: <hint>``, then exits with ``exit_code``.
     DatastageError                       1
     ├── UsageError                       2   bad flag combination, bad target string
     ├── ManifestError                    3   unreadable or invalid manifest (names file and key)
+    │   ├── InvalidManifest              3   every problem of one manifest, each with its key
     │   └── DatasetNotFound              3   unknown name ("did you mean ...")
     ├── MissingDependency                3   optional package not installed (install hint)
     ├── SourceError                      4   the remote side failed
@@ -37,6 +38,7 @@ made (redact.py): a URL's password or token never reaches a message, whoever pri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Optional
 
 from .redact import redact_text
@@ -71,6 +73,24 @@ class DatasetNotFound(ManifestError):
 
     def __str__(self) -> str:
         return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+class InvalidManifest(ManifestError):
+    """All of a manifest's problems at once, so it is fixed in one round, not one per run.
+
+    ``problems`` holds one "<where>: <key>: <reason>" line each (the CLI prints them under a
+    summary); ``str()`` is still one line: the problem itself, or the count and every problem.
+    """
+
+    def __init__(self, where: str, problems: Sequence[tuple[str, str]]) -> None:
+        self.problems = tuple(f"{where}: {key}: {reason}" for key, reason in problems)
+        if len(problems) == 1:
+            message = self.problems[0]
+        else:
+            listed = "; ".join(f"{key}: {reason}" for key, reason in problems)
+            message = f"{where}: {len(problems)} problems: {listed}"
+        super().__init__(message)
+        self.summary = f"{where}: {len(problems)} problems" if len(problems) > 1 else message
 
 
 class MissingDependency(DatastageError):
