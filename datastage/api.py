@@ -379,8 +379,8 @@ def _checked_target(target: Any, name: Optional[str] = None) -> str:
     reason = check_url(target) if URL_SCHEME.match(target) or "\x00" in target else None
     if reason:
         raise UsageError(f"target {reason}")
-    if name is not None:
-        reason = check_name(name) if name.strip() else "is empty"
+    if name is not None:  # a one-liner's folder: the file's own case is allowed (direct.py)
+        reason = check_name(name.lower()) if name.strip() else "is empty"
         if reason:
             raise UsageError(f"--name {reason}")
     return target

@@ -34,7 +34,7 @@ from .names import archive_suffix, strip_archive_suffix
 
 DEFAULT_NAME = "download"
 #: A one-liner's folder name: like manifest.NAME_PATTERN, but the file's own case is kept.
-FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
 def is_direct(target: str) -> bool:

@@ -359,13 +359,20 @@ def test_one_problem_is_still_one_line(ds, tmp_path):
 # -- the CLI's own arguments ----
 
 
-@pytest.mark.parametrize("name", ["a/b", "..", "", " ", "Upper", "x" * 300, "ok\n"])
+@pytest.mark.parametrize("name", ["a/b", "..", "", " ", "Up/per", "x" * 300, "ok\n", "-dash"])
 def test_bad_name_option_is_a_usage_error(ds, tmp_path, folder, name):
     done = ds("get", "./", "--to", str(tmp_path / "out"), "--name", name, cwd=folder)
     assert done.returncode == 2, done.stderr
     _one_error(done.stderr, "--name")
     assert not (tmp_path / "out").exists()
 
+
+
+def test_name_option_keeps_its_case(ds, tmp_path, folder):
+    """A one-liner's folder keeps the case the user gives it, as it keeps a file's own name."""
+    done = ds("get", "./", "--to", str(tmp_path / "out"), "--name", "My_Corpus", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "My_Corpus").is_dir()
 
 # -- a small fuzz of both loaders ----
 
