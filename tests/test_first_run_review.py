@@ -1,0 +1,60 @@
+"""Review of issue 17's fixes (branch firstrun): inputs the first tests did not try.
+
+Each test goes through the CLI, as a user would, with real files, mounts and a loopback server.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import payload, run_cli, sha256, write_manifest
+
+
+@pytest.fixture
+def bind_mount(tmp_path: Path) -> Iterator:
+    """``bind_mount(source, point)``: ``mount --bind`` (same file system, so the mount point
+    has its parent's device number); skipped where mounting is not allowed."""
+    mounted: list[Path] = []
+
+    def mount(source: Path, point: Path) -> None:
+        source.mkdir(parents=True, exist_ok=True)
+        point.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "--bind", str(source), str(point)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip("cannot bind-mount here (needs root)")
+        mounted.append(point)
+
+    yield mount
+    for point in reversed(mounted):
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def _one_file_dataset(folder: Path, server) -> Path:
+    data = payload(3000, 7)
+    entry = {"url": server.add("/a.bin", data), "sha256": sha256(data), "extract": False}
+    return write_manifest(folder, "single", [entry])
+
+
+@pytest.mark.parametrize("how", ["bind mount", "symlink to a mount"])
+def test_a_mounted_autodl_fs_is_used_however_it_is_mounted(
+    tmp_path: Path, server, mount_tmpfs, bind_mount, how: str
+) -> None:
+    root = tmp_path / "platform-root"
+    (root / "root" / "autodl-tmp").mkdir(parents=True)
+    fs = root / "root" / "autodl-fs"
+    if how == "bind mount":  # a container volume from the host's own disk
+        bind_mount(tmp_path / "host-disk" / "fs", fs)
+    else:  # the well-known path is a link to where the network disk is mounted
+        fs.symlink_to(mount_tmpfs(tmp_path / "mnt" / "autodl-fs"))
+    persistent = fs / "cache"
+    env = {"DATASTAGE_PLATFORM": "autodl", "DATASTAGE_PERSISTENT_CACHE": str(persistent)}
+    done = run_cli(
+        "get", str(_one_file_dataset(tmp_path, server)), "--to", str(tmp_path / "o"), env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "not mounted" not in done.stderr
+    assert (persistent / "single" / "a.bin").read_bytes() == payload(3000, 7)
