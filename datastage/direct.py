@@ -89,7 +89,10 @@ def manifest_for(
         )
     # The manifest schema's names are lowercase (typed as commands); the folder keeps its case.
     manifest = from_dict({"name": folder.lower(), "files": entries}, source=None)
-    return replace(manifest, name=folder, detect_root=len(entries) == 1)
+    # Only the target's own file can unpack into "its" top folder: a folder or prefix that
+    # happens to hold one file (in a subfolder of it) is still the folder users asked for.
+    one_file = len(entries) == 1 and "dest" not in entries[0]
+    return replace(manifest, name=folder, detect_root=one_file)
 
 
 def default_name(url: str, names: list[str]) -> str:

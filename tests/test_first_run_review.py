@@ -5,12 +5,14 @@ Each test goes through the CLI, as a user would, with real files, mounts and a l
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.archives import make_tar
 from tests.conftest import payload, run_cli, sha256, write_manifest
 
 
@@ -58,3 +60,40 @@ def test_a_mounted_autodl_fs_is_used_however_it_is_mounted(
     assert done.returncode == 0, done.stderr
     assert "not mounted" not in done.stderr
     assert (persistent / "single" / "a.bin").read_bytes() == payload(3000, 7)
+
+
+# -- a one-liner prints the archive's single top folder, and only that ------------------------
+
+
+def test_a_folder_holding_one_file_in_a_subfolder_prints_the_folder(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    (corpus / "train").mkdir(parents=True)
+    (corpus / "train" / "x.txt").write_bytes(b"only file\n")
+    out = tmp_path / "out"
+    for command in ("get", "get", "verify"):
+        done = run_cli(command, str(corpus), "--to", str(out))
+        assert done.returncode == 0, done.stderr
+        assert Path(done.stdout.strip()) == out / "corpus"  # the folder asked for, not train/
+    assert (out / "corpus" / "train" / "x.txt").read_bytes() == b"only file\n"
+
+
+@pytest.mark.parametrize(
+    "beside",
+    [
+        ("Other", None),  # an empty folder: no file lists it, yet it is part of the dataset
+        ("latest", ("symlink", "Top")),  # a link at the top, pointing inside
+        (".hidden", b"x"),
+    ],
+)
+def test_the_top_folder_is_printed_only_when_it_is_all_the_archive_holds(
+    tmp_path: Path, server, beside: tuple
+) -> None:
+    archive = make_tar([("Top/a.txt", b"alpha"), beside])
+    url = server.add("/Set.tar", archive)
+    out = tmp_path / "out"
+    for command in ("get", "verify"):
+        done = run_cli(command, url, "--to", str(out))
+        assert done.returncode == 0, done.stderr
+        assert Path(done.stdout.strip()) == out / "Set"
+    assert (out / "Set" / "Top" / "a.txt").read_bytes() == b"alpha"
+    assert os.path.lexists(out / "Set" / beside[0])
