@@ -97,3 +97,24 @@ def test_the_top_folder_is_printed_only_when_it_is_all_the_archive_holds(
         assert Path(done.stdout.strip()) == out / "Set"
     assert (out / "Set" / "Top" / "a.txt").read_bytes() == b"alpha"
     assert os.path.lexists(out / "Set" / beside[0])
+
+
+# -- names: a very long one is refused (or shortened) before anything is downloaded -----------
+
+
+def test_a_very_long_name_is_refused_before_the_download(tmp_path: Path, server) -> None:
+    data = make_tar([("Top/a.txt", b"alpha")])
+    long_file = "L" * 240 + ".tar"  # a valid file name on the server; too long to build on
+    url = server.add(f"/{long_file}", data)
+    out = tmp_path / "out"
+    refused = run_cli("get", url, "--to", str(out), "--name", "n" * 300)
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[0].startswith("error: --name 'nnn")
+    assert "too long" in refused.stderr
+    assert server.requests_for(f"/{long_file}") == [] and not out.exists()
+    done = run_cli("get", url, "--to", str(out))  # the derived name is shortened instead
+    assert done.returncode == 0, done.stderr
+    (folder,) = out.iterdir()
+    assert folder.name.startswith("LLLL") and len(folder.name) <= 200
+    assert Path(done.stdout.strip()) == folder / "Top"
+    assert (folder / "Top" / "a.txt").read_bytes() == b"alpha"
