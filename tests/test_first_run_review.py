@@ -118,3 +118,21 @@ def test_a_very_long_name_is_refused_before_the_download(tmp_path: Path, server)
     assert folder.name.startswith("LLLL") and len(folder.name) <= 200
     assert Path(done.stdout.strip()) == folder / "Top"
     assert (folder / "Top" / "a.txt").read_bytes() == b"alpha"
+
+
+# -- the install-line check reads every way a pip command is written ---------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "!pip --quiet install datastage",
+        "pip3.11 install -U datastage",
+        "%pip install \\\n    datastage",
+        "python -m pip --disable-pip-version-check install 'datastage[s3]'",
+    ],
+)
+def test_the_install_line_check_finds_the_wrong_package(line: str) -> None:
+    from tests.test_first_run import _install_targets, _requirement_name
+
+    assert "datastage" in [_requirement_name(t) for t in _install_targets(line)]
