@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,3 +137,43 @@ def test_the_install_line_check_finds_the_wrong_package(line: str) -> None:
     from tests.test_first_run import _install_targets, _requirement_name
 
     assert "datastage" in [_requirement_name(t) for t in _install_targets(line)]
+
+
+# -- a notebook shows an error's hint, not only its message -----------------------------------
+
+_NOTEBOOK_ERRORS = """
+import sys, traceback
+import datastage
+for call in (
+    lambda: datastage.verify(sys.argv[1], to=sys.argv[2]),
+    lambda: datastage.get("ljspech", to=sys.argv[2]),
+):
+    try:
+        call()
+    except datastage.DatastageError as e:  # what a notebook cell's traceback shows
+        print("".join(traceback.format_exception_only(type(e), e)).strip())
+        print("--")
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes (PEP 678)")
+def test_errors_raised_in_a_notebook_carry_their_hint(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_bytes(b"a\n")
+    (corpus / "b.txt").write_bytes(b"b\n")
+    done = subprocess.run(
+        [sys.executable, "-c", _NOTEBOOK_ERRORS, str(corpus), str(tmp_path / "never-staged")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    verify_error, unknown, _ = done.stdout.split("--\n")
+    assert verify_error.splitlines()[0].startswith("datastage.errors.VerifyFailed: ")
+    assert verify_error.splitlines()[-1] == (
+        f"hint: run: datastage get {corpus} --to {tmp_path / 'never-staged'}"
+    )
+    assert unknown.splitlines() == [  # its text already says it: not twice
+        "datastage.errors.DatasetNotFound: unknown dataset 'ljspech'; did you mean 'ljspeech'?"
+    ]
