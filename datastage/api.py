@@ -84,16 +84,20 @@ def get(
 
 def get_manifest(manifest: Manifest, dest: Path, settings: config.Settings) -> Path:
     """Fetch and stage an already resolved manifest (no is-current shortcut, no rank turn)."""
+    from .cache import Cache
+    from .cachetool import in_use
+
     reporter = Reporter(settings.quiet)
-    overlapped = _overlapped(manifest, dest, settings, reporter)
-    if overlapped is not None:
-        return overlapped
-    blobs = list(zip(manifest.files, _obtain_all(manifest, dest, settings, reporter)))
-    try:
-        return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout)
-    except ArchiveError:
-        _forget_unvouched(manifest, settings)
-        raise
+    with in_use(Cache(settings.cache_dir)):  # cache rm/prune wait until it is staged
+        overlapped = _overlapped(manifest, dest, settings, reporter)
+        if overlapped is not None:
+            return overlapped
+        blobs = list(zip(manifest.files, _obtain_all(manifest, dest, settings, reporter)))
+        try:
+            return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout)
+        except ArchiveError:
+            _forget_unvouched(manifest, settings)
+            raise
 
 
 def _overlapped(
@@ -145,8 +149,12 @@ def fetch(
     settings = config.resolve(
         cache_dir=cache, quiet=quiet, connections=connections, mirror=mirror, **endpoints
     )
+    from .cache import Cache
+    from .cachetool import in_use
+
     reporter = Reporter(settings.quiet)
-    return [blob.path for blob in _obtain_all(manifest, None, settings, reporter)]
+    with in_use(Cache(settings.cache_dir)):
+        return [blob.path for blob in _obtain_all(manifest, None, settings, reporter)]
 
 
 def _obtain_all(

@@ -177,3 +177,39 @@ def test_errors_raised_in_a_notebook_carry_their_hint(tmp_path: Path) -> None:
     assert unknown.splitlines() == [  # its text already says it: not twice
         "datastage.errors.DatasetNotFound: unknown dataset 'ljspech'; did you mean 'ljspeech'?"
     ]
+
+
+# -- cache prune / rm never take the files of a get that is still running ---------------------
+
+
+@pytest.mark.parametrize("command", [("prune", "--max-size", "0"), ("rm", "solo")])
+def test_cache_tools_wait_for_a_running_get(
+    tmp_path: Path, server, cache_dir: Path, command: tuple[str, ...]
+) -> None:
+    quick, slow = payload(3000, 1), payload(30_000, 2)
+    a = {"url": server.add("/a.bin", quick), "sha256": sha256(quick), "extract": False}
+    b = {"url": server.add("/b.bin", slow, rate=10_000), "sha256": sha256(slow), "extract": False}
+    if command[0] == "rm":  # another dataset has a.bin in the cache already
+        solo = write_manifest(tmp_path, "solo", [a])
+        assert run_cli("get", str(solo), "--to", str(tmp_path / "first")).returncode == 0
+    manifest = write_manifest(tmp_path, "pair", [a, b])
+    done_a = cache_dir / "blobs" / "sha256" / sha256(quick)[:2] / sha256(quick)
+    running = subprocess.Popen(
+        [sys.executable, "-m", "datastage", "get", str(manifest), "--to", str(tmp_path / "out")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # a.bin is in the cache, b.bin is still coming: the get has not staged anything yet
+        while not (done_a.exists() and list((cache_dir / "partial").glob("*.json"))):
+            assert running.poll() is None, running.communicate()
+        tool = run_cli("cache", *command)
+        out, err = running.communicate(timeout=60)
+    finally:
+        running.kill()
+    assert running.returncode == 0, err
+    assert (Path(out.strip()) / "a.bin").read_bytes() == quick
+    assert (Path(out.strip()) / "b.bin").read_bytes() == slow
+    assert tool.returncode == 0, tool.stderr
+    assert "waiting for" in tool.stderr
