@@ -262,7 +262,7 @@ def unpin(target: str, cache: Optional[PathLike] = None) -> list[str]:
     """Forget the first-use pins of ``target``'s files; returns the names of files unpinned."""
     from .pins import Pins
 
-    manifest = registry.resolve(target)
+    manifest = _manifest(target, None, None, cache_dir=cache)  # a URL or path too, as hints say
     book = Pins(config.resolve(cache_dir=cache).cache_dir)
     return [entry.name for entry in manifest.files if book.forget(entry)]
 

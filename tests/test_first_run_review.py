@@ -213,3 +213,38 @@ def test_cache_tools_wait_for_a_running_get(
     assert (Path(out.strip()) / "b.bin").read_bytes() == slow
     assert tool.returncode == 0, tool.stderr
     assert "waiting for" in tool.stderr
+
+
+# -- the unpin hint of a one-liner works as printed -------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["url", "folder"])
+def test_the_unpin_hint_of_a_one_liner_works(tmp_path: Path, server, kind: str) -> None:
+    out = tmp_path / "out"
+    if kind == "url":
+        target = server.add("/Release.bin", b"first release")
+    else:
+        folder = tmp_path / "Corpus"
+        folder.mkdir()
+        (folder / "a.txt").write_bytes(b"first release")
+        (folder / "b.txt").write_bytes(b"b")
+        target = str(folder)
+    assert run_cli("get", target, "--to", str(out)).returncode == 0
+    if kind == "url":
+        server.change("/Release.bin", b"second release")
+    else:
+        (folder / "a.txt").write_bytes(b"second release")
+    assert run_cli("cache", "rm", "Release" if kind == "url" else "Corpus").returncode == 0
+    refused = run_cli("get", target, "--to", str(tmp_path / "again"))
+    assert refused.returncode == 5, refused.stderr
+    hint = refused.stderr.splitlines()[-1]
+    assert hint == (
+        f"hint: if the dataset was re-released on purpose: datastage unpin {target}, then try again"
+    )
+    unpinned = run_cli("unpin", target)  # as the hint says
+    assert unpinned.returncode == 0, unpinned.stderr
+    again = run_cli("get", target, "--to", str(tmp_path / "again"))
+    assert again.returncode == 0, again.stderr
+    name = "Release.bin" if kind == "url" else "a.txt"
+    staged = Path(again.stdout.strip())
+    assert (staged / name).read_bytes() == b"second release"
