@@ -267,9 +267,12 @@ def unpin(target: str, cache: Optional[PathLike] = None) -> list[str]:
     return [entry.name for entry in manifest.files if book.forget(entry)]
 
 
-def verify(target: str, to: PathLike, quiet: Optional[bool] = None) -> Path:
-    """Re-hash the staged copy of ``target`` under ``to``; VerifyFailed if anything changed."""
-    manifest = _manifest(target, None, None)
+def verify(
+    target: str, to: PathLike, quiet: Optional[bool] = None, *, name: Optional[str] = None
+) -> Path:
+    """Re-hash the staged copy of ``target`` under ``to``; VerifyFailed if anything changed.
+    ``name``: the folder a URL/path one-liner was staged in with ``get(..., name=)``."""
+    manifest = _manifest(target, None, name)
     reporter = Reporter(config.resolve(quiet=quiet).quiet)
     return stage.verify(manifest, config.given_path(to, "--to"), reporter)
 
@@ -366,7 +369,8 @@ def _manifest(target: str, sha256: Optional[str], name: Optional[str], **setting
         raise UsageError("--sha256 and --name apply to a URL or path, not to a dataset name")
     else:
         found = registry.resolve(target)
-    return replace(found, typed=target)  # hints repeat the target as the user typed it
+    # hints repeat the target (and --name) as the user typed them
+    return replace(found, typed=target, typed_name=name or "")
 
 
 def _download_all(

@@ -145,6 +145,8 @@ class Manifest:
     aliases: tuple[str, ...] = ()  # other names users know it by ("baker" for "bznsyp")
     # How the user named it (a .toml path, a URL): what hints tell them to type again.
     typed: str = field(default="", compare=False)
+    # A one-liner's --name as the user gave it: hints repeat it (else they stage elsewhere).
+    typed_name: str = field(default="", compare=False)
     # A one-liner's archive: its single top folder (if it has one) is the root users get.
     detect_root: bool = False
 

@@ -333,7 +333,8 @@ def verify(manifest: Manifest, to: Path, reporter: Reporter) -> Path:
 
 def get_command(manifest: Manifest, to: Path) -> str:
     """The command that stages ``manifest`` again, with the target as the user typed it."""
-    return f"datastage get {shlex.quote(manifest.target)} --to {shlex.quote(str(to))}"
+    named = f" --name {shlex.quote(manifest.typed_name)}" if manifest.typed_name else ""
+    return f"datastage get {shlex.quote(manifest.target)}{named} --to {shlex.quote(str(to))}"
 
 
 def _problems(

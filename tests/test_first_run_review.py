@@ -248,3 +248,25 @@ def test_the_unpin_hint_of_a_one_liner_works(tmp_path: Path, server, kind: str) 
     name = "Release.bin" if kind == "url" else "a.txt"
     staged = Path(again.stdout.strip())
     assert (staged / name).read_bytes() == b"second release"
+
+
+# -- a one-liner staged under --name can be verified, and its hint keeps the name -------------
+
+
+def test_a_named_one_liner_is_verified_and_repaired_by_its_hint(tmp_path: Path, server) -> None:
+    url = server.add("/Data.tar", make_tar([("Top/a.txt", b"alpha")]))
+    out = tmp_path / "out"
+    assert run_cli("get", url, "--to", str(out), "--name", "mine").returncode == 0
+    staged = out / "mine" / "Top" / "a.txt"
+    staged.chmod(0o644)
+    staged.write_bytes(b"edited")
+    failed = run_cli("verify", url, "--name", "mine", "--to", str(out))
+    assert failed.returncode == 5, failed.stderr
+    command = f"datastage get {url} --name mine --to {out}"
+    assert failed.stderr.splitlines()[-1] == f"hint: re-stage with: {command}"
+    again = run_cli(*command.split()[1:])  # the hint, as the user would paste it
+    assert again.returncode == 0, again.stderr
+    assert staged.read_bytes() == b"alpha" and not (out / "Data").exists()
+    verified = run_cli("verify", url, "--name", "mine", "--to", str(out))
+    assert verified.returncode == 0, verified.stderr
+    assert Path(verified.stdout.strip()) == out / "mine" / "Top"
