@@ -270,3 +270,15 @@ def test_a_named_one_liner_is_verified_and_repaired_by_its_hint(tmp_path: Path, 
     verified = run_cli("verify", url, "--name", "mine", "--to", str(out))
     assert verified.returncode == 0, verified.stderr
     assert Path(verified.stdout.strip()) == out / "mine" / "Top"
+
+
+# -- sizes just under a unit round up into it --------------------------------------------------
+
+
+def test_a_size_just_under_a_megabyte_is_shown_as_one(tmp_path: Path, server) -> None:
+    data = payload(999_960, 4)  # 999.96 kB: "1.0 MB", not "1000.0 kB"
+    entry = {"url": server.add("/near.bin", data), "sha256": sha256(data), "extract": False}
+    manifest = write_manifest(tmp_path, "near", [entry])
+    assert run_cli("get", str(manifest), "--to", str(tmp_path / "out")).returncode == 0
+    listed = run_cli("cache", "ls").stdout.splitlines()
+    assert listed[-1].split()[:3] == ["total", "1.0", "MB"]
