@@ -282,3 +282,16 @@ def test_a_size_just_under_a_megabyte_is_shown_as_one(tmp_path: Path, server) ->
     assert run_cli("get", str(manifest), "--to", str(tmp_path / "out")).returncode == 0
     listed = run_cli("cache", "ls").stdout.splitlines()
     assert listed[-1].split()[:3] == ["total", "1.0", "MB"]
+
+
+@pytest.mark.parametrize("age", ["-1", "nan"])
+def test_a_partial_age_that_is_no_age_is_refused(tmp_path: Path, cache_dir: Path, age: str) -> None:
+    partial = cache_dir / "partial" / "sha256-0000.part"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"half a download")
+    done = run_cli("cache", "prune", "--partial-age", age)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"error: --partial-age: {float(age)!r} is not a number of hours, 0 or more"
+    ]
+    assert partial.read_bytes() == b"half a download"
