@@ -186,7 +186,7 @@ def test_errors_raised_in_a_notebook_carry_their_hint(tmp_path: Path) -> None:
 def test_cache_tools_wait_for_a_running_get(
     tmp_path: Path, server, cache_dir: Path, command: tuple[str, ...]
 ) -> None:
-    quick, slow = payload(3000, 1), payload(30_000, 2)
+    quick, slow = payload(3000, 1), payload(40_000, 2)  # b.bin takes 4 s: the tool runs then
     a = {"url": server.add("/a.bin", quick), "sha256": sha256(quick), "extract": False}
     b = {"url": server.add("/b.bin", slow, rate=10_000), "sha256": sha256(slow), "extract": False}
     if command[0] == "rm":  # another dataset has a.bin in the cache already
