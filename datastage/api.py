@@ -84,16 +84,20 @@ def get(
 
 def get_manifest(manifest: Manifest, dest: Path, settings: config.Settings) -> Path:
     """Fetch and stage an already resolved manifest (no is-current shortcut, no rank turn)."""
+    from .cache import Cache
+    from .cachetool import in_use
+
     reporter = Reporter(settings.quiet)
-    overlapped = _overlapped(manifest, dest, settings, reporter)
-    if overlapped is not None:
-        return overlapped
-    blobs = list(zip(manifest.files, _obtain_all(manifest, dest, settings, reporter)))
-    try:
-        return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout)
-    except ArchiveError:
-        _forget_unvouched(manifest, settings)
-        raise
+    with in_use(Cache(settings.cache_dir)):  # cache rm/prune wait until it is staged
+        overlapped = _overlapped(manifest, dest, settings, reporter)
+        if overlapped is not None:
+            return overlapped
+        blobs = list(zip(manifest.files, _obtain_all(manifest, dest, settings, reporter)))
+        try:
+            return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout)
+        except ArchiveError:
+            _forget_unvouched(manifest, settings)
+            raise
 
 
 def _overlapped(
@@ -145,8 +149,12 @@ def fetch(
     settings = config.resolve(
         cache_dir=cache, quiet=quiet, connections=connections, mirror=mirror, **endpoints
     )
+    from .cache import Cache
+    from .cachetool import in_use
+
     reporter = Reporter(settings.quiet)
-    return [blob.path for blob in _obtain_all(manifest, None, settings, reporter)]
+    with in_use(Cache(settings.cache_dir)):
+        return [blob.path for blob in _obtain_all(manifest, None, settings, reporter)]
 
 
 def _obtain_all(
@@ -254,14 +262,17 @@ def unpin(target: str, cache: Optional[PathLike] = None) -> list[str]:
     """Forget the first-use pins of ``target``'s files; returns the names of files unpinned."""
     from .pins import Pins
 
-    manifest = registry.resolve(_checked_target(target))
+    manifest = _manifest(target, None, None, cache_dir=cache)  # a URL or path too, as hints say
     book = Pins(config.resolve(cache_dir=cache).cache_dir)
     return [entry.name for entry in manifest.files if book.forget(entry)]
 
 
-def verify(target: str, to: PathLike, quiet: Optional[bool] = None) -> Path:
-    """Re-hash the staged copy of ``target`` under ``to``; VerifyFailed if anything changed."""
-    manifest = _manifest(target, None, None)
+def verify(
+    target: str, to: PathLike, quiet: Optional[bool] = None, *, name: Optional[str] = None
+) -> Path:
+    """Re-hash the staged copy of ``target`` under ``to``; VerifyFailed if anything changed.
+    ``name``: the folder a URL/path one-liner was staged in with ``get(..., name=)``."""
+    manifest = _manifest(target, None, name)
     reporter = Reporter(config.resolve(quiet=quiet).quiet)
     return stage.verify(manifest, config.given_path(to, "--to"), reporter)
 
@@ -360,13 +371,15 @@ def _manifest(target: str, sha256: Optional[str], name: Optional[str], **setting
         raise UsageError("--sha256 and --name apply to a URL or path, not to a dataset name")
     else:
         found = registry.resolve(target)
-    return replace(found, typed=target)  # hints repeat the target as the user typed it
+    # hints repeat the target (and --name) as the user typed them
+    return replace(found, typed=target, typed_name=name or "")
 
 
 def _checked_target(target: Any, name: Optional[str] = None) -> str:
     """The target as a string; refuse one (or a ``--name``) that could only go wrong later: ""
     would stage the current folder, a malformed URL would be a traceback in a source, a name
     with "/" a folder outside ``to``."""
+    from .direct import MAX_FOLDER_NAME
     from .manifest import URL_SCHEME, check_name, check_url
 
     if isinstance(target, os.PathLike):
@@ -381,6 +394,8 @@ def _checked_target(target: Any, name: Optional[str] = None) -> str:
         raise UsageError(f"target {reason}")
     if name is not None:  # a one-liner's folder: the file's own case is allowed (direct.py)
         reason = check_name(name.lower()) if name.strip() else "is empty"
+        if not reason and len(name.encode()) > MAX_FOLDER_NAME:
+            reason = f"{name[:12]!r}... is too long: at most {MAX_FOLDER_NAME} characters"
         if reason:
             raise UsageError(f"--name {reason}")
     return target

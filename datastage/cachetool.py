@@ -12,6 +12,10 @@ Two datasets may use the same blob (a subset and its whole dataset, two manifest
 archive): a row shows all its files (and how much of that is shared), but every total counts a
 blob once, and ``prune`` counts only the bytes a removal really frees, so it stops as soon as
 the cache fits.
+A ``get`` or ``fetch`` holds the cache's use lock (shared, ``in_use``) from its first
+download to the end of staging: until then its blobs are recorded nowhere (or only under an
+older dataset), so ``rm`` and ``prune`` take the lock exclusively (``_exclusive``) and wait for
+running gets rather than delete what one of them is about to stage.
 Does not own: the cache layout (cache.py).
 """
 
@@ -21,8 +25,9 @@ import contextlib
 import difflib
 import json
 import os
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -127,8 +132,55 @@ def _uses(records: dict[str, dict[str, Any]], blobs: dict[str, Path]) -> dict[st
     }
 
 
+@contextlib.contextmanager
+def in_use(store: Cache) -> Iterator[None]:
+    """Held (shared) by every get/fetch while it downloads and stages: rm and prune wait."""
+    with _use_lock(store, exclusive=False):
+        yield
+
+
+@contextlib.contextmanager
+def _exclusive(store: Cache) -> Iterator[None]:
+    """No get or fetch is running on this cache for the block (waiting for them, saying so)."""
+    with _use_lock(store, exclusive=True):
+        yield
+
+
+@contextlib.contextmanager
+def _use_lock(store: Cache, exclusive: bool) -> Iterator[None]:
+    import fcntl
+
+    path = store.root / ".locks" / "in-use.lock"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:  # a read-only cache: nothing here can be removed either
+        yield
+        return
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    try:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if exclusive:
+                print(
+                    f"waiting for the datastage get/fetch using {store.root} to finish",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def rm(store: Cache, name: str) -> int:
     """Delete the blobs of dataset ``name`` that no other dataset uses; return bytes freed."""
+    with _exclusive(store):
+        return _rm(store, name)
+
+
+def _rm(store: Cache, name: str) -> int:
     records = _records(store)
     if name not in records:
         close = difflib.get_close_matches(name, list(records), n=3)
@@ -168,15 +220,16 @@ def prune(
                 removed.append((str(path), size))
     if max_size is None:
         return removed
-    for row, freed in _plan(store, max_size):
-        if dry_run:
-            pass
-        elif row.name == UNNAMED:
-            for path in row.paths:
-                path.unlink()
-        else:
-            freed = rm(store, row.name)
-        removed.append((row.name, freed))
+    if dry_run:
+        return removed + [(row.name, freed) for row, freed in _plan(store, max_size)]
+    with _exclusive(store):
+        for row, freed in _plan(store, max_size):
+            if row.name == UNNAMED:
+                for path in row.paths:
+                    path.unlink()
+            else:
+                freed = _rm(store, row.name)
+            removed.append((row.name, freed))
     return removed
 
 

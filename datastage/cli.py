@@ -166,11 +166,12 @@ def fetch(
 @cli.command()
 @click.argument("target")
 @_to
+@click.option("--name", default=None, help="The --name a URL/path target was staged with.")
 @_quiet
 @_debug
-def verify(target: str, to: str, quiet: Optional[bool]) -> None:
+def verify(target: str, to: str, name: Optional[str], quiet: Optional[bool]) -> None:
     """Re-hash the staged copy of TARGET against what was recorded when it was staged."""
-    click.echo(api.verify(target, to=to, quiet=quiet))
+    click.echo(api.verify(target, to=to, quiet=quiet, name=name))
 
 
 @cli.command(name="list")

@@ -7,6 +7,7 @@ call one function, print (results on stdout, messages on stderr).
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any, Optional
 
@@ -313,6 +314,10 @@ def cache_prune(
     from . import cachetool
 
     limit = _parse_size(max_size) if max_size is not None else None
+    if math.isnan(partial_age) or partial_age < 0:  # -1 would sweep every partial file (inf: none)
+        from .errors import UsageError
+
+        raise UsageError(f"--partial-age: {partial_age!r} is not a number of hours, 0 or more")
     store = _store(cache_dir)
     removed = cachetool.prune(store, limit, partial_age * 3600, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"

@@ -35,6 +35,9 @@ from .names import archive_suffix, strip_archive_suffix
 DEFAULT_NAME = "download"
 #: A one-liner's folder name: like manifest.NAME_PATTERN, but the file's own case is kept.
 FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+#: Longest folder name: the file system allows 255 bytes, and datastage builds on the name
+#: (``.NAME.partial-XXXXXXXX`` beside it, ``names/.NAME.json.XXXXXXXX.tmp`` in the cache).
+MAX_FOLDER_NAME = 200
 
 
 def is_direct(target: str) -> bool:
@@ -87,9 +90,17 @@ def manifest_for(
             f"--name {folder!r} is not a folder name datastage uses",
             hint="use letters, digits, '.', '_' and '-', starting with a letter or digit",
         )
+    if len(folder) > MAX_FOLDER_NAME:
+        raise UsageError(
+            f"--name {folder[:40]!r}... is too long ({len(folder)} characters)",
+            hint=f"use at most {MAX_FOLDER_NAME} characters",
+        )
     # The manifest schema's names are lowercase (typed as commands); the folder keeps its case.
     manifest = from_dict({"name": folder.lower(), "files": entries}, source=None)
-    return replace(manifest, name=folder, detect_root=len(entries) == 1)
+    # Only the target's own file can unpack into "its" top folder: a folder or prefix that
+    # happens to hold one file (in a subfolder of it) is still the folder users asked for.
+    one_file = len(entries) == 1 and "dest" not in entries[0]
+    return replace(manifest, name=folder, detect_root=one_file)
 
 
 def default_name(url: str, names: list[str]) -> str:
@@ -105,5 +116,5 @@ def default_name(url: str, names: list[str]) -> str:
         stem = strip_archive_suffix(stem)
     elif len(names) == 1 and "." in stem.lstrip("."):
         stem = stem.rsplit(".", 1)[0]  # clip.wav -> clip
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", stem)[:MAX_FOLDER_NAME].strip("-._")
     return cleaned or DEFAULT_NAME

@@ -59,6 +59,19 @@ class DatastageError(Exception):
         return self.message
 
 
+def note_hint(error: BaseException) -> None:
+    """Add a datastage error's hint to what its traceback shows (a PEP 678 note, Python 3.11+).
+
+    A notebook shows an exception's type, text and notes: without this, "run: datastage get
+    ..." or "pip install ..." would be lost there (the CLI prints ``hint`` on its own line)."""
+    hint = getattr(error, "hint", None)
+    if not isinstance(error, DatastageError) or not hint or hint in str(error):
+        return
+    note = f"hint: {hint}"
+    if hasattr(error, "add_note") and note not in getattr(error, "__notes__", ()):
+        error.add_note(note)
+
+
 class UsageError(DatastageError):
     exit_code = 2
 

@@ -148,6 +148,8 @@ class Manifest:
     aliases: tuple[str, ...] = ()  # other names users know it by ("baker" for "bznsyp")
     # How the user named it (a .toml path, a URL): what hints tell them to type again.
     typed: str = field(default="", compare=False)
+    # A one-liner's --name as the user gave it: hints repeat it (else they stage elsewhere).
+    typed_name: str = field(default="", compare=False)
     # A one-liner's archive: its single top folder (if it has one) is the root users get.
     detect_root: bool = False
 
@@ -265,7 +267,7 @@ def check_name(name: str) -> Optional[str]:
     if not NAME_PATTERN.match(name):
         return f"{_shown(name)} is not a valid name (lowercase letters, digits, '.', '_', '-')"
     if len(name) > MAX_NAME_BYTES:
-        return f"is {len(name)} characters long; a folder name holds at most {MAX_NAME_BYTES}"
+        return f"is too long ({len(name)} characters; a folder name holds at most {MAX_NAME_BYTES})"
     return None
 
 

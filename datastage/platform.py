@@ -22,6 +22,7 @@ Does not own: the precedence between flags, environment and config file (config.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,8 +67,11 @@ class Store:
         """``path`` is on this store's mount (at or below the mount point)."""
         if self.mount is None:
             return False
-        path = Path(os.path.abspath(path))
-        return path == self.mount or self.mount in path.parents
+        for mount in {Path(os.path.abspath(self.mount)), Path(os.path.realpath(self.mount))}:
+            for candidate in {Path(os.path.abspath(path)), Path(os.path.realpath(path))}:
+                if candidate == mount or mount in candidate.parents:
+                    return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -136,8 +140,29 @@ def _guess(env: Mapping[str, str], root: Path) -> str:
 
 
 def is_mounted(path: Optional[Path]) -> bool:
-    """A mount point is there (another file system than its parent's): the store is real."""
-    return path is not None and os.path.ismount(path)
+    """A mount point is there: the store is real. The well-known path may be a symlink to the
+    mount, and a bind mount (a container volume from the host's disk) has its parent's device
+    number, which ``os.path.ismount`` alone takes for "not mounted": the kernel's table says."""
+    if path is None:
+        return False
+    real = os.path.realpath(path)
+    return os.path.ismount(real) or real in _mount_points()
+
+
+def _mount_points() -> frozenset[str]:
+    """Every mount point the kernel lists for this process (empty where there is no /proc)."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return frozenset()
+    # field 5 is the mount point, with space, tab, newline and backslash written as \ooo
+    unescape = re.compile(r"\\([0-7]{3})")
+    return frozenset(
+        unescape.sub(lambda m: chr(int(m.group(1), 8)), line.split(" ")[4])
+        for line in lines
+        if len(line.split(" ")) > 4
+    )
 
 
 def _store(

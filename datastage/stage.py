@@ -62,11 +62,29 @@ def root_of(manifest: Manifest, to: Path) -> Path:
     if manifest.root:
         return folder / manifest.root
     if manifest.detect_root:
-        from .layout import single_top_folder
-
-        marker = read_marker(folder)
-        return folder / single_top_folder(marker["files"]) if marker else folder
+        return folder / _single_top_folder(folder)
     return folder
+
+
+def _single_top_folder(folder: Path) -> str:
+    """The one top folder of a staged one-liner's archive, or "" (the dataset folder itself).
+
+    The marker lists files only, so the folder's own listing must agree: an empty folder, a
+    link or a hidden file beside the top folder is part of the dataset, and the top folder
+    must be a real folder, never a link that could lead elsewhere.
+    """
+    from .layout import single_top_folder
+
+    marker = read_marker(folder)
+    top = single_top_folder(marker["files"]) if marker else ""
+    if not top:
+        return ""
+    try:
+        entries = set(os.listdir(folder)) - {MARKER}
+    except OSError:
+        return ""
+    real_folder = (folder / top).is_dir() and not (folder / top).is_symlink()
+    return top if entries == {top} and real_folder else ""
 
 
 def read_marker(folder: Path) -> Optional[dict[str, Any]]:
@@ -315,7 +333,8 @@ def verify(manifest: Manifest, to: Path, reporter: Reporter) -> Path:
 
 def get_command(manifest: Manifest, to: Path) -> str:
     """The command that stages ``manifest`` again, with the target as the user typed it."""
-    return f"datastage get {shlex.quote(manifest.target)} --to {shlex.quote(str(to))}"
+    named = f" --name {shlex.quote(manifest.typed_name)}" if manifest.typed_name else ""
+    return f"datastage get {shlex.quote(manifest.target)}{named} --to {shlex.quote(str(to))}"
 
 
 def _problems(

@@ -32,7 +32,7 @@ def human_bytes(n: float) -> str:
         return f"{int(n)} B"
     for unit in _UNITS[1:]:
         n /= 1000
-        if n < 1000 or unit == _UNITS[-1]:
+        if round(n, 1) < 1000 or unit == _UNITS[-1]:  # 999.96 kB shows as 1.0 MB
             return f"{n:.1f} {unit}"
     raise AssertionError("unreachable")
 

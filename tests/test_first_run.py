@@ -23,7 +23,10 @@ DISTRIBUTION = "datastage-ml"
 
 # -- item 1: every install line installs this project ----------------------------------------
 
-_PIP_INSTALL = re.compile(r"\bpip3?\s+(?:-\w+\s+)*install\b([^`\n#;&|)]*)")
+# pip, pip3, pip3.11, with options before the command (-q, --quiet, --opt=value)
+_PIP_INSTALL = re.compile(
+    r"\bpip(?:3(?:\.\d+)?)?(?:\s+--?[\w-]+(?:=\S+)?)*\s+install\b([^`\n#;&|)]*)"
+)
 
 
 def _pyproject() -> dict:
@@ -38,6 +41,7 @@ def _requirement_name(arg: str) -> str:
 def _install_targets(text: str) -> list[str]:
     """The requirement arguments of every ``pip install`` command in ``text``."""
     targets = []
+    text = re.sub(r"\\\n\s*", " ", text)  # a command continued on the next line
     for match in _PIP_INSTALL.finditer(text):
         try:
             words = shlex.split(match.group(1))
@@ -58,7 +62,7 @@ def test_distribution_name_and_every_install_line_agree() -> None:
     assert project["scripts"] == {"datastage": "datastage.cli:main"}
     repo_url = project["urls"]["Homepage"].rstrip("/")
     docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / ".ci" / "run"]
-    code = sorted((REPO / "datastage").rglob("*.py"))
+    code = sorted((REPO / "datastage").rglob("*.py")) + sorted((REPO / "scripts").glob("*.py"))
     checked = 0
     for path in docs + code:
         for target in _install_targets(path.read_text(encoding="utf-8")):
@@ -71,6 +75,14 @@ def test_distribution_name_and_every_install_line_agree() -> None:
                 raise AssertionError(f"{path.name}: `pip install {target}` is not this project")
             checked += ours or from_repo
     assert checked >= 6  # the Quickstart, the Install section, the Colab cell, the extras
+    # extras that pull in other extras must name this distribution, not `datastage`
+    own = [
+        requirement
+        for requirements in project["optional-dependencies"].values()
+        for requirement in requirements
+        if "datastage" in _requirement_name(requirement)
+    ]
+    assert own and {_requirement_name(r) for r in own} == {DISTRIBUTION}
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     colab_cell = readme.split("### Notebooks (Colab)", 1)[1].split("```", 2)[1]
     assert f'install "git+{repo_url}"' in colab_cell or f"install {DISTRIBUTION}" in colab_cell
