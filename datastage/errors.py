@@ -21,7 +21,8 @@ when there is one, ``hint: <hint>``, then exits with ``exit_code``.
     ├── IntegrityError                   5
     │   ├── ChecksumMismatch             5   expected vs actual digest
     │   ├── SizeMismatch                 5   expected vs actual size
-    │   └── VerifyFailed                 5   staged tree differs from its marker
+    │   ├── VerifyFailed                 5   staged tree differs from its marker
+    │   └── DamagedBlob                  5   a cache file no longer matches its sha256
     ├── ArchiveError                     6
     │   ├── UnsafeArchiveMember          6   path traversal, links outside, devices
     │   ├── CorruptArchive               6   truncated or damaged
@@ -36,7 +37,7 @@ Exit code 130 means interrupted (Ctrl-C).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 
 class DatastageError(Exception):
@@ -125,6 +126,15 @@ class SizeMismatch(IntegrityError):
 
 class VerifyFailed(IntegrityError):
     pass
+
+
+class DamagedBlob(IntegrityError):
+    """Cache blobs whose bytes no longer match the sha256 they are named by (altered on disk).
+    ``blobs`` are the cache.Blob values, so the caller can drop them and fetch them again."""
+
+    def __init__(self, message: str, blobs: tuple[Any, ...] = (), hint: Optional[str] = None):
+        super().__init__(message, hint)
+        self.blobs = blobs
 
 
 class ArchiveError(DatastageError):
