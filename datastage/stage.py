@@ -364,8 +364,9 @@ class Owned:
 
 def _refuse_foreign(target: Path) -> Optional[Owned]:
     """Raise UsageError (exit 2) unless ``target`` is missing, an empty folder, or a staging
-    of ours: a folder holding a marker that parses and names this dataset. Deletes nothing.
-    Returns what proved it ours (None: nothing to replace)."""
+    of ours: a folder holding a marker that parses and names this dataset, and no file the
+    marker does not list (a user's results saved inside a dataset are not ours to delete).
+    Deletes nothing. Returns what proved it ours (None: nothing to replace)."""
     try:
         st = os.lstat(target)
     except FileNotFoundError:
@@ -376,11 +377,39 @@ def _refuse_foreign(target: Path) -> Optional[Owned]:
                 return None
         owned = Owned.of(target)
         if owned is not None and _marker_names(target, target.name):
+            _refuse_unlisted(target)
             return owned
     raise UsageError(
         f"{target} exists and is not a datastage dataset; move it or choose another --to",
         hint=f"only a folder holding a valid {MARKER} that names {target.name!r} is replaced",
     )
+
+
+def _refuse_unlisted(target: Path) -> None:
+    """A staging of ours that holds files its marker does not list: refuse to replace it."""
+    marker = read_marker(target)
+    if marker is None:
+        return  # a marker of another format: it names the dataset, its listing is unknown
+    listed = marker["files"]
+    extra: list[str] = []
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        with os.scandir(target / rel if rel else target) as entries:
+            for entry in entries:
+                child = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(child)
+                elif child not in listed and child != MARKER:
+                    extra.append(child)
+    if extra:
+        shown = ", ".join(sorted(extra)[:MAX_LISTED_PROBLEMS])
+        more = f" and {len(extra) - MAX_LISTED_PROBLEMS} more" if len(extra) > 5 else ""
+        raise UsageError(
+            f"{target} holds {len(extra)} file(s) datastage did not stage ({shown}{more}); "
+            "it is not replaced while they are there",
+            hint="move them out of the dataset folder (or the folder elsewhere), then try again",
+        )
 
 
 def refuse_foreign(manifest: Manifest, to: Path) -> None:

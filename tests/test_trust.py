@@ -395,3 +395,18 @@ def test_an_empty_folder_or_our_own_staging_is_replaced(tmp_path, dataset):
     assert again.returncode == 0, again.stderr
     assert (out / "ds" / "ds" / "a.wav").read_bytes() == DS_FILES["ds/a.wav"]
     assert sorted(p.name for p in out.iterdir()) == ["ds"]
+
+
+def test_a_staging_holding_a_users_file_is_not_replaced(tmp_path, dataset):
+    """Ours by its marker, but a file the marker does not list is the user's: never deleted."""
+    manifest, _ = dataset
+    out = tmp_path / "out"
+    assert run_cli("get", str(manifest), "--to", str(out)).returncode == 0
+    results = out / "ds" / "ds" / "results.csv"
+    results.write_text("epoch,loss\n")
+    done = run_cli("get", str(manifest), "--to", str(out), "--force")
+    assert done.returncode == 2, done.stderr
+    assert "holds 1 file(s) datastage did not stage (ds/results.csv)" in done.stderr
+    assert results.read_text() == "epoch,loss\n"
+    results.unlink()
+    assert run_cli("get", str(manifest), "--to", str(out), "--force").returncode == 0
