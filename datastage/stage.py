@@ -376,8 +376,9 @@ def _refuse_foreign(target: Path) -> Optional[Owned]:
             if next(entries, None) is None:
                 return None
         owned = Owned.of(target)
-        if owned is not None and _marker_names(target, target.name):
-            _refuse_unlisted(target)
+        marker = _marker_naming(target, target.name) if owned is not None else None
+        if marker is not None:
+            _refuse_unlisted(target, marker)
             return owned
     raise UsageError(
         f"{target} exists and is not a datastage dataset; move it or choose another --to",
@@ -385,12 +386,14 @@ def _refuse_foreign(target: Path) -> Optional[Owned]:
     )
 
 
-def _refuse_unlisted(target: Path) -> None:
+def _refuse_unlisted(target: Path, marker: dict[str, Any]) -> None:
     """A staging of ours that holds files its marker does not list: refuse to replace it."""
-    marker = read_marker(target)
-    if marker is None:
-        return  # a marker of another format: it names the dataset, its listing is unknown
-    listed = marker["files"]
+    listed = marker.get("files")
+    if not isinstance(listed, dict):
+        current = read_marker(target)  # a marker that keeps its listing elsewhere
+        if current is None:
+            return  # a marker of another format: it names the dataset, its listing is unknown
+        listed = current["files"]
     extra: list[str] = []
     pending = [""]
     while pending:
@@ -417,20 +420,22 @@ def refuse_foreign(manifest: Manifest, to: Path) -> None:
     _refuse_foreign(dataset_dir(manifest, to))
 
 
-def _marker_names(folder: Path, name: str) -> bool:
-    """The folder's marker parses (as any marker format of ours) and names dataset ``name``.
-    Deliberately not read_marker: a marker too old or too new to be trusted as current still
-    proves the folder is a staging of ours."""
+def _marker_naming(folder: Path, name: str) -> Optional[dict[str, Any]]:
+    """The folder's marker, if it parses (as any marker format of ours) and names dataset
+    ``name``. Deliberately not read_marker: a marker too old or too new to be trusted as
+    current still proves the folder is a staging of ours."""
     try:
         with open(folder / MARKER, "rb") as f:
             marker = json.load(f)
     except (OSError, ValueError):
-        return False
-    return (
+        return None
+    if (
         isinstance(marker, dict)
         and isinstance(marker.get("format"), int)
         and marker.get("name") == name
-    )
+    ):
+        return marker
+    return None
 
 
 def _remove_leftovers(manifest: Manifest, to: Path) -> None:
