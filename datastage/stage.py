@@ -134,28 +134,30 @@ def stage(
         _remove_leftovers(manifest, to)
         target = dataset_dir(manifest, to)
         owned = _refuse_foreign(target)
-        items = [_Item(entry, blob, _format_of(entry, blob)) for entry, blob in blobs]
-        needed = sum(item.unpacked_size() or 0 for item in items)
-        ensure_free(to, needed, f"to stage {manifest.name}")
-        partial = Path(tempfile.mkdtemp(dir=to, prefix=f".{manifest.name}.partial-"))
         check = BlobCheck([blob for _, blob in blobs])
+        partial: Optional[Path] = None
         try:
+            items = [_Item(entry, blob, _format_of(entry, blob)) for entry, blob in blobs]
+            needed = sum(item.unpacked_size() or 0 for item in items)
+            ensure_free(to, needed, f"to stage {manifest.name}")
+            partial = Path(tempfile.mkdtemp(dir=to, prefix=f".{manifest.name}.partial-"))
             with disk_full_as_error(to, needed or None, f"to stage {manifest.name}"):
-                try:
-                    record = _build(items, partial, reporter)
-                except ArchiveError:
-                    check.raise_if_damaged()  # a damaged cache file explains the damage
-                    raise
+                record = _build(items, partial, reporter)
                 check.raise_if_damaged()
                 check_links(partial)
                 _check_root(manifest, partial)
                 _check_layout(manifest, partial, reporter)
                 _write_marker(manifest, blobs, partial, record)
             _swap_into_place(partial, target, owned, links_checked=True)
+        except (ArchiveError, ManifestError):
+            check.raise_if_damaged()  # a cache file altered on disk explains the damage better
+            raise
         except BaseException:
             check.cancel()
-            remove_tree(partial)
             raise
+        finally:
+            if partial is not None and partial.exists():
+                remove_tree(partial)
     return root_of(manifest, to)
 
 
