@@ -324,6 +324,24 @@ def test_get_repair_and_force_restore_a_same_size_change(tmp_path, dataset, how)
     assert run_cli("verify", str(manifest), "--to", str(out)).returncode == 0
 
 
+def test_get_repairs_the_same_size_change_verify_reported(tmp_path, server, dataset):
+    manifest, _ = dataset
+    out = tmp_path / "out"
+    assert run_cli("get", str(manifest), "--to", str(out)).returncode == 0
+    staged = out / "ds" / "ds" / "b.wav"
+    _alter_in_place(staged, 5)
+    failed = run_cli("verify", str(manifest), "--to", str(out))
+    assert failed.returncode == 5 and "ds/b.wav" in failed.stderr
+    requests = len(server.log)
+    done = run_cli("get", str(manifest), "--to", str(out))
+    assert done.returncode == 0, done.stderr
+    assert staged.read_bytes() == DS_FILES["ds/b.wav"]
+    assert len(server.log) == requests, "re-staged from the (re-hashed, intact) cached archive"
+    assert run_cli("verify", str(manifest), "--to", str(out)).returncode == 0
+    again = run_cli("get", str(manifest), "--to", str(out))
+    assert again.returncode == 0 and again.stderr == "", "instant again: the report is gone"
+
+
 def test_get_repair_leaves_an_intact_staging_alone(tmp_path, dataset):
     manifest, _ = dataset
     out = tmp_path / "out"
