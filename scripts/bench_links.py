@@ -26,8 +26,8 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from datastage import stage  # noqa: E402
-from datastage.links import check_links  # noqa: E402
+from datastage import stage
+from datastage.links import check_links
 
 
 def build(root: Path, n_files: int, n_links: int) -> None:
