@@ -391,10 +391,10 @@ def _refuse_foreign(target: Path) -> Optional[Owned]:
 def _refuse_unlisted(target: Path, marker: dict[str, Any]) -> None:
     """A staging of ours that holds files its marker does not list: refuse to replace it."""
     listed = marker.get("files")
-    if not isinstance(listed, dict):
+    if not isinstance(listed, dict) or not all(map(_valid_record, listed.values())):
         current = read_marker(target)  # a marker that keeps its listing elsewhere
         if current is None:
-            return  # a marker of another format: it names the dataset, its listing is unknown
+            return  # damaged, or of another format: ours, but what it listed is unknown
         listed = current["files"]
     extra: list[str] = []
     pending = [""]
