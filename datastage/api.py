@@ -99,7 +99,7 @@ def get(
 def _get(
     manifest: Manifest, dest: Path, settings: config.Settings, force: bool, repair: bool
 ) -> Path:
-    if repair and not _needs_repair(manifest, dest, settings):
+    if repair and not force and not _needs_repair(manifest, dest, settings):
         return stage.root_of(manifest, dest)
     return get_manifest(manifest, dest, settings, force=force or repair)
 

@@ -404,6 +404,22 @@ def test_a_foreign_folder_is_refused_on_every_path(tmp_path, server):
     assert (out / "ds" / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("kind", ["file", "link-to-a-staging"])
+def test_a_file_or_a_link_in_the_datasets_place_is_never_replaced(tmp_path, dataset, kind):
+    manifest, _ = dataset
+    out = tmp_path / "out"
+    assert run_cli("get", str(manifest), "--to", str(tmp_path / "elsewhere")).returncode == 0
+    out.mkdir()
+    if kind == "file":
+        (out / "ds").write_text("mine")
+    else:
+        os.symlink(tmp_path / "elsewhere" / "ds", out / "ds")  # its marker names "ds"
+    before = tree(tmp_path)
+    done = run_cli("get", str(manifest), "--to", str(out), "--force")
+    assert done.returncode == 2 and f"error: {out / 'ds'} {FOREIGN}" in done.stderr
+    assert tree(tmp_path) == before
+
+
 def test_an_empty_folder_or_our_own_staging_is_replaced(tmp_path, dataset):
     manifest, _ = dataset
     out = tmp_path / "out"
