@@ -357,15 +357,15 @@ def test_get_repair_leaves_an_intact_staging_alone(tmp_path, dataset):
 
 
 @pytest.mark.parametrize(
-    "marker",
+    "marker, flags",
     [
-        b"not json at all",
-        b'{"format": 1, "name": "someone-else", "files": {}}',
-        b"[]",
+        (b"not json at all", ()),
+        (b'{"format": 1, "name": "someone-else", "files": {}}', ()),
+        (b"[]", ()),
+        (b"not json at all", ("--force",)),
     ],
-    ids=["junk", "other-dataset", "not-an-object"],
+    ids=["junk", "other-dataset", "not-an-object", "junk-force"],
 )
-@pytest.mark.parametrize("flags", [(), ("--force",)], ids=["get", "get-force"])
 def test_a_foreign_folder_with_a_marker_is_never_replaced(tmp_path, server, dataset, marker, flags):
     manifest, _ = dataset
     mine = tmp_path / "out" / "ds"
