@@ -16,16 +16,18 @@ import shlex
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional, Union, cast
+from typing import Any, Callable, Optional, TypeVar, Union, cast
 
 from . import config, registry, stage
 from .errors import (
     AllMirrorsFailed,
-    ArchiveError,
     ChecksumMismatch,
+    CorruptArchive,
+    DamagedBlob,
     InsufficientSpace,
     SizeMismatch,
     UsageError,
+    VerifyFailed,
 )
 from .fsutil import SPACE_MARGIN, existing_ancestor, free_bytes
 from .manifest import FileEntry, Manifest
@@ -33,6 +35,7 @@ from .progress import Reporter
 from .redact import redact_url
 
 PathLike = Union[str, "os.PathLike[str]"]
+T = TypeVar("T")
 
 
 def get(
@@ -47,6 +50,8 @@ def get(
     s3_endpoint: Optional[str] = None,
     connections: Optional[int] = None,
     mirror: Optional[str] = None,
+    force: bool = False,
+    repair: bool = False,
 ) -> Path:
     """Stage ``target`` under ``to``; return its root.
 
@@ -58,11 +63,16 @@ def get(
     torchrun the ranks of one machine take turns on a local lock (see ranks.py).
     ``connections`` caps the connections open at once (segments and files together);
     ``mirror`` prefers the URLs that contain it (e.g. a host name).
+    ``force`` stages again even when a current staging is in place (the cached files it
+    reuses are re-hashed, as in every staging; a damaged one is fetched again).
+    ``repair`` re-hashes the staged files and the cached files they came from, as ``verify``
+    does, and stages again only if something differs (a same-size change included).
+    Without either, a staged dataset is trusted by its marker and sizes: instant.
     """
     endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
     manifest = _manifest(target, sha256, name, cache_dir=cache, **endpoints)
     dest = config.resolve_to(to)
-    if stage.is_current(manifest, dest):
+    if not (force or repair) and stage.is_current(manifest, dest):
         return stage.root_of(manifest, dest)
     settings = config.resolve(
         cache_dir=cache, quiet=quiet, connections=connections, mirror=mirror, **endpoints
@@ -70,38 +80,97 @@ def get(
     from . import ranks
 
     if not ranks.distributed():
-        return get_manifest(manifest, dest, settings)
+        return _get(manifest, dest, settings, force, repair)
+    # --force/--repair under torchrun: the first rank to take the turn does it; the others
+    # find a staging that changed while they waited, and take it.
+    before = stage.Owned.of(stage.dataset_dir(manifest, dest))
+
+    def done() -> bool:
+        if (force or repair) and stage.Owned.of(stage.dataset_dir(manifest, dest)) == before:
+            return False
+        return stage.is_current(manifest, dest)
+
     with ranks.machine_turn(
-        f"get {manifest.name} {dest}",
-        lambda: stage.is_current(manifest, dest),
-        settings.lock_timeout,
-        Reporter(settings.quiet).say,
+        f"get {manifest.name} {dest}", done, settings.lock_timeout, Reporter(settings.quiet).say
     ):
-        if stage.is_current(manifest, dest):
+        if done():
             return stage.root_of(manifest, dest)
-        return get_manifest(manifest, dest, settings)
+        return _get(manifest, dest, settings, force, repair)
 
 
-def get_manifest(manifest: Manifest, dest: Path, settings: config.Settings) -> Path:
-    """Fetch and stage an already resolved manifest (no is-current shortcut, no rank turn)."""
+def _get(
+    manifest: Manifest, dest: Path, settings: config.Settings, force: bool, repair: bool
+) -> Path:
+    if repair and not force and not _needs_repair(manifest, dest, settings):
+        return stage.root_of(manifest, dest)
+    return get_manifest(manifest, dest, settings, force=force or repair)
+
+
+def get_manifest(
+    manifest: Manifest, dest: Path, settings: config.Settings, *, force: bool = False
+) -> Path:
+    """Fetch and stage an already resolved manifest (no is-current shortcut, no rank turn).
+    ``force``: stage again even if a current staging is in place."""
     from .cache import Cache
     from .cachetool import in_use
 
     reporter = Reporter(settings.quiet)
-    with in_use(Cache(settings.cache_dir)):  # cache rm/prune wait until it is staged
-        overlapped = _overlapped(manifest, dest, settings, reporter)
+    stage.refuse_foreign(manifest, dest)  # before a byte is downloaded
+
+    def attempt() -> Path:
+        overlapped = _overlapped(manifest, dest, settings, reporter, force)
         if overlapped is not None:
             return overlapped
         blobs = list(zip(manifest.files, _obtain_all(manifest, dest, settings, reporter)))
-        try:
-            return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout)
-        except ArchiveError:
-            _forget_unvouched(manifest, settings)
-            raise
+        return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout, force=force)
+
+    try:
+        with in_use(Cache(settings.cache_dir)):  # cache rm/prune wait until it is staged
+            return _fetching_damaged_again(attempt, settings, reporter)
+    except CorruptArchive as e:
+        raise _with_unpin_hint(e, manifest, settings) from None
+
+
+def _fetching_damaged_again(action: Callable[[], T], settings: Any, reporter: Reporter) -> T:
+    """Run ``action``; if it found cache blobs altered on disk, drop them and run it again
+    (they are then downloaded, or copied from the persistent tier, hashed on the way in)."""
+    from .cache import Cache
+
+    try:
+        return action()
+    except DamagedBlob as e:
+        store = Cache(settings.cache_dir)
+        for blob in e.blobs:
+            reporter.warn(f"the cached {blob.path} no longer matches its sha256; fetching it again")
+            try:
+                store.discard(blob)
+            except OSError as why:
+                raise DamagedBlob(
+                    f"{e.message}; it cannot be removed: {why.strerror or why}",
+                    e.blobs,
+                    hint=f"remove it by hand (rm {blob.path}) and try again",
+                ) from None
+    return action()
+
+
+def _with_unpin_hint(
+    error: CorruptArchive, manifest: Manifest, settings: config.Settings
+) -> CorruptArchive:
+    """A damaged archive whose bytes match their first-use pin stays an archive error, and the
+    pin stays (only `unpin` replaces one): say how to accept a fixed file."""
+    from .pins import Pins
+
+    book = Pins(settings.cache_dir)
+    if any(book.status(entry)[1] is not None for entry in manifest.files):
+        error.hint = (
+            "a file pinned on first use is damaged; if its server now has a sound copy: "
+            f"datastage unpin {manifest.address}, then try again"
+        )
+    return error
 
 
 def _overlapped(
-    manifest: Manifest, dest: Path, settings: config.Settings, reporter: Reporter
+    manifest: Manifest, dest: Path, settings: config.Settings, reporter: Reporter, force: bool
 ) -> Optional[Path]:
     """Extract while downloading (overlap.py) when that is safe; None: take the usual path."""
     from . import overlap
@@ -115,21 +184,7 @@ def _overlapped(
         return None
     _warn_license(manifest, reporter)
     _check_space_before_download(replace(manifest, files=tuple(pinned)), store, dest)
-    return overlap.get(manifest, pinned, dest, settings, reporter, store)
-
-
-def _forget_unvouched(manifest: Manifest, settings: config.Settings) -> None:
-    """Bytes no manifest checksum vouched for turned out broken: drop their cache record and
-    first-use pin, so a rerun after the server is fixed downloads them again."""
-    from .cache import Cache
-    from .pins import Pins, needs_pin
-
-    store = Cache(settings.cache_dir)
-    book = Pins(store.root)
-    for entry in manifest.files:
-        store.forget(entry)
-        if needs_pin(entry):
-            book.forget(entry)
+    return overlap.get(manifest, pinned, dest, settings, reporter, store, force)
 
 
 def fetch(
@@ -154,7 +209,10 @@ def fetch(
 
     reporter = Reporter(settings.quiet)
     with in_use(Cache(settings.cache_dir)):
-        return [blob.path for blob in _obtain_all(manifest, None, settings, reporter)]
+        blobs = _fetching_damaged_again(
+            lambda: _obtain_all(manifest, None, settings, reporter), settings, reporter
+        )
+    return [blob.path for blob in blobs]
 
 
 def _obtain_all(
@@ -259,22 +317,118 @@ def _say_pinned(manifest: Manifest, names: list[str], reporter: Reporter) -> Non
 
 
 def unpin(target: str, cache: Optional[PathLike] = None) -> list[str]:
-    """Forget the first-use pins of ``target``'s files; returns the names of files unpinned."""
+    """Forget the first-use pins of ``target``'s files; returns the names of files unpinned.
+    The only way a pin is ever replaced: the next download is pinned anew (the cache's URL
+    record goes too, so that that download really happens)."""
+    from .cache import Cache
     from .pins import Pins
 
     manifest = _manifest(target, None, None, cache_dir=cache)  # a URL or path too, as hints say
-    book = Pins(config.resolve(cache_dir=cache).cache_dir)
-    return [entry.name for entry in manifest.files if book.forget(entry)]
+    store = Cache(config.resolve(cache_dir=cache).cache_dir)
+    book = Pins(store.root)
+    unpinned = []
+    for entry in manifest.files:
+        if book.forget(entry):
+            store.forget(entry)
+            unpinned.append(entry.name)
+    return unpinned
 
 
 def verify(
-    target: str, to: PathLike, quiet: Optional[bool] = None, *, name: Optional[str] = None
+    target: str,
+    to: PathLike,
+    quiet: Optional[bool] = None,
+    *,
+    cache: Optional[PathLike] = None,
+    repair: bool = False,
+    name: Optional[str] = None,
 ) -> Path:
-    """Re-hash the staged copy of ``target`` under ``to``; VerifyFailed if anything changed.
+    """Re-hash the staged copy of ``target`` under ``to`` and the cached files it was built
+    from; VerifyFailed if anything changed (the next ``get`` then stages it again).
+    ``repair``: instead of failing, stage again what differs (as ``get --repair``).
     ``name``: the folder a URL/path one-liner was staged in with ``get(..., name=)``."""
-    manifest = _manifest(target, None, name)
-    reporter = Reporter(config.resolve(quiet=quiet).quiet)
-    return stage.verify(manifest, config.given_path(to, "--to"), reporter)
+    manifest = _manifest(target, None, name, cache_dir=cache)
+    settings = config.resolve(cache_dir=cache, quiet=quiet)
+    dest = config.given_path(to, "--to")
+    if repair:
+        return _get(manifest, dest, settings, force=False, repair=True)
+    reporter = Reporter(settings.quiet)
+    folder = stage.dataset_dir(manifest, dest)
+    marker = stage.read_marker(folder)
+    if marker is None or marker.get("content_key") != manifest.content_key:
+        return stage.verify(manifest, dest, reporter)  # says what is wrong with the marker
+    problems = _inspect(manifest, dest, marker, settings, reporter)
+    if problems is not None:
+        stage.record_damage(folder, problems[0])
+        cached = f" --cache {shlex.quote(str(cache))}" if cache is not None else ""
+        raise VerifyFailed(
+            problems[0], hint=f"repair with: {stage.get_command(manifest, dest)}{cached} --repair"
+        )
+    stage.clear_damage(folder)
+    return stage.root_of(manifest, dest)
+
+
+def _needs_repair(manifest: Manifest, dest: Path, settings: config.Settings) -> bool:
+    """For ``repair``: must the dataset be staged again? Damaged cache blobs are dropped here
+    (so they are fetched again); a staging found intact is left alone."""
+    from .cache import Cache
+
+    reporter = Reporter(settings.quiet)
+    folder = stage.dataset_dir(manifest, dest)
+    marker = stage.read_marker(folder)
+    if marker is None or marker.get("content_key") != manifest.content_key:
+        return True  # not staged, or from another version: an ordinary staging
+    if stage.damage_reported(folder):
+        reporter.say(f"repairing {folder}: verify found it damaged")
+        return True
+    problems = _inspect(manifest, dest, marker, settings, reporter)
+    if problems is None:
+        reporter.say(f"{folder}: every staged and cached file matches; nothing to repair")
+        return False
+    message, damaged = problems
+    reporter.say(f"repairing: {message}")
+    store = Cache(settings.cache_dir)
+    for blob in damaged:
+        store.discard(blob)
+    return True
+
+
+def _inspect(
+    manifest: Manifest,
+    dest: Path,
+    marker: dict[str, Any],
+    settings: config.Settings,
+    reporter: Reporter,
+) -> Optional[tuple[str, list[Any]]]:
+    """Re-hash a staging and the cache blobs its marker says it was built from (those still
+    in the cache). None: all intact; else (what differs, the damaged blobs)."""
+    from .cache import Blob, Cache, damaged
+
+    store = Cache(settings.cache_dir)
+    blobs = [
+        Blob(store.blob_path(sha), size, sha)
+        for _, sha, size in stage.built_from(marker)
+        if store.blob_path(sha).is_file()
+    ]
+    bad = []
+    bar = reporter.bar("verifying cached files", sum(b.size for b in blobs))
+    try:
+        for blob in blobs:
+            why = damaged(blob, on_bytes=bar.update)
+            if why is not None:
+                bad.append((blob, why))
+    finally:
+        bar.close()
+    try:
+        stage.verify(manifest, dest, reporter)
+        found = None
+    except VerifyFailed as e:
+        found = e.message
+    if bad:
+        cached = stage.damaged_blobs_error(bad).message
+        where = stage.dataset_dir(manifest, dest)
+        found = f"{found}; and {cached}" if found else f"{where} was built from {cached}"
+    return None if found is None else (found, [b for b, _ in bad])
 
 
 def list_datasets() -> list[Manifest]:

@@ -80,6 +80,14 @@ _s3_endpoint = click.option(
 )
 
 
+_repair = click.option(
+    "--repair",
+    is_flag=True,
+    help="Re-hash the staged files and the cached files they came from; re-stage (and "
+    "re-download damaged cached files) only if something differs.",
+)
+
+
 @cli.command()
 @click.argument("target")
 @options.to(
@@ -93,6 +101,8 @@ _s3_endpoint = click.option(
 @_s3_endpoint
 @_connections
 @_mirror
+@click.option("--force", is_flag=True, help="Stage again even if a current staging is in place.")
+@_repair
 @_quiet
 @_debug
 def get(
@@ -105,6 +115,8 @@ def get(
     s3_endpoint: Optional[str],
     connections: Optional[int],
     mirror: Optional[str],
+    force: bool,
+    repair: bool,
     quiet: Optional[bool],
 ) -> None:
     """Download, verify and stage TARGET (a dataset name or a manifest file).
@@ -124,6 +136,8 @@ def get(
         s3_endpoint=s3_endpoint,
         connections=connections,
         mirror=mirror,
+        force=force,
+        repair=repair,
     )
     click.echo(root)
 
@@ -167,11 +181,23 @@ def fetch(
 @click.argument("target")
 @_to
 @click.option("--name", default=None, help="The --name a URL/path target was staged with.")
+@_cache
+@_repair
 @_quiet
 @_debug
-def verify(target: str, to: str, name: Optional[str], quiet: Optional[bool]) -> None:
-    """Re-hash the staged copy of TARGET against what was recorded when it was staged."""
-    click.echo(api.verify(target, to=to, quiet=quiet, name=name))
+def verify(
+    target: str,
+    to: str,
+    name: Optional[str],
+    cache: Optional[str],
+    repair: bool,
+    quiet: Optional[bool],
+) -> None:
+    """Re-hash the staged copy of TARGET and the cached files it was built from.
+
+    Anything changed: exit 5 listing it, and the next `get` stages it again (or use --repair).
+    """
+    click.echo(api.verify(target, to=to, quiet=quiet, cache=cache, repair=repair, name=name))
 
 
 @cli.command(name="list")

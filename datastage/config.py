@@ -31,7 +31,6 @@ ENV = {
     "gdrive_endpoint": "DATASTAGE_GDRIVE_ENDPOINT",
     "persistent_cache": "DATASTAGE_PERSISTENT_CACHE",
     "sources": "DATASTAGE_SOURCES",  # os.pathsep-separated folders
-    "verify_persistent": "DATASTAGE_VERIFY_PERSISTENT",
     "shared_cache": "DATASTAGE_SHARED_CACHE",  # s3://bucket/prefix (s3cache.py)
     "connections": "DATASTAGE_CONNECTIONS",
     "mirror": "DATASTAGE_MIRROR",
@@ -57,7 +56,6 @@ class Settings:
     gdrive_endpoint: Optional[str] = None  # None: Google's hosts; tests point it at 127.0.0.1
     persistent_cache: Optional[Path] = None  # the persistent tier (tiers.py); None: none
     sources: tuple[Path, ...] = ()  # read-only folders searched before downloading
-    verify_persistent: bool = False  # re-hash copies from the persistent tier
     shared_cache: Optional[str] = None  # s3://bucket/prefix asked before the dataset's URLs
     connections: int = 8  # connections at once per get/fetch (segments of a file, files)
     mirror: Optional[str] = None  # prefer URLs containing this (a host or any substring)
@@ -195,7 +193,6 @@ def _from_env(name: str, raw: str) -> Any:
         "gdrive_endpoint": str,
         "persistent_cache": Path,
         "sources": lambda s: tuple(Path(p).expanduser() for p in s.split(os.pathsep) if p),
-        "verify_persistent": _boolean,
         "shared_cache": str,
         "connections": _positive,
         "mirror": str,

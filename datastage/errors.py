@@ -22,7 +22,8 @@ when there is one, ``hint: <hint>``, then exits with ``exit_code``.
     ├── IntegrityError                   5
     │   ├── ChecksumMismatch             5   expected vs actual digest
     │   ├── SizeMismatch                 5   expected vs actual size
-    │   └── VerifyFailed                 5   staged tree differs from its marker
+    │   ├── VerifyFailed                 5   staged tree differs from its marker
+    │   └── DamagedBlob                  5   a cache file no longer matches its sha256
     ├── ArchiveError                     6
     │   ├── UnsafeArchiveMember          6   path traversal, links outside, devices
     │   ├── CorruptArchive               6   truncated or damaged
@@ -39,7 +40,7 @@ made (redact.py): a URL's password or token never reaches a message, whoever pri
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional
+from typing import Any, Optional
 
 from .redact import redact_text
 
@@ -176,6 +177,15 @@ class SizeMismatch(IntegrityError):
 
 class VerifyFailed(IntegrityError):
     pass
+
+
+class DamagedBlob(IntegrityError):
+    """Cache blobs whose bytes no longer match the sha256 they are named by (altered on disk).
+    ``blobs`` are the cache.Blob values, so the caller can drop them and fetch them again."""
+
+    def __init__(self, message: str, blobs: tuple[Any, ...] = (), hint: Optional[str] = None):
+        super().__init__(message, hint)
+        self.blobs = blobs
 
 
 class ArchiveError(DatastageError):

@@ -37,7 +37,6 @@ KEYS = {
     "cache_dir": Key("path", "cache of verified downloads (fast local disk)"),
     "persistent_cache": Key("path", "persistent tier: a folder that keeps verified archives"),
     "sources": Key("paths", "read-only folders searched for a file before downloading"),
-    "verify_persistent": Key("bool", "re-hash copies from the persistent tier"),
     "shared_cache": Key("url", "s3://bucket/prefix shared by many machines (datastage push)"),
     "retries": Key("int", "attempts after the first"),
     "backoff": Key("float", "seconds; doubles after each failure"),
@@ -46,6 +45,9 @@ KEYS = {
     "quiet": Key("bool", "no progress bars or messages"),
     "offline": Key("bool", "never use the network"),
 }
+#: Keys older versions knew that no longer mean anything: ignored when read, dropped when the
+#: file is next written (copies from the persistent tier are now always hashed).
+RETIRED = {"verify_persistent"}
 
 
 def path() -> Path:
@@ -76,6 +78,8 @@ def load() -> dict[str, Any]:
         raise UsageError(f"config file {where}: {e}", _hint(where)) from None
     values = {}
     for key, value in data.items():
+        if key in RETIRED:
+            continue
         if key not in KEYS:
             raise UsageError(
                 f"config file {where}: unknown key {_shown(key)}",

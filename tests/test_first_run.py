@@ -156,8 +156,8 @@ def test_verify_hint_repeats_the_target_as_typed_and_works(tmp_path: Path) -> No
     failed = run_cli("verify", target, "--to", str(out), cwd=home)
     assert failed.returncode == 5
     hint = failed.stderr.splitlines()[-1]
-    command = f"datastage get {target} --to '{out}'"
-    assert hint == f"hint: re-stage with: {command}"
+    command = f"datastage get {target} --to '{out}' --repair"
+    assert hint == f"hint: repair with: {command}"
     again = run_cli(*shlex.split(command)[1:], cwd=home)  # the hint, as the user would paste it
     assert again.returncode == 0, again.stderr
     assert staged.read_bytes() == b"alpha\n"

@@ -262,8 +262,8 @@ def test_a_named_one_liner_is_verified_and_repaired_by_its_hint(tmp_path: Path, 
     staged.write_bytes(b"edited")
     failed = run_cli("verify", url, "--name", "mine", "--to", str(out))
     assert failed.returncode == 5, failed.stderr
-    command = f"datastage get {url} --name mine --to {out}"
-    assert failed.stderr.splitlines()[-1] == f"hint: re-stage with: {command}"
+    command = f"datastage get {url} --name mine --to {out} --repair"
+    assert failed.stderr.splitlines()[-1] == f"hint: repair with: {command}"
     again = run_cli(*command.split()[1:])  # the hint, as the user would paste it
     assert again.returncode == 0, again.stderr
     assert staged.read_bytes() == b"alpha" and not (out / "Data").exists()

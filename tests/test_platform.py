@@ -125,15 +125,15 @@ def test_config_commands_round_trip(tmp_path):
     drive = tmp_path / "drive" / "datastage-cache"
     assert run_cli("config", "set", "persistent_cache", str(drive)).returncode == 0
     assert run_cli("config", "set", "sources", f"{tmp_path}/a:{tmp_path}/b").returncode == 0
-    assert run_cli("config", "set", "verify_persistent", "yes").returncode == 0
+    assert run_cli("config", "set", "quiet", "yes").returncode == 0
     assert run_cli("config", "get", "persistent_cache").stdout.strip() == str(drive)
     listed = run_cli("config", "list").stdout
     assert f"sources = {tmp_path}/a:{tmp_path}/b" in listed
-    assert "verify_persistent = true" in listed
+    assert "quiet = true" in listed
     settings = config.resolve()
     assert settings.persistent_cache == drive
     assert settings.sources == (tmp_path / "a", tmp_path / "b")
-    assert settings.verify_persistent is True
+    assert settings.quiet is True
     assert run_cli("config", "unset", "persistent_cache").returncode == 0
     assert run_cli("config", "get", "persistent_cache").returncode == 1
     assert config.resolve().persistent_cache is None
