@@ -65,10 +65,13 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _TRAILING = r".,:;)!?"
 # A URL inside free text: from its scheme to the first character no URL contains.
 _URL_IN_TEXT = re.compile(
-    rf"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`{{}}|\\^]*[^\s'\"<>`{{}}|\\^{_TRAILING}]"
+    rf"\b[A-Za-z][A-Za-z0-9+.-]{{0,31}}://[^\s'\"<>`{{}}|\\^]*[^\s'\"<>`{{}}|\\^{_TRAILING}]"
 )
-# ``user:password@host`` without a scheme, not inside a path (``hf://org/repo@rev``).
-_BARE_USERINFO = re.compile(r"(?<![\w/@:%.+~-])[^\s/@:'\"<>()\[\]]+:[^\s/@'\"<>]+@(?=[\w\[])")
+# ``user:password@host`` without a scheme, not inside a path (``hf://org/repo@rev``). Bounded:
+# unbounded, every start in a long run of text would scan to its end (quadratic time).
+_BARE_USERINFO = re.compile(
+    r"(?<![\w/@:%.+~-])[^\s/@:'\"<>()\[\]]{1,256}:[^\s/@'\"<>]{1,512}@(?=[\w\[])"
+)
 # ``key=value`` after ``?``, ``&``, ``;`` or ``#`` (also a path and query urllib3 prints bare);
 # in a path (``;jsessionid=``) the value ends at ``/``.
 _VALUE = r"[^&;#\s'\"<>{stop}]*"

@@ -8,8 +8,10 @@ secrets; the redacted form must be where it helps (errors, ``info``, records).
 from __future__ import annotations
 
 import json
+import threading
 import traceback
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -340,3 +342,36 @@ def test_registry_listings_show_no_secret(tmp_path: Path, monkeypatch: pytest.Mo
         assert "priv" in done.stdout and not _leaks(done.stdout + done.stderr), done.stdout
     assert "https://***@data.example/priv.tar?token=***" in done.stdout
     assert "api_key=***" in done.stdout
+
+
+# -- found in review ---------------------------------------------------------------------------
+
+
+class _LongReasonHandler(BaseHTTPRequestHandler):
+    """Answers 404 with a 55 KB reason phrase shaped like a query string."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(404, "?a=b&" * 11_000)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_a_hostile_reason_phrase_does_not_stall_redaction(tmp_path: Path) -> None:
+    """The text patterns took time quadratic in a message's length: two mirrors answering
+    with 55 KB reason phrases kept datastage busy for minutes (the run_cli timeout)."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _LongReasonHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{httpd.server_port}"
+        url, mirror = f"{base}/a.bin?token={TOKEN}", f"{base}/b.bin?sig={SIG}"
+        manifest = write_manifest(tmp_path, "slow", [{"url": url, "mirrors": [mirror]}])
+        done = run_cli("get", str(manifest), "--to", str(tmp_path / "to"))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert done.returncode == 4, done.stderr[-500:]
+    assert done.stderr.splitlines()[-1].startswith("error: all 2 sources of a.bin failed")
+    assert "a.bin?token=***" in done.stderr and not _leaks(done.stderr)
