@@ -23,6 +23,7 @@ from .digests import Digest
 from .errors import UsageError
 from .manifest import URL_SCHEME, Manifest, file_name_from_url, from_dict
 from .names import archive_suffix, strip_archive_suffix
+from .redact import remember
 
 DEFAULT_NAME = "download"
 
@@ -52,6 +53,7 @@ def manifest_for(
         except ValueError as e:
             raise UsageError(f"--sha256: {e}") from None
     url = target if URL_SCHEME.match(target) else str(Path(target).expanduser().absolute())
+    remember(url)  # a listing error names it before any manifest entry exists
     files = sources.for_url(url, settings).list(url)
     if sha256 and len(files) != 1:
         raise UsageError(

@@ -44,6 +44,7 @@ from urllib.parse import unquote, urlsplit
 from .digests import HEX_LENGTHS, Digest
 from .errors import ManifestError
 from .names import archive_suffix
+from .redact import remember
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -340,6 +341,7 @@ def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
     v.known_keys(raw, FILE_KEYS, key + ".")
     url = resolve_url(v.string(raw, "url", key + ".", required=True), base)
     mirrors = tuple(resolve_url(m, base) for m in v.string_list(raw, "mirrors", key + "."))
+    remember(url, *mirrors)  # their secrets are masked in every message from now on
     for where, each in [("url", url), *(("mirrors", m) for m in mirrors)]:
         v.served(each, f"{key}.{where}")
     digests = []

@@ -129,6 +129,17 @@ def _redacted(url: str) -> str:
         ("/data/set@v2/a.tar", "/data/set@v2/a.tar"),
         ("http://[::1/x", "http://[::1/x"),
         ("", ""),
+        # review: a value runs to the next separator whatever it holds; a URL or a query
+        # percent-encoded in a value; a key in full-width letters; short key names
+        ('https://h/x?token="T T"<&a=1', "https://h/x?token=***&a=1"),
+        ("https://h/x?next=https%3A%2F%2Fu%3Apw%40h2%2F&a=1", "https://h/x?next=***&a=1"),
+        ("https://h/x?q=a%26token%3DS&a=1", "https://h/x?q=***&a=1"),
+        ("https://h/x?\uff54oken=T", "https://h/x?\uff54oken=***"),
+        ("https://h/x?pw=T&sid=S&otp=1&dl=1", "https://h/x?pw=***&sid=***&otp=***&dl=1"),
+        # review: a list of URLs (HF_ENDPOINT), a URL inside a path; hf://'s '@' still stays
+        ("http://u:p1@a,http://u:p2@b/", "http://***@a,http://***@b/"),
+        ("https://w.org/web/1/http://u:p@h/x", "https://w.org/web/1/http://***@h/x"),
+        ("hf://org/r/x,hf://gpt2@main/y", "hf://org/r/x,hf://gpt2@main/y"),
     ],
 )
 def test_redact_url(url: str, expected: str) -> None:
@@ -347,6 +358,31 @@ def test_registry_listings_show_no_secret(tmp_path: Path, monkeypatch: pytest.Mo
 # -- found in review ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("odd", ['"', "'", " ", "<", "\\"])
+def test_a_password_with_a_quote_or_a_space_is_never_printed(tmp_path: Path, odd: str) -> None:
+    """Such a password works (requests percent-encodes it) but cut the URL short for the text
+    patterns: the error line and the --debug traceback printed it."""
+    password = f"pw{odd}{PASSWORD}"
+    server = AuthServer("alice", password, {"token": TOKEN})
+    try:
+        server.add("/x.bin", payload(500, 5))
+        url = server.secret_url(server.url("/x.bin")).replace(TOKEN, "wrong")
+        manifest = write_manifest(tmp_path, "private", [{"url": url}])
+        done = run_cli("get", str(manifest), "--to", str(tmp_path / "to"), "--debug")
+    finally:
+        server.close()
+    assert done.returncode == 4, done.stderr
+    assert "Traceback" in done.stderr and "http://***@127.0.0.1:" in done.stderr
+    assert not _leaks(done.stdout + done.stderr), done.stderr
+    if odd != "\\":  # a backslash is refused by urllib3 before any request
+        assert "HTTP 403" in done.stderr
+
+    with pytest.raises(datastage.DatastageError) as caught:  # the Python API, chain included
+        datastage.get(str(manifest), to=tmp_path / "to")
+    shown = "".join(traceback.format_exception(caught.type, caught.value, caught.tb))
+    assert not _leaks(shown), shown
+
+
 class _LongReasonHandler(BaseHTTPRequestHandler):
     """Answers 404 with a 55 KB reason phrase shaped like a query string."""
 
@@ -375,3 +411,13 @@ def test_a_hostile_reason_phrase_does_not_stall_redaction(tmp_path: Path) -> Non
     assert done.returncode == 4, done.stderr[-500:]
     assert done.stderr.splitlines()[-1].startswith("error: all 2 sources of a.bin failed")
     assert "a.bin?token=***" in done.stderr and not _leaks(done.stderr)
+
+
+def test_env_masks_every_url_of_a_list(tmp_path: Path) -> None:
+    """HF_ENDPOINT takes a comma-separated list: the second URL's login was shown."""
+    endpoints = f"http://u:{PASSWORD}@127.0.0.1:9,http://u:{TOKEN}@127.0.0.1:8"
+    for args in (("env",), ("env", "--json")):
+        done = run_cli(*args, env={"HF_ENDPOINT": endpoints})
+        assert done.returncode == 0, done.stderr
+        assert "http://***@127.0.0.1:9,http://***@127.0.0.1:8" in done.stdout
+        assert not _leaks(done.stdout + done.stderr), done.stdout
