@@ -421,3 +421,18 @@ def test_env_masks_every_url_of_a_list(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert "http://***@127.0.0.1:9,http://***@127.0.0.1:8" in done.stdout
         assert not _leaks(done.stdout + done.stderr), done.stdout
+
+
+def test_listing_a_url_without_a_host_shows_no_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``list``'s table shows a URL's host, or the whole URL when it has none."""
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    write_manifest(registry, "priv", [{"url": f"http://u:{PASSWORD}@:80/x.tar"}])
+    monkeypatch.setenv("DATASTAGE_REGISTRY", str(registry))
+    for args in (("list",), ("search", "priv")):
+        done = run_cli(*args)
+        assert done.returncode == 0, done.stderr
+        assert "http://***@:80/x.tar" in done.stdout
+        assert not _leaks(done.stdout + done.stderr), done.stdout
