@@ -82,10 +82,10 @@ def default_name(url: str, names: list[str]) -> str:
     if len(names) == 1 and "/" not in names[0]:
         stem = names[0]
     else:
-        stem = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-        stem = stem.split("@", 1)[0]  # hf://org/repo@revision
+        path = _without_userinfo(url).split("?", 1)[0].rstrip("/")
+        stem = path.rsplit("/", 1)[-1].split("@", 1)[0]  # hf://org/repo@revision
         if any(c in stem for c in "*?["):  # a glob: name it after the repo or folder above
-            stem = url.split("?", 1)[0].rstrip("/").rsplit("/", 2)[-2].split("@", 1)[0]
+            stem = path.rsplit("/", 2)[-2].split("@", 1)[0]
     lowered = stem.lower()
     if archive_suffix(lowered):
         lowered = strip_archive_suffix(lowered)
@@ -93,3 +93,12 @@ def default_name(url: str, names: list[str]) -> str:
         lowered = lowered.rsplit(".", 1)[0]  # clip.wav -> clip
     cleaned = re.sub(r"[^a-z0-9._-]+", "-", lowered).strip("-._")
     return cleaned or DEFAULT_NAME
+
+
+def _without_userinfo(url: str) -> str:
+    """``ftp://user:pw@host/`` -> ``ftp://host/``: a name made of the host, never the login."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() == "hf":  # hf://org/repo@revision: no login, a revision
+        return url
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"

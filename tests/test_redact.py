@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import datastage
+from datastage import direct
 from datastage.redact import (
     is_secret_key,
     record_matches,
@@ -436,3 +437,17 @@ def test_listing_a_url_without_a_host_shows_no_password(
         assert done.returncode == 0, done.stderr
         assert "http://***@:80/x.tar" in done.stdout
         assert not _leaks(done.stdout + done.stderr), done.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "files", "name"),
+    [
+        (f"ftp://user:{PASSWORD}@host/", ["a/x.wav", "b.wav"], "host"),
+        (f"ftp://user:{PASSWORD}@host/*.tar", ["a.tar", "b.tar"], "host"),
+        (f"ftp://user:{PASSWORD}@host/clips/", ["a.wav", "b.wav"], "clips"),
+        ("hf://datasets/org/repo@v1/*.parquet", ["a.parquet", "b.parquet"], "repo"),
+    ],
+)
+def test_a_one_liner_is_never_named_after_its_login(url: str, files: list[str], name: str) -> None:
+    """The staged folder, the names/ record and the printed path take this name."""
+    assert direct.default_name(url, files) == name
