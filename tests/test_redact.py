@@ -415,12 +415,15 @@ def test_a_hostile_reason_phrase_does_not_stall_redaction(tmp_path: Path) -> Non
 
 
 def test_env_masks_every_url_of_a_list(tmp_path: Path) -> None:
-    """HF_ENDPOINT takes a comma-separated list: the second URL's login was shown."""
+    """HF_ENDPOINT takes a comma-separated list: the second URL's login was shown; and the
+    shared cache's URL was shown as configured."""
     endpoints = f"http://u:{PASSWORD}@127.0.0.1:9,http://u:{TOKEN}@127.0.0.1:8"
+    shared = f"s3://AKIA:{SIG}@bucket/cache"
     for args in (("env",), ("env", "--json")):
-        done = run_cli(*args, env={"HF_ENDPOINT": endpoints})
+        done = run_cli(*args, env={"HF_ENDPOINT": endpoints, "DATASTAGE_SHARED_CACHE": shared})
         assert done.returncode == 0, done.stderr
         assert "http://***@127.0.0.1:9,http://***@127.0.0.1:8" in done.stdout
+        assert "s3://***@bucket/cache" in done.stdout
         assert not _leaks(done.stdout + done.stderr), done.stdout
 
 
