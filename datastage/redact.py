@@ -28,11 +28,11 @@ secret, but a weak password in a URL can be guessed back from it: where others c
 cache or the tier, prefer a token (or a header) to a URL password.
 
 Free text (messages, tracebacks) is searched for URLs, which a password with a quote or a space
-can cut short; so every URL datastage is given (``remember``: manifest entries, one-liner
-targets, proxy variables) also has its secret parts noted, and ``redact_text`` masks those
-wherever they appear, raw or percent-encoded (only those of 6 characters or more: a shorter one
-would mask ordinary words). Every pattern is bounded, so a hostile server's 64 KB reason phrase
-costs linear time.
+can cut short; so the URLs datastage is given (``remember``: manifest entries, one-liner
+targets, proxy and endpoint variables) have such secrets noted, and ``redact_text`` masks them
+wherever they appear, raw or percent-encoded (at most ``MAX_KNOWN``, of 6 characters or more:
+a shorter one would mask ordinary words). Every pattern is bounded, so a hostile server's 64 KB
+reason phrase costs linear time (scripts/bench_redact.py).
 
 Imports nothing heavy: errors.py and progress.py use it on every message.
 """
@@ -144,15 +144,18 @@ def redact_text(text: str) -> str:
 
 
 def remember(*urls: str) -> None:
-    """Note the secret parts of ``urls`` (each as given, percent-decoded and -encoded), so that
-    ``redact_text`` masks them even where no URL pattern finds them: a password holding a quote
-    or a space cuts a URL short in free text."""
+    """Note the secret parts of ``urls`` that the text patterns cannot find (a password holding
+    a quote or a space cuts a URL short in free text), so that ``redact_text`` masks them
+    wherever they appear: as given, percent-decoded and -encoded. Plain secrets, the usual
+    kind, are left to the patterns: the list stays short, and checking it cheap."""
     global _known
-    found = {variant for url in urls for secret in _secrets_in(url) for variant in _forms(secret)}
-    found = {f for f in found if len(f) >= MIN_KNOWN and MASK not in f} - set(_known)
+    odd = {secret for url in urls for secret in _secrets_in(url) if _ODD.search(secret)}
+    found = {form for secret in odd for form in _forms(secret)}
+    found = {f for f in found if len(f) >= MIN_KNOWN and MASK not in f and f not in _known}
     if found:
         with _known_lock:  # a tuple swapped whole: readers in other threads never see it change
-            _known = tuple(sorted({*_known, *found}, key=len, reverse=True))
+            known = sorted({*_known, *found}, key=len, reverse=True)
+            _known = tuple(known[:MAX_KNOWN])
 
 
 def same_url(stored: object, url: str) -> bool:
@@ -219,6 +222,10 @@ def scrub_chain(error: BaseException) -> None:
 
 #: Secrets shorter than this are masked only where a pattern finds them, never as bare words.
 MIN_KNOWN = 6
+#: A bound on the list (a hostile manifest could fill it): each message is checked against all.
+MAX_KNOWN = 1000
+#: What ends a URL or a value for the text patterns: a secret holding one must be remembered.
+_ODD = re.compile(r"[\s'\"<>`{}|\\^]")
 _known: tuple[str, ...] = ()  # longest first: a secret containing another is masked whole
 _known_lock = threading.Lock()
 #: Variables whose URLs requests and the sources read on their own (not through a manifest).
