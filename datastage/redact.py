@@ -8,15 +8,20 @@ marker, pins, cache index records, persistent-tier sidecars); the URL used for t
 never changed. What counts as secret:
 
 - the whole userinfo (``user:password@``, and a bare ``token@``: GitHub tokens go there), for
-  every scheme but ``hf://`` (whose ``@`` names a revision);
-- the value of a query or fragment parameter whose name, percent-decoded and compared without
-  case (``-`` and ``_`` alike), is ``key``/``sig``/``sign``/``auth``/``authorization``/
-  ``pass``/``pwd``/``jwt``/``hdnts``/``hdnea``, contains ``token``, ``secret``, ``passw``,
+  every scheme but ``hf://`` (whose ``@`` names a revision), also of a URL further on in the
+  string (``HF_ENDPOINT``'s comma-separated list, ``https://archive/web/1/http://u:p@h/``);
+- the value, up to the next ``&``/``;``/``#`` whatever it holds, of a query or fragment
+  parameter whose name, percent-decoded, NFKC-normalised and compared without case (``-`` and
+  ``_`` alike), is ``key``/``sig``/``sign``/``auth``/``authorization``/``pass``/``pw``/``pwd``/
+  ``passcode``/``jwt``/``hdnts``/``hdnea``/``sid``/``otp``/``bearer``/``ticket``/``hmac``/
+  ``cred``/``sas``, contains ``token``, ``secret``, ``passw``,
   ``signature``, ``credential``, ``apikey``/``api_key``, ``accesskey``/``access_key``,
   ``session`` or ``private``, ends in ``key`` (``resourcekey``, ``subscription-key``), or starts
   with ``x-amz-``/``x-goog-``. Presigned URLs keep what helps to debug them and is no secret:
   ``X-Amz-``/``X-Goog-`` ``Algorithm``, ``Date``, ``Expires``, ``SignedHeaders``; Azure SAS
-  ``sv``/``se``/``sp``/``st``/``sr`` (its ``sig`` goes); ``Expires``.
+  ``sv``/``se``/``sp``/``st``/``sr`` (its ``sig`` goes); ``Expires``;
+- the whole value of any other parameter that percent-decodes to a URL or query holding one of
+  the above (``?next=https%3A%2F%2Fu%3Apw%40h%2F``).
 
 Stored records still need the URL as a key. Pins, ``index/url/`` records and partial downloads
 keep the key they always had (their file name: the full URL's sha256, or the file's digest)
