@@ -268,7 +268,7 @@ def _sources(m: Manifest) -> str:
 def _host(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme in ("http", "https"):
-        return parts.hostname or url
+        return parts.hostname or redact_url(url)  # no host ("http://u:pw@/x"): the whole URL
     return f"{parts.scheme}://" if parts.scheme else "local file"
 
 

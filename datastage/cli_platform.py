@@ -65,7 +65,7 @@ def environment() -> dict[str, Any]:
             if settings.persistent_cache
             else None,
             "sources": [str(p) for p in settings.sources],
-            "shared_cache": settings.shared_cache,
+            "shared_cache": settings.shared_cache and redact_url(settings.shared_cache),
         },
         "suggested_persistent_cache": str(found.suggested_persistent)
         if found.suggested_persistent and any(s.available for s in found.of_role("persistent"))

@@ -31,6 +31,7 @@ from .digests import Digest
 from .errors import UsageError
 from .manifest import URL_SCHEME, Manifest, file_name_from_url, from_dict
 from .names import archive_suffix, strip_archive_suffix
+from .redact import remember
 
 DEFAULT_NAME = "download"
 #: A one-liner's folder name: like manifest.NAME_PATTERN, but the file's own case is kept.
@@ -65,6 +66,7 @@ def manifest_for(
         except ValueError as e:
             raise UsageError(f"--sha256: {e}") from None
     url = target if URL_SCHEME.match(target) else str(Path(target).expanduser().absolute())
+    remember(url)  # a listing error names it before any manifest entry exists
     files = sources.for_url(url, settings).list(url)
     if sha256 and len(files) != 1:
         raise UsageError(
@@ -108,13 +110,22 @@ def default_name(url: str, names: list[str]) -> str:
     if len(names) == 1 and "/" not in names[0]:
         stem = names[0]
     else:
-        stem = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-        stem = stem.split("@", 1)[0]  # hf://org/repo@revision
+        path = _without_userinfo(url).split("?", 1)[0].rstrip("/")
+        stem = path.rsplit("/", 1)[-1].split("@", 1)[0]  # hf://org/repo@revision
         if any(c in stem for c in "*?["):  # a glob: name it after the repo or folder above
-            stem = url.split("?", 1)[0].rstrip("/").rsplit("/", 2)[-2].split("@", 1)[0]
+            stem = path.rsplit("/", 2)[-2].split("@", 1)[0]
     if archive_suffix(stem):
         stem = strip_archive_suffix(stem)
     elif len(names) == 1 and "." in stem.lstrip("."):
         stem = stem.rsplit(".", 1)[0]  # clip.wav -> clip
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", stem)[:MAX_FOLDER_NAME].strip("-._")
     return cleaned or DEFAULT_NAME
+
+
+def _without_userinfo(url: str) -> str:
+    """``ftp://user:pw@host/`` -> ``ftp://host/``: a name made of the host, never the login."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() == "hf":  # hf://org/repo@revision: no login, a revision
+        return url
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"

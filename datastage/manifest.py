@@ -45,6 +45,7 @@ from . import tomlio
 from .digests import HEX_LENGTHS, Digest
 from .errors import InvalidManifest, ManifestError
 from .names import archive_suffix
+from .redact import remember
 from .tomlio import tomllib  # noqa: F401 - authoring.py checks what it writes with it
 
 T = TypeVar("T")
@@ -440,6 +441,7 @@ def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
     mirrors = tuple(
         v.url(m, base, key + ".mirrors") for m in v.string_list(raw, "mirrors", key + ".")
     )
+    remember(url, *mirrors)  # their secrets are masked in every message from now on
     digests = []
     for algorithm in HEX_LENGTHS:
         if algorithm in raw:

@@ -8,13 +8,16 @@ secrets; the redacted form must be where it helps (errors, ``info``, records).
 from __future__ import annotations
 
 import json
+import threading
 import traceback
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 import datastage
+from datastage import direct
 from datastage.redact import (
     is_secret_key,
     record_matches,
@@ -127,6 +130,17 @@ def _redacted(url: str) -> str:
         ("/data/set@v2/a.tar", "/data/set@v2/a.tar"),
         ("http://[::1/x", "http://[::1/x"),
         ("", ""),
+        # review: a value runs to the next separator whatever it holds; a URL or a query
+        # percent-encoded in a value; a key in full-width letters; short key names
+        ('https://h/x?token="T T"<&a=1', "https://h/x?token=***&a=1"),
+        ("https://h/x?next=https%3A%2F%2Fu%3Apw%40h2%2F&a=1", "https://h/x?next=***&a=1"),
+        ("https://h/x?q=a%26token%3DS&a=1", "https://h/x?q=***&a=1"),
+        ("https://h/x?\uff54oken=T", "https://h/x?\uff54oken=***"),
+        ("https://h/x?pw=T&sid=S&otp=1&dl=1", "https://h/x?pw=***&sid=***&otp=***&dl=1"),
+        # review: a list of URLs (HF_ENDPOINT), a URL inside a path; hf://'s '@' still stays
+        ("http://u:p1@a,http://u:p2@b/", "http://***@a,http://***@b/"),
+        ("https://w.org/web/1/http://u:p@h/x", "https://w.org/web/1/http://***@h/x"),
+        ("hf://org/r/x,hf://gpt2@main/y", "hf://org/r/x,hf://gpt2@main/y"),
     ],
 )
 def test_redact_url(url: str, expected: str) -> None:
@@ -340,3 +354,103 @@ def test_registry_listings_show_no_secret(tmp_path: Path, monkeypatch: pytest.Mo
         assert "priv" in done.stdout and not _leaks(done.stdout + done.stderr), done.stdout
     assert "https://***@data.example/priv.tar?token=***" in done.stdout
     assert "api_key=***" in done.stdout
+
+
+# -- found in review ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("odd", ['"', "'", " ", "<", "\\"])
+def test_a_password_with_a_quote_or_a_space_is_never_printed(tmp_path: Path, odd: str) -> None:
+    """Such a password works (requests percent-encodes it) but cut the URL short for the text
+    patterns: the error line and the --debug traceback printed it."""
+    password = f"pw{odd}{PASSWORD}"
+    server = AuthServer("alice", password, {"token": TOKEN})
+    try:
+        server.add("/x.bin", payload(500, 5))
+        url = server.secret_url(server.url("/x.bin")).replace(TOKEN, "wrong")
+        manifest = write_manifest(tmp_path, "private", [{"url": url}])
+        done = run_cli("get", str(manifest), "--to", str(tmp_path / "to"), "--debug")
+    finally:
+        server.close()
+    assert done.returncode == 4, done.stderr
+    assert "Traceback" in done.stderr and "http://***@127.0.0.1:" in done.stderr
+    assert not _leaks(done.stdout + done.stderr), done.stderr
+    if odd != "\\":  # a backslash is refused by urllib3 before any request
+        assert "HTTP 403" in done.stderr
+
+    with pytest.raises(datastage.DatastageError) as caught:  # the Python API, chain included
+        datastage.get(str(manifest), to=tmp_path / "to")
+    shown = "".join(traceback.format_exception(caught.type, caught.value, caught.tb))
+    assert not _leaks(shown), shown
+
+
+class _LongReasonHandler(BaseHTTPRequestHandler):
+    """Answers 404 with a 55 KB reason phrase shaped like a query string."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(404, "?a=b&" * 11_000)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_a_hostile_reason_phrase_does_not_stall_redaction(tmp_path: Path) -> None:
+    """The text patterns took time quadratic in a message's length: two mirrors answering
+    with 55 KB reason phrases kept datastage busy for minutes (the run_cli timeout)."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _LongReasonHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{httpd.server_port}"
+        url, mirror = f"{base}/a.bin?token={TOKEN}", f"{base}/b.bin?sig={SIG}"
+        manifest = write_manifest(tmp_path, "slow", [{"url": url, "mirrors": [mirror]}])
+        done = run_cli("get", str(manifest), "--to", str(tmp_path / "to"))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert done.returncode == 4, done.stderr[-500:]
+    assert done.stderr.splitlines()[-1].startswith("error: all 2 sources of a.bin failed")
+    assert "a.bin?token=***" in done.stderr and not _leaks(done.stderr)
+
+
+def test_env_masks_every_url_of_a_list(tmp_path: Path) -> None:
+    """HF_ENDPOINT takes a comma-separated list: the second URL's login was shown; and the
+    shared cache's URL was shown as configured."""
+    endpoints = f"http://u:{PASSWORD}@127.0.0.1:9,http://u:{TOKEN}@127.0.0.1:8"
+    shared = f"s3://AKIA:{SIG}@bucket/cache"
+    for args in (("env",), ("env", "--json")):
+        done = run_cli(*args, env={"HF_ENDPOINT": endpoints, "DATASTAGE_SHARED_CACHE": shared})
+        assert done.returncode == 0, done.stderr
+        assert "http://***@127.0.0.1:9,http://***@127.0.0.1:8" in done.stdout
+        assert "s3://***@bucket/cache" in done.stdout
+        assert not _leaks(done.stdout + done.stderr), done.stdout
+
+
+def test_listing_a_url_without_a_host_shows_no_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A URL without a host is refused when its manifest loads; the refusal names it masked."""
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    write_manifest(registry, "priv", [{"url": f"http://u:{PASSWORD}@:80/x.tar"}])
+    monkeypatch.setenv("DATASTAGE_REGISTRY", str(registry))
+    for args in (("list",), ("search", "priv")):
+        done = run_cli(*args)
+        assert done.returncode == 3, done.stderr
+        assert "http://***@:80/x.tar" in done.stderr
+        assert not _leaks(done.stdout + done.stderr), done.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "files", "name"),
+    [
+        (f"ftp://user:{PASSWORD}@host/", ["a/x.wav", "b.wav"], "host"),
+        (f"ftp://user:{PASSWORD}@host/*.tar", ["a.tar", "b.tar"], "host"),
+        (f"ftp://user:{PASSWORD}@host/clips/", ["a.wav", "b.wav"], "clips"),
+        ("hf://datasets/org/repo@v1/*.parquet", ["a.parquet", "b.parquet"], "repo"),
+    ],
+)
+def test_a_one_liner_is_never_named_after_its_login(url: str, files: list[str], name: str) -> None:
+    """The staged folder, the names/ record and the printed path take this name."""
+    assert direct.default_name(url, files) == name
