@@ -45,9 +45,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Optional
 
-from urllib3.exceptions import MaxRetryError
-from urllib3.util.retry import Retry
-
 from . import locks, segments, sources
 from .cache import Blob, Cache
 from .config import Settings
@@ -55,6 +52,7 @@ from .digests import Hasher, check, hash_file
 from .errors import (
     AllMirrorsFailed,
     DatastageError,
+    HTTPStatusError,
     IntegrityError,
     MissingDependency,
     NetworkError,
@@ -67,6 +65,7 @@ from .errors import (
 from .fsutil import disk_full_as_error, ensure_free, write_atomic
 from .manifest import FileEntry
 from .progress import Bar, Reporter
+from .retrying import Patience, safe_url
 from .segmented import Budget, Mirror, Restart, SegmentedTransfer
 from .units import human_bytes
 
@@ -160,7 +159,7 @@ def _from_any_url(
         urls = [u for u in rest if u not in dropped]
     if len(failures) == 1:
         raise failures[0][1]
-    reasons = "; ".join(f"{url}: {e}" for url, e in failures)
+    reasons = "; ".join(f"{safe_url(url)}: {e}" for url, e in failures)
     raise AllMirrorsFailed(f"all {len(failures)} sources of {entry.name} failed: {reasons}")
 
 
@@ -322,7 +321,7 @@ class _Download:
 
         ``hasher.size`` is always the number of bytes in ``.part``: the offset to resume from.
         """
-        retry = Retry(total=self.settings.retries, backoff_factor=self.settings.backoff)
+        patience = self._patience()
         bar = None
         handed_over = False
         holding = self.budget.acquire(threading.Event())
@@ -371,22 +370,21 @@ class _Download:
                             f"connection to {self.url} closed at {hasher.size} of {size} bytes"
                         )
                     return hasher, size
-                except NetworkError as e:
+                except (NetworkError, HTTPStatusError) as e:
                     if handed_over:
                         raise  # segments retry on their own; this loop would start over
+                    if body is not None:
+                        body.close()
                     if hasher.size > start:  # progress resets the patience
-                        retry = Retry(
-                            total=self.settings.retries, backoff_factor=self.settings.backoff
-                        )
+                        patience.reset()
                     try:
-                        retry = retry.increment(method="GET", url=self.url, error=e)
-                    except MaxRetryError:
-                        raise NetworkError(
-                            f"{e}; gave up after {self.settings.retries + 1} tries "
-                            "without progress "
-                            f"({human_bytes(hasher.size)} kept in the cache; re-run to resume)"
-                        ) from e
-                    retry.sleep()
+                        patience.wait(e, self.url, self.budget.cancelled.is_set)
+                    except SourceError:
+                        if hasher.size:
+                            e.message += (
+                                f" ({human_bytes(hasher.size)} kept in the cache; re-run to resume)"
+                            )
+                        raise
                 except BaseException:
                     if body is not None and not handed_over:
                         body.close()  # let the server know now, not at garbage collection
@@ -396,6 +394,9 @@ class _Download:
                 self.budget.release()
             if bar is not None:
                 bar.close()
+
+    def _patience(self) -> Patience:
+        return Patience(self.settings.retries, self.settings.backoff, self.reporter.say)
 
     # -- segments --------------------------------------------------------------------------
     def _segmentable(self, size: int) -> bool:
@@ -463,6 +464,7 @@ class _Download:
             save=save,
             refuse_html=self._refuse_html_from,
             warn=self.reporter.warn,
+            say=self.reporter.say,
             on_prefix=self.on_prefix,
             first=first,
             pinned=self.entry.pinned,

@@ -42,15 +42,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from urllib3.exceptions import MaxRetryError
-from urllib3.util.retry import Retry
-
 from . import segments as seglib
 from .config import Settings
 from .digests import Hasher
-from .errors import NetworkError, SourceError, UnexpectedHTML
+from .errors import HostUnreachable, NetworkError, SourceError, UnexpectedHTML
 from .fsutil import disk_full_as_error
 from .progress import Bar
+from .retrying import Patience
 from .segments import Segment
 from .sources import Body, RemoteFile, Source
 from .units import human_bytes
@@ -131,6 +129,7 @@ class SegmentedTransfer:
         on_prefix: Optional[Callable[[int], None]] = None,
         first: Optional[tuple[Body, Iterator[bytes]]] = None,
         pinned: bool = False,
+        say: Optional[Callable[[str], None]] = None,
     ) -> None:
         """``first``: a response already open at byte 0, whose budget token the caller holds
         and hands over (it is released when that response is done)."""
@@ -139,6 +138,7 @@ class SegmentedTransfer:
         self.reference = mirrors[0]
         self.hasher, self.settings, self.bar, self.budget = hasher, settings, bar, budget
         self.save, self.refuse_html, self.warn, self.on_prefix = save, refuse_html, warn, on_prefix
+        self.say = say or warn  # retry lines
         self.first = first
         self.first_at = seglib.contiguous_prefix(plan)  # where the open response has got to
         self._token_held = first is not None
@@ -292,7 +292,7 @@ class SegmentedTransfer:
 
     def _fetch(self, wid: int, seg: Segment, token: int) -> None:
         """Fetch ``seg`` until it is done, retrying and switching mirrors; stop if abandoned."""
-        retry = self._new_retry()
+        patience = self._patience()
         while True:
             with self.cond:
                 if seg.owner != token or seg.done or self.stop.is_set():
@@ -320,26 +320,27 @@ class SegmentedTransfer:
                             f"connection to {mirror.url} closed at byte {seg.pos} of {self.size}"
                         )
                 return
-            except NetworkError as e:
-                if seg.pos > start:
-                    retry = self._new_retry()  # progress resets the patience
-                try:
-                    retry = retry.increment(method="GET", url=mirror.url, error=e)
-                except MaxRetryError:
-                    if not self._drop(mirror, e):
-                        raise NetworkError(
-                            f"{e}; gave up after {self.settings.retries + 1} tries without "
-                            f"progress ({human_bytes(seglib.written(self.segments))} kept in "
-                            "the cache; re-run to resume)"
-                        ) from e
-                    retry = self._new_retry()
-                    continue
-                retry.sleep()
             except SourceError as e:
+                if body is not None:
+                    body.close()
+                    body = None
+                if seg.pos > start:
+                    patience.reset()  # progress resets the patience
+                try:
+                    patience.wait(e, mirror.url, self.stop.is_set)
+                    continue
+                except SourceError:
+                    pass
                 if self._retire(seg, token, e):
                     raise _Retire from e
                 if not self._drop(mirror, e):
+                    if isinstance(e, NetworkError) and not isinstance(e, HostUnreachable):
+                        e.message += (
+                            f" ({human_bytes(seglib.written(self.segments))} kept in the cache;"
+                            " re-run to resume)"
+                        )
                     raise
+                patience = self._patience()
             finally:
                 if body is not None:
                     body.close()
@@ -361,8 +362,8 @@ class SegmentedTransfer:
             self.warn(f"{error}; continuing {self.name} with fewer connections")
         return True
 
-    def _new_retry(self) -> Retry:
-        return Retry(total=self.settings.retries, backoff_factor=self.settings.backoff)
+    def _patience(self) -> Patience:
+        return Patience(self.settings.retries, self.settings.backoff, self.say)
 
     def _pick(self, wid: int) -> Mirror:
         with self.cond:
