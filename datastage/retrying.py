@@ -108,14 +108,12 @@ class Patience:
         self.say(
             f"retry {self.tries}/{allowed} in {delay:.3g} s: {reason_of(error)} ({origin(url)})"
         )
-        deadline = time.monotonic() + delay
-        while True:
+        while delay > 0:  # in short naps, so a stop (another file failed) is heard
             if stop is not None and stop():
                 raise error
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            self._sleep(min(remaining, 0.1))
+            nap = min(delay, 0.1)
+            self._sleep(nap)
+            delay -= nap
 
 
 def reason_of(error: BaseException) -> str:

@@ -55,8 +55,11 @@ from .units import human_bytes
 
 HASH_READ = 1 << 20
 FLUSH_EVERY = 128 << 20  # write back as we go: the fsync before the commit then has little left
-SAVE_EVERY = 1.0  # seconds between saves of the plan (a kill -9 re-fetches at most this much)
-TICK = 0.2  # how often the calling thread hashes, reports and saves
+SAVE_EVERY = 1.0  # seconds between saves of the plan ...
+SAVE_BYTES = 32 << 20  # ... or bytes received, whichever first: what a kill -9 may re-fetch
+NOTIFY_EVERY = 4 << 20  # bytes written between wake-ups of the calling thread
+HASH_STEP = 16 << 20  # the most the calling thread hashes before it looks at the plan again
+TICK = 0.2  # the longest the calling thread or an idle worker sleeps without news
 BUSY_STATUSES = (429, 503)  # "too many connections": fewer workers, not a failed file
 
 
@@ -158,11 +161,17 @@ class SegmentedTransfer:
         self._tokens = itertools.count(1)
         self.fd = -1
         self._flushed = 0
+        self._fresh = 0  # bytes written since the calling thread was last woken
 
     # -- the calling thread ----------------------------------------------------------------
     def run(self) -> Hasher:
-        """Fetch every segment, hash the prefix as it lands; return the hasher of the file."""
-        reported = seglib.written(self.segments)
+        """Fetch every segment, hash the prefix as it lands; return the hasher of the file.
+
+        Woken by the workers (every ``NOTIFY_EVERY`` bytes and at each finished piece), not by
+        a clock: it hashes at most ``HASH_STEP`` per turn, so the plan is saved every
+        ``SAVE_EVERY`` seconds or ``SAVE_BYTES`` received, whichever comes first, at any speed.
+        """
+        reported = saved = seglib.written(self.segments)
         saved_at = time.monotonic()
         try:
             self.fd = os.open(self.part, os.O_RDWR)
@@ -170,19 +179,22 @@ class SegmentedTransfer:
             while True:
                 self.budget.check()
                 with self.cond:
-                    self.cond.wait(TICK)
+                    if self.hasher.size >= seglib.contiguous_prefix(self.segments):
+                        self.cond.wait(TICK)  # nothing to hash: wait for the workers
                     if self.error is not None:
                         raise self.error
                     prefix = seglib.contiguous_prefix(self.segments)
                     done_bytes = seglib.written(self.segments)
-                    plan = seglib.to_json(self.segments)
-                self._hash_to(prefix)
+                    due = done_bytes - saved >= SAVE_BYTES
+                    due = due or time.monotonic() - saved_at >= SAVE_EVERY
+                    plan = seglib.to_json(self.segments) if due else None
+                if plan is not None:
+                    self.save(plan)
+                    saved, saved_at = done_bytes, time.monotonic()
+                self._hash_to(min(prefix, self.hasher.size + HASH_STEP))
                 if done_bytes > reported:
                     self.bar.update(done_bytes - reported)
                     reported = done_bytes
-                if time.monotonic() - saved_at >= SAVE_EVERY:
-                    self.save(plan)
-                    saved_at = time.monotonic()
                 if self.hasher.size >= self.size:
                     return self.hasher
         finally:
@@ -468,8 +480,11 @@ class SegmentedTransfer:
                         # are the same ones the new segment will write, so only clamp.
                         seg.pos = min(offset + n, seg.end)
                         seg.progress_at = time.monotonic()
-                        if seg.done:
-                            self.cond.notify_all()  # the prefix may have grown; idle may split
+                        self._fresh += n
+                        if seg.done or self._fresh >= NOTIFY_EVERY:
+                            # the prefix may have grown, a save may be due; idle may split
+                            self._fresh = 0
+                            self.cond.notify_all()
                     if self.closed:
                         self.cond.notify_all()
             view = view[n:]

@@ -8,6 +8,7 @@
     FileServer(connection_limit=2)             # 503 for a GET beyond 2 at once
     FileServer(latency=0.1)                    # every answer starts 100 ms after its request
     server.connections                         # TCP connections accepted (keep-alive reuse)
+    server.sent                                # body bytes sent so far (live, all files)
 
 Faults (per path, see ``Faults``): drop the connection after N bytes, ignore Range, answer
 429/503 (+ Retry-After) first, serve an HTML page instead, trickle at a byte rate, announce a
@@ -127,6 +128,7 @@ class FileServer:
         self.files: dict[str, Entry] = {}
         self.latency = latency  # seconds between a request and its answer (a far-away host)
         self.connections = 0  # TCP connections accepted
+        self.sent = 0  # body bytes written to clients so far, all files (live)
         self.log: list[Request] = []
         self.rate = rate
         self.connection_limit = connection_limit  # answer 503 beyond this many GETs at once
@@ -321,6 +323,8 @@ class _Handler(BaseHTTPRequestHandler):
                     state.bucket.take(n)
                 self.wfile.write(entry.read(start + sent, n))
                 sent += n
+                with state._lock:
+                    state.sent += n
                 if rate and sent < limit:  # no pause after the last byte: the answer is done
                     ahead = began + sent / rate - time.monotonic()
                     if ahead > 0:
