@@ -48,7 +48,7 @@ from .digests import Hasher
 from .errors import HostUnreachable, NetworkError, SourceError, UnexpectedHTML
 from .fsutil import disk_full_as_error
 from .progress import Bar
-from .retrying import Patience
+from .retrying import Patience, origin
 from .segments import Segment
 from .sources import Body, RemoteFile, Source
 from .units import human_bytes
@@ -59,6 +59,7 @@ SAVE_EVERY = 1.0  # seconds between saves of the plan ...
 SAVE_BYTES = 32 << 20  # ... or bytes received, whichever first: what a kill -9 may re-fetch
 NOTIFY_EVERY = 4 << 20  # bytes written between wake-ups of the calling thread
 HASH_STEP = 16 << 20  # the most the calling thread hashes before it looks at the plan again
+LEAD = 1.5  # ask for the next piece this many answer times before the current one ends
 TICK = 0.2  # the longest the calling thread or an idle worker sleeps without news
 BUSY_STATUSES = (429, 503)  # "too many connections": fewer workers, not a failed file
 
@@ -162,6 +163,7 @@ class SegmentedTransfer:
         self.fd = -1
         self._flushed = 0
         self._fresh = 0  # bytes written since the calling thread was last woken
+        self._ahead: dict[int, _Ahead] = {}  # worker -> its next piece, already asked for
 
     # -- the calling thread ----------------------------------------------------------------
     def run(self) -> Hasher:
@@ -251,6 +253,7 @@ class SegmentedTransfer:
     # -- workers ---------------------------------------------------------------------------
     def _worker(self, wid: int, initial: Optional[tuple[Segment, int]]) -> None:
         held = initial is not None  # the caller's connection (and budget token) comes with it
+        ahead: Optional[_Ahead] = None
         with self.cond:
             self.active += 1
         try:
@@ -260,13 +263,19 @@ class SegmentedTransfer:
                 held = False
                 try:
                     with self.cond:
-                        claim = initial or self._claim()
+                        if ahead is not None:
+                            claim: Optional[tuple[Segment, int]] = (ahead.seg, ahead.token)
+                        else:
+                            claim = initial or self._claim()
                         initial = None
                         finished = all(s.done for s in self.segments)
                     if claim is not None:
-                        self._fetch(wid, *claim)
+                        self._fetch(wid, *claim, ahead=ahead)
+                    ahead = self._ahead.pop(wid, None)
+                    held = ahead is not None  # the next piece is on its way: keep the token
                 finally:
-                    self.budget.release()
+                    if not held:
+                        self.budget.release()
                 if claim is None:
                     if finished:
                         return
@@ -280,6 +289,12 @@ class SegmentedTransfer:
                     self.error = e
                 self.stop.set()
                 self.cond.notify_all()
+        finally:
+            for left in (ahead, self._ahead.pop(wid, None)):
+                if left is not None:
+                    self._abandon(left)
+            if held:
+                self.budget.release()
 
     def _claim(self) -> Optional[tuple[Segment, int]]:
         """(Under the lock) a segment for an idle worker: unowned, split off, or stalled."""
@@ -302,34 +317,44 @@ class SegmentedTransfer:
         seg.owner, seg.progress_at = next(self._tokens), now
         return seg, seg.owner
 
-    def _fetch(self, wid: int, seg: Segment, token: int) -> None:
-        """Fetch ``seg`` until it is done, retrying and switching mirrors; stop if abandoned."""
+    def _fetch(self, wid: int, seg: Segment, token: int, ahead: Optional[_Ahead] = None) -> None:
+        """Fetch ``seg`` until it is done, retrying and switching mirrors; stop if abandoned.
+
+        ``ahead``: the request for ``seg`` was sent before the previous piece ended."""
         patience = self._patience()
         while True:
             with self.cond:
                 if seg.owner != token or seg.done or self.stop.is_set():
+                    if ahead is not None:
+                        self._abandon(ahead)
                     return
                 start, end = seg.pos, seg.end
                 at = self.first_at
                 first, self.first = (self.first, None) if start == at else (None, self.first)
-            mirror = self.reference if first else self._pick(wid)
+            mirror = self.reference if first else ahead.mirror if ahead else self._pick(wid)
             body: Optional[Body] = first[0] if first else None
             try:
+                asked = time.monotonic()
                 if first is not None:
                     chunks = first[1]
                 else:
-                    body = mirror.source.open_range(
-                        mirror.remote, start, end - 1 if self.ranges else None
-                    )
+                    if ahead is not None:
+                        sent, ahead = ahead, None  # a failure retries the usual way
+                        body = sent.result()
+                    else:
+                        body = mirror.source.open_range(
+                            mirror.remote, start, end - 1 if self.ranges else None
+                        )
                     chunks = iter(body)
                     seg, skip = self._accept(mirror, body, seg, token)
                     if skip:
                         chunks = _skip(chunks, skip)
-                self._pump(seg, token, chunks, mirror.url)
+                self._pump(wid, seg, token, chunks, mirror.url, time.monotonic() - asked)
                 with self.cond:
                     if seg.owner == token and not seg.done:
                         raise NetworkError(
-                            f"connection to {mirror.url} closed at byte {seg.pos} of {self.size}"
+                            f"connection to {origin(mirror.url)} closed at byte {seg.pos} "
+                            f"of {self.size}"
                         )
                 return
             except SourceError as e:
@@ -451,10 +476,43 @@ class SegmentedTransfer:
             self.segments[:] = [Segment(0, prefix, self.size, token, time.monotonic())]
             return self.segments[0]
 
-    def _pump(self, seg: Segment, token: int, chunks: Iterator[bytes], url: str) -> None:
+    def _pump(
+        self, wid: int, seg: Segment, token: int, chunks: Iterator[bytes], url: str, wait: float
+    ) -> None:
+        """Write the response into ``seg``. ``wait``: how long its request took to answer; that
+        long before the piece ends, the next piece is asked for (no gap between pieces)."""
+        began, at = time.monotonic(), seg.pos
         for chunk in chunks:
             if not self._write(seg, token, chunk, url):
                 return
+            if wid in self._ahead or not self.ranges:
+                continue
+            rate = (seg.pos - at) / max(time.monotonic() - began, 1e-6)
+            if seg.remaining <= rate * wait * LEAD + len(chunk):
+                self._ask_ahead(wid)
+
+    def _ask_ahead(self, wid: int) -> None:
+        """Claim the next unclaimed piece and send its request now, from a helper thread."""
+        with self.cond:
+            if self.stop.is_set():
+                return
+            seg = next((s for s in self.segments if not s.owner and not s.done), None)
+            if seg is None:
+                return  # nothing left to claim in order; stealing waits for an idle worker
+            piece = seglib.piece_size(self.segments, self.workers, self.settings.min_segment)
+            seg = seglib.take_piece(self.segments, seg, piece)
+            seg.owner, seg.progress_at = next(self._tokens), time.monotonic()
+            ahead = _Ahead(seg, seg.owner, self._pick(wid))
+            self._ahead[wid] = ahead
+        threading.Thread(target=ahead.open, name=f"datastage-{self.name}-ask", daemon=True).start()
+
+    def _abandon(self, ahead: _Ahead) -> None:
+        """A piece asked for ahead that its worker will not fetch: free it for the others."""
+        ahead.discard()
+        with self.cond:
+            if ahead.seg.owner == ahead.token:
+                ahead.seg.owner = 0
+            self.cond.notify_all()
 
     def _write(self, seg: Segment, token: int, chunk: bytes, url: str) -> bool:
         """pwrite ``chunk`` at the segment's position; False once the segment is not ours."""
@@ -489,6 +547,47 @@ class SegmentedTransfer:
                         self.cond.notify_all()
             view = view[n:]
         return True
+
+
+class _Ahead:
+    """The request for a worker's next piece, sent shortly before its current piece ends."""
+
+    def __init__(self, seg: Segment, token: int, mirror: Mirror) -> None:
+        self.seg, self.token, self.mirror = seg, token, mirror
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._body: Optional[Body] = None
+        self._error: Optional[BaseException] = None
+        self._discarded = False
+
+    def open(self) -> None:
+        try:
+            body = self.mirror.source.open_range(self.mirror.remote, self.seg.pos, self.seg.end - 1)
+        except BaseException as e:
+            self._error = e
+        else:
+            with self._lock:
+                if self._discarded:
+                    body.close()
+                else:
+                    self._body = body
+        finally:
+            self._done.set()
+
+    def result(self) -> Body:
+        """The open response (waiting for it), or the error opening it raised."""
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._body is not None
+        return self._body
+
+    def discard(self) -> None:
+        with self._lock:
+            self._discarded = True
+            body, self._body = self._body, None
+        if body is not None:
+            body.close()
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:

@@ -135,13 +135,15 @@ def tools(sha256: str, size: int, before: Optional[str]) -> list[Tool]:
 def run_tools(
     url: str, all_tools: list[Tool], work: Path, repeats: int, sha256: str
 ) -> dict[str, tuple[float, int]]:
-    results: dict[str, tuple[float, int]] = {}
+    """Each repeat runs every tool once, in turn: a change of load hits them all alike."""
+    times: dict[str, list[float]] = {}
+    peaks: dict[str, int] = {}
+    present = [t for t in all_tools if t.binary is not None]
     for tool in all_tools:
         if tool.binary is None:
             print(f"  {tool.name}: not installed, skipped", file=sys.stderr)
-            continue
-        times, peak = [], 0
-        for i in range(repeats):
+    for i in range(repeats):
+        for tool in present:
             out = work / f"run-{tool.name.split()[0]}-{i}"
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
@@ -152,15 +154,14 @@ def run_tools(
             if tool.pythonpath:
                 env["PYTHONPATH"] = tool.pythonpath
             elapsed, rss = timed(tool.run(url, out), env)
-            times.append(elapsed)
-            peak = max(peak, rss)
+            times.setdefault(tool.name, []).append(elapsed)
+            peaks[tool.name] = max(peaks.get(tool.name, 0), rss)
             if tool.name.startswith("datastage"):
                 blob = out / "cache" / "blobs" / "sha256" / sha256[:2] / sha256
                 assert blob.stat().st_size > 0, "datastage left no verified blob"
             shutil.rmtree(out)
             print(f"  {tool.name} run {i + 1}: {elapsed:.2f}s", file=sys.stderr)
-        results[tool.name] = (statistics.median(times), peak)
-    return results
+    return {name: (statistics.median(t), peaks[name]) for name, t in times.items()}
 
 
 def table(label: str, results: dict[str, tuple[float, int]], size: int, floor: float) -> None:
