@@ -2,8 +2,9 @@
 
 Owns: the life of one file from "not in the cache" to "verified blob": one downloader per file
 across processes (lock), trying each URL of an entry in turn (mirrors), resuming a ``.part``
-after any interruption (kill -9 included), retrying failures that made no progress with
-urllib3's Retry backoff, hashing while streaming, and refusing HTML pages served as files.
+after any interruption (kill -9 included), retrying failures that made no progress
+(``retrying.py``: each retry said on stderr, quick for a dead host), hashing while streaming,
+and refusing HTML pages served as files.
 Does not own: how bytes are requested (sources/), where blobs live (cache.py).
 
 Resume protocol (pip/huggingface_hub style): ``partial/<key>.json`` records the URL, size and
@@ -16,7 +17,8 @@ Segments: when the first response announces a size worth splitting (``segments.c
 ``connections`` and ``min_segment`` settings), the open response becomes segment 0 and
 ``segmented.py`` fetches the rest over more connections into a preallocated ``.part``. The
 state file then also holds the plan (``segments``: ``[start, pos, end]`` each, saved
-atomically about once a second and on exit), and a re-run asks only for the missing ranges,
+atomically every second or 32 MiB received, whichever first, and on exit), and a re-run asks
+only for the missing ranges,
 each with If-Range. Any source whose ``open_range`` reports a size and honours ranges gets
 this for free. With a pinned digest, segments are spread over every mirror of the entry that
 serves the same size; the final digest proves the mix.
