@@ -15,7 +15,8 @@ Classes of failure (from the source's exception):
 - permanent — TLS/certificate errors, any other 4xx, HTML pages, wrong sizes: no retry.
 
 The waits of one URL without progress add up to at most ``MAX_WAIT`` seconds (about a minute),
-whatever ``retries`` and ``Retry-After`` say. Progress (a byte received) resets the patience.
+whatever ``retries`` and ``Retry-After`` say, and no retry starts ``MAX_WAIT`` after the first
+failure (tries that time out count too). Progress (a byte received) resets the patience.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class Patience:
         """Progress was made: the next failure starts a fresh count."""
         self.tries = 0
         self.waited = 0.0
+        self.since: Optional[float] = None  # the first failure since the last progress
 
     def wait(self, error: SourceError, url: str, stop: Optional[Callable[[], bool]] = None) -> None:
         """Sleep before the next try, saying why; re-raise ``error`` once patience is out.
@@ -91,7 +93,11 @@ class Patience:
         ``stop()`` (checked while sleeping) ends the wait early by re-raising too.
         """
         allowed = retries_for(error, self.retries)
-        left = MAX_WAIT - self.waited
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        # Waits, and tries that took long to fail (connect timeouts), count alike.
+        left = MAX_WAIT - max(self.waited, now - self.since)
         if self.tries >= allowed or left <= 0:
             if self.tries:
                 error.message = f"{error.message}; gave up after {self.tries + 1} tries"

@@ -171,6 +171,11 @@ class SegmentedTransfer:
         self.fd = -1
         self._flushed = 0
         self._fresh = 0  # bytes written since the calling thread was last woken
+        self._unsaved = 0  # bytes written since the plan was last saved
+        self._saved_at = time.monotonic()
+        self._plans = itertools.count(1)
+        self._saved_number = 0
+        self._save_lock = threading.Lock()
         self._ahead: dict[int, _Ahead] = {}  # worker -> its next piece, already asked for
 
     # -- the calling thread ----------------------------------------------------------------
@@ -178,11 +183,10 @@ class SegmentedTransfer:
         """Fetch every segment, hash the prefix as it lands; return the hasher of the file.
 
         Woken by the workers (every ``NOTIFY_EVERY`` bytes and at each finished piece), not by
-        a clock: it hashes at most ``HASH_STEP`` per turn, so the plan is saved every
-        ``SAVE_EVERY`` seconds or ``SAVE_BYTES`` received, whichever comes first, at any speed.
+        a clock. The plan is saved every ``SAVE_EVERY`` seconds (here) or ``SAVE_BYTES``
+        received (by the worker whose write crosses the mark), whichever comes first.
         """
-        reported = saved = seglib.written(self.segments)
-        saved_at = time.monotonic()
+        reported = seglib.written(self.segments)
         try:
             self.fd = os.open(self.part, os.O_RDWR)
             self._start_workers()
@@ -195,12 +199,10 @@ class SegmentedTransfer:
                         raise self.error
                     prefix = seglib.contiguous_prefix(self.segments)
                     done_bytes = seglib.written(self.segments)
-                    due = done_bytes - saved >= SAVE_BYTES
-                    due = due or time.monotonic() - saved_at >= SAVE_EVERY
-                    plan = seglib.to_json(self.segments) if due else None
-                if plan is not None:
-                    self.save(plan)
-                    saved, saved_at = done_bytes, time.monotonic()
+                    due = time.monotonic() - self._saved_at >= SAVE_EVERY
+                    snapshot = self._snapshot() if due else None
+                if snapshot is not None:
+                    self._save(*snapshot)
                 self._hash_to(min(prefix, self.hasher.size + HASH_STEP))
                 if done_bytes > reported:
                     self.bar.update(done_bytes - reported)
@@ -209,6 +211,18 @@ class SegmentedTransfer:
                     return self.hasher
         finally:
             self._close()
+
+    def _snapshot(self) -> tuple[int, list[list[int]]]:
+        """(Under the lock) the plan to save now, numbered so an older one never wins."""
+        self._unsaved = 0
+        self._saved_at = time.monotonic()
+        return next(self._plans), seglib.to_json(self.segments)
+
+    def _save(self, number: int, plan: list[list[int]]) -> None:
+        with self._save_lock:
+            if number > self._saved_number:
+                self.save(plan)
+                self._saved_number = number
 
     def _start_workers(self) -> None:
         workers = self.workers
@@ -247,13 +261,13 @@ class SegmentedTransfer:
             self.closed = True
             while self.writers:
                 self.cond.wait(TICK)
-            plan = seglib.to_json(self.segments)
+            number, plan = self._snapshot()
             self.cond.notify_all()
         if self.first is not None:
             self.first[0].close()
         try:
             if self.hasher.size < self.size:
-                self.save(plan)  # what a re-run (or kill -9 survivor) resumes from
+                self._save(number, plan)  # what a re-run (or kill -9 survivor) resumes from
         finally:
             if self.fd >= 0:
                 os.close(self.fd)
@@ -525,6 +539,7 @@ class SegmentedTransfer:
     def _write(self, seg: Segment, token: int, chunk: bytes, url: str) -> bool:
         """pwrite ``chunk`` at the segment's position; False once the segment is not ours."""
         view = memoryview(chunk)
+        snapshot: Optional[tuple[int, list[list[int]]]] = None
         while view:
             with self.cond:
                 if seg.owner != token or self.closed:
@@ -547,12 +562,18 @@ class SegmentedTransfer:
                         seg.pos = min(offset + n, seg.end)
                         seg.progress_at = time.monotonic()
                         self._fresh += n
+                        self._unsaved += n
+                        if self._unsaved >= SAVE_BYTES:
+                            snapshot = self._snapshot()
                         if seg.done or self._fresh >= NOTIFY_EVERY:
                             # the prefix may have grown, a save may be due; idle may split
                             self._fresh = 0
                             self.cond.notify_all()
                     if self.closed:
                         self.cond.notify_all()
+            if snapshot is not None:
+                self._save(*snapshot)  # a kill -9 from now on re-fetches < SAVE_BYTES
+                snapshot = None
             view = view[n:]
         return True
 
