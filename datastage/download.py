@@ -17,11 +17,10 @@ Segments: when the first response announces a size worth splitting (``segments.c
 ``connections`` and ``min_segment`` settings), the open response becomes segment 0 and
 ``segmented.py`` fetches the rest over more connections into a preallocated ``.part``. The
 state file then also holds the plan (``segments``: ``[start, pos, end]`` each, saved
-atomically every second or 32 MiB received, whichever first, and on exit), and a re-run asks
-only for the missing ranges,
-each with If-Range. Any source whose ``open_range`` reports a size and honours ranges gets
-this for free. With a pinned digest, segments are spread over every mirror of the entry that
-serves the same size; the final digest proves the mix.
+atomically every second or 32 MiB received, whichever first, and on exit), and a re-run
+asks only for the missing ranges, each with If-Range. Any source whose ``open_range`` reports
+a size and honours ranges gets this for free. With a pinned digest, segments are spread over
+every mirror of the entry that serves the same size; the final digest proves the mix.
 
 Mirrors: the entry's URLs are tried in order, those matching the preferred ``mirror`` setting
 first. A URL that fails (error, HTML page, digest mismatch) is dropped and the next one used;
@@ -67,7 +66,7 @@ from .errors import (
 from .fsutil import disk_full_as_error, ensure_free
 from .manifest import FileEntry
 from .progress import Bar, Reporter
-from .retrying import Patience, safe_url
+from .retrying import Patience, origin, safe_url
 from .segmented import Budget, Mirror, Restart, SegmentedTransfer
 from .units import human_bytes
 
@@ -378,7 +377,8 @@ class _Download:
                     self._write(stream, hasher, bar)
                     if size is not None and hasher.size < size:
                         raise NetworkError(
-                            f"connection to {self.url} closed at {hasher.size} of {size} bytes"
+                            f"connection to {origin(self.url)} closed at {hasher.size} of "
+                            f"{size} bytes"
                         )
                     return hasher, size
                 except (NetworkError, HTTPStatusError) as e:

@@ -182,7 +182,9 @@ def load() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="64M,400M", help="comma-separated (default 64M,400M)")
+    parser.add_argument(
+        "--sizes", default="64M,400M", help="comma-separated (default 64M,400M; 0: none)"
+    )
     parser.add_argument("--big", action="store_true", help="add 2G to the sizes")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--rate", default="20M", help="per-connection cap, bytes/s (20M)")
@@ -193,7 +195,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="tools by first word: datastage,aria2c")
     parser.add_argument("--skip", default="", help="tools by first word, e.g. wget,curl")
     args = parser.parse_args()
-    sizes = [parse_size(s) for s in args.sizes.split(",") if s]
+    sizes = [size for size in (parse_size(s) for s in args.sizes.split(",") if s) if size > 0]
     if args.big:
         sizes.append(2000 * MB)
     rate, total = parse_size(args.rate), parse_size(args.total)
