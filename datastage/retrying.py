@@ -31,6 +31,7 @@ from .errors import HostUnreachable, HTTPStatusError, NetworkError, SourceError
 MAX_WAIT = 60.0  # seconds of backoff per URL without progress
 QUICK_RETRIES = 2  # tries after a refused connection or an unresolved name
 QUICK_DELAY = 0.5  # seconds, doubling: 0.5 then 1
+QUICK_WITHIN = 4.0  # ... and none once this long has passed since the first try (slow DNS)
 TRANSIENT_STATUSES = (408, 429)  # and every 5xx
 
 
@@ -86,6 +87,7 @@ class Patience:
         self.tries = 0
         self.waited = 0.0
         self.since: Optional[float] = None  # the first failure since the last progress
+        self.began = time.monotonic()  # the first try since the last progress
 
     def wait(self, error: SourceError, url: str, stop: Optional[Callable[[], bool]] = None) -> None:
         """Sleep before the next try, saying why; re-raise ``error`` once patience is out.
@@ -98,12 +100,14 @@ class Patience:
             self.since = now
         # Waits, and tries that took long to fail (connect timeouts), count alike.
         left = MAX_WAIT - max(self.waited, now - self.since)
+        quick = isinstance(error, HostUnreachable)
+        if quick and now - self.began > QUICK_WITHIN:
+            allowed = self.tries  # a resolver or connect that takes seconds to fail: no more
         if self.tries >= allowed or left <= 0:
             if self.tries:
                 error.message = f"{error.message}; gave up after {self.tries + 1} tries"
             raise error
         self.tries += 1
-        quick = isinstance(error, HostUnreachable)
         base = min(QUICK_DELAY, self.backoff) if quick else self.backoff
         delay = base * 2 ** (self.tries - 1)
         retry_after = getattr(error, "retry_after", None)

@@ -77,6 +77,18 @@ def test_a_dead_port_is_reported_within_seconds_saying_each_retry(tmp_path, defa
     assert "Traceback" not in done.stderr
 
 
+def test_an_unknown_host_name_is_one_plain_line(tmp_path, default_patience):
+    """No internet / a typo: no minutes of silence, no repr soup with unbalanced quotes."""
+    done = _cli("fetch", "https://no-such-host.invalid/LJSpeech-1.1.tar.bz2", timeout=60)
+    assert done.returncode == 4, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: cannot reach no-such-host.invalid:443: host name not resolved; "
+        "gave up after 3 tries"
+    ]
+    assert sum(line.startswith("retry ") for line in done.stderr.splitlines()) == 2
+
+
 @pytest.mark.parametrize(
     ("status", "tries"), [(404, 1), (403, 1), (400, 1), (408, 4), (429, 4), (502, 4)]
 )
