@@ -140,7 +140,8 @@ class HTTPSource:
         except requests.exceptions.ProxyError as e:
             why = _reason(e)
             message = f"cannot reach {origin(url)} through the proxy: {why}"
-            raise _with(NetworkError(message), why) from e
+            kind = HostUnreachable if _unreachable(e) else NetworkError
+            raise _with(kind(message), f"{why} (proxy)") from e
         except requests.exceptions.SSLError as e:
             why = _reason(e)
             raise _with(SourceError(f"TLS error talking to {origin(url)}: {why}"), why) from e
