@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, Union, cast
 
-from . import config, registry, stage
+from . import config, registry, stage, writable
 from .errors import (
     AllMirrorsFailed,
     ChecksumMismatch,
@@ -30,7 +30,7 @@ from .errors import (
     VerifyFailed,
 )
 from .fsutil import SPACE_MARGIN, existing_ancestor, free_bytes
-from .manifest import FileEntry, Manifest
+from .manifest import URL_SCHEME, FileEntry, Manifest
 from .progress import Reporter
 from .redact import redact_url
 
@@ -70,13 +70,17 @@ def get(
     Without either, a staged dataset is trusted by its marker and sizes: instant.
     """
     endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
-    manifest = _manifest(target, sha256, name, cache_dir=cache, **endpoints)
     dest = config.resolve_to(to)
+    target = _checked_target(target, name)
+    if URL_SCHEME.match(target):  # listing a URL may use the network: fail before it
+        writable.check(dest, config.resolve(cache_dir=cache).cache_dir)
+    manifest = _manifest(target, sha256, name, cache_dir=cache, **endpoints)
     if not (force or repair) and stage.is_current(manifest, dest):
         return stage.root_of(manifest, dest)
     settings = config.resolve(
         cache_dir=cache, quiet=quiet, connections=connections, mirror=mirror, **endpoints
     )
+    writable.check(dest, settings.cache_dir)  # before any download
     from . import ranks
 
     if not ranks.distributed():
@@ -200,6 +204,7 @@ def fetch(
 ) -> list[Path]:
     """Download and verify every file of ``target`` into the cache, without staging it."""
     endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
+    writable.check(config.resolve(cache_dir=cache).cache_dir)  # before any network access
     manifest = _manifest(target, sha256, None, cache_dir=cache, **endpoints)
     settings = config.resolve(
         cache_dir=cache, quiet=quiet, connections=connections, mirror=mirror, **endpoints

@@ -57,7 +57,7 @@ class Settings:
     persistent_cache: Optional[Path] = None  # the persistent tier (tiers.py); None: none
     sources: tuple[Path, ...] = ()  # read-only folders searched before downloading
     shared_cache: Optional[str] = None  # s3://bucket/prefix asked before the dataset's URLs
-    connections: int = 8  # connections at once per get/fetch (segments of a file, files)
+    connections: int = 16  # connections at once per get/fetch (segments of a file, files)
     mirror: Optional[str] = None  # prefer URLs containing this (a host or any substring)
     min_segment: int = 4 * 1024 * 1024  # bytes; files under 8x this use one connection
     probe: float = 0.1  # seconds one connection runs alone before a split is decided

@@ -17,6 +17,7 @@ when there is one, ``hint: <hint>``, then exits with ``exit_code``.
     │   ├── QuotaExceeded                4   a quota page instead of the file (Drive)
     │   ├── UnexpectedHTML               4   any other HTML page instead of the file
     │   ├── NetworkError                 4   connection/timeouts after retries
+    │   │   └── HostUnreachable          4   connection refused, name not resolved (quick)
     │   ├── RemoteChanged                4   file changed on the server while downloading
     │   └── AllMirrorsFailed             4   every URL of a file failed (each reason listed)
     ├── IntegrityError                   5
@@ -149,6 +150,11 @@ class UnexpectedHTML(SourceError):
 
 class NetworkError(SourceError):
     pass
+
+
+class HostUnreachable(NetworkError):
+    """Connection refused or the host name does not resolve: a quick retry or two, not minutes
+    of backoff (retrying.py)."""
 
 
 class RemoteChanged(SourceError):
