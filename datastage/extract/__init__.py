@@ -71,9 +71,16 @@ class Format:
 
 
 def detect(path: Path) -> Format:
-    """Look at the bytes (never only the name) to tell what ``path`` is."""
+    """Look at the bytes (never only the name) to tell what ``path`` is.
+
+    As robust as bsdtar: compressed streams by their magic (zstd after skippable frames),
+    tar by its header checksum (not only the ustar magic), zip by its end-of-central-directory
+    too (self-extracting stubs and padding before the first local header).
+    """
     with open(path, "rb") as f:
         head = f.read(512)
+        if _is_skippable(head):
+            head = _after_skippable_frames(f)
     if head.startswith(_ZIP_MAGIC):
         return Format("zip")
     for magic, name in _OTHER_ARCHIVES.items():
@@ -88,7 +95,60 @@ def detect(path: Path) -> Format:
                 return Format("compressed", compression)  # extraction reports the damage
             kind = "tar" if _is_tar_header(inner_head) else "compressed"
             return Format(kind, compression)
-    return Format("tar") if _is_tar_header(head) else Format("plain")
+    if _is_tar_header(head):
+        return Format("tar")
+    if _has_zip_directory(path):
+        return Format("zip")
+    return Format("plain")
+
+
+#: Skippable frames are skipped for at most this many bytes while looking for the real one.
+_SKIPPABLE_LIMIT = 16 * 1024 * 1024
+
+
+def _is_skippable(head: bytes) -> bool:
+    """A zstd skippable frame: magic 0x184D2A50..0x184D2A5F (little-endian)."""
+    return len(head) >= 8 and head[0] & 0xF0 == 0x50 and head[1:4] == b"\x2a\x4d\x18"
+
+
+def _after_skippable_frames(f: IO[bytes]) -> bytes:
+    """The first 512 bytes after the skippable frames that start the file, as a zstd head
+    (the zstd reader skips those frames itself); b"" when they go on for too long."""
+    offset = 0
+    while offset < _SKIPPABLE_LIMIT:
+        f.seek(offset)
+        frame = f.read(8)
+        if not _is_skippable(frame):
+            f.seek(offset)
+            head = f.read(512)
+            return head if head.startswith(b"\x28\xb5\x2f\xfd") else b""
+        offset += 8 + int.from_bytes(frame[4:8], "little")
+    return b""
+
+
+def _has_zip_directory(path: Path) -> bool:
+    """unzip and bsdtar find a zip by its end-of-central-directory record, wherever the first
+    local header is; zipfile does the same (and copes with the bytes before it)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return bool(zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return False
+
+
+def refuse_unrecognised(name: str, fmt: Format) -> None:
+    """A file named like an archive whose bytes no reader accepts is an error, not a file
+    to copy as is (a wrong success): the caller says ``extract = false`` to copy it."""
+    from ..names import archive_suffix
+
+    suffix = archive_suffix(name)
+    if fmt.is_archive or not suffix:
+        return
+    raise UnsupportedArchive(
+        f"{name} is named like a {suffix.lstrip('.')} archive but no "
+        f"{suffix.lstrip('.')} reader accepts its bytes; it was not staged",
+        hint="if the file is meant to be copied as it is, set extract = false for it",
+    )
 
 
 def _plain_decompressor(raw: IO[bytes], compression: str) -> Any:
@@ -106,15 +166,22 @@ def _plain_decompressor(raw: IO[bytes], compression: str) -> Any:
 
 
 def _is_tar_header(block: bytes) -> bool:
-    if len(block) < 512:
+    """A tar header: its checksum adds up (unsigned, or signed as old tars summed it).
+
+    The magic alone is not trusted either way: pre-POSIX (v7) tars have none, and an odd
+    field elsewhere in a header must not make the archive a plain file.
+    """
+    if len(block) < 512 or not any(block[:100]):
         return False
-    if block[257:262] == b"ustar":
-        return True
-    try:  # pre-POSIX (v7) tar: no magic, but the header checksum must add up
-        stored = int(block[148:156].split(b"\0", 1)[0].strip() or b"-1", 8)
+    field = block[148:156].replace(b"\0", b" ").strip()
+    try:
+        stored = int(field.split(b" ", 1)[0] or b"-1", 8)
     except ValueError:
-        return False
-    return stored == sum(block[:148]) + 8 * 32 + sum(block[156:512])
+        return block[257:262] == b"ustar"
+    rest = block[:148] + block[156:512]
+    unsigned = sum(rest) + 8 * 32
+    signed = unsigned - 256 * sum(1 for b in rest if b > 127)
+    return stored in (unsigned, signed) or block[257:262] == b"ustar"
 
 
 def declared_size(path: Path, fmt: Format) -> Optional[int]:

@@ -28,10 +28,11 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO, Callable, Optional
 
 from ..fsutil import remove_tree
 from .streams import BadData
+from .tarfmt import MAX_LINK_TARGET, extract_tar_stream
 from .writer import SafeWriter
 
 PR_SET_PDEATHSIG = 1
@@ -87,6 +88,62 @@ def as_tar_stream(archive: Path) -> Iterator[IO[bytes]]:
         proc.stderr.close()
 
 
+def extract_with_bsdtar(
+    archive: Path,
+    writer: SafeWriter,
+    rename: Optional[Callable[[str], str]] = None,
+    crcs: Optional[dict[str, int]] = None,
+) -> None:
+    """Any libarchive format through our tar reader, then held to what bsdtar listed: a
+    listed member that never came through, or a file whose CRC-32 is not the one the archive
+    records (``crcs``: libarchive does not check stored RAR members), is a damaged archive."""
+    listed = list_bsdtar(archive, rename)
+    seen: dict[str, tuple[int, int]] = {}
+
+    def on_file(name: str, crc: int, size: int) -> None:
+        seen[_plain(name)] = (crc, size)
+
+    with as_tar_stream(archive) as stream:
+        extract_tar_stream(stream, writer, on_file, rename)
+    for name, crc in (crcs or {}).items():
+        if name in seen and seen[name][0] != crc:
+            raise BadData(f"member {name!r} fails its CRC check (damaged)")
+    missing = [n for n in listed if n not in seen and not _is_folder_like(n, listed)]
+    if missing:
+        raise BadData(f"member {missing[0]!r} is listed but was not extracted")
+
+
+def _plain(name: str) -> str:
+    return "/".join(p for p in name.split("/") if p not in ("", "."))
+
+
+def _is_folder_like(name: str, listed: list[str]) -> bool:
+    return any(other.startswith(name + "/") for other in listed)
+
+
+def list_bsdtar(archive: Path, rename: Optional[Callable[[str], str]] = None) -> list[str]:
+    """Regular-file names bsdtar lists (``-tv``), or BadData when it cannot list them all."""
+    tool = bsdtar()
+    assert tool is not None
+    done = subprocess.run(
+        [tool, "-t", "-v", "-f", str(archive)],
+        capture_output=True,
+        preexec_fn=child_dies_with_us,
+    )
+    if done.returncode != 0:
+        raise BadData("bsdtar: " + _first_line(done.stderr))
+    names = []
+    for line in done.stdout.decode("utf-8", "surrogateescape").splitlines():
+        fields = line.split(None, 8)
+        if len(fields) < 9 or not line.startswith("-") or " link to " in fields[8]:
+            continue
+        name = fields[8]
+        if "\\" in name or "?" in name:  # bsdtar escapes what it cannot print: not comparable
+            continue
+        names.append(_plain(rename(name) if rename else name))
+    return names
+
+
 # -- 7z: list, check, extract privately, re-check, adopt --------------------------------------
 
 
@@ -97,8 +154,11 @@ class Listed:
     kind: str  # "file", "dir", "symlink", or "special"
 
 
-def list_7z(tool: str, archive: Path) -> list[Listed]:
-    """Members as 7z reports them (``-slt``: one ``Key = value`` block per member)."""
+def list_7z(tool: str, archive: Path, backslash_separates: bool = False) -> list[Listed]:
+    """Members as 7z reports them (``-slt``: one ``Key = value`` block per member).
+
+    ``backslash_separates``: a '\\' in a name is a folder separator (7z archives: py7zr reads
+    them so, and datastage gives one tree whatever the back end)."""
     done = subprocess.run(
         [tool, "l", "-slt", "-ba", "-sccUTF-8", "-p", str(archive)],
         capture_output=True,
@@ -111,9 +171,8 @@ def list_7z(tool: str, archive: Path) -> list[Listed]:
         fields = dict(line.split(" = ", 1) for line in block.splitlines() if " = " in line)
         if "Path" not in fields:
             continue
-        members.append(
-            Listed(fields["Path"], int(fields.get("Size") or 0), _kind(fields.get("Attributes")))
-        )
+        path = fields["Path"].replace("\\", "/") if backslash_separates else fields["Path"]
+        members.append(Listed(path, int(fields.get("Size") or 0), _kind(fields.get("Attributes"))))
     return members
 
 
@@ -142,60 +201,103 @@ def check_listing(members: list[Listed], writer: SafeWriter) -> None:
                 raise writer.refuse(m.name, "would be written through a symlink member")
 
 
-def extract_7z(tool: str, archive: Path, writer: SafeWriter) -> None:
-    members = list_7z(tool, archive)
+def extract_7z(
+    tool: str, archive: Path, writer: SafeWriter, backslash_separates: bool = False
+) -> None:
+    members = list_7z(tool, archive, backslash_separates)
     check_listing(members, writer)
     listed = {writer.check_name(m.name): m for m in members}
     private = Path(tempfile.mkdtemp(dir=writer.root, prefix=".datastage-7z-"))
     try:
         done = subprocess.run(
-            # -snld-: no "dangerous" links; -spd off: names were checked above
+            # -spd off: names were checked above
             [tool, "x", "-y", "-bd", "-bb0", "-p", f"-o{private}", str(archive)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             preexec_fn=child_dies_with_us,
         )
-        if done.returncode != 0:
-            _refuse_dangerous_link(done.stderr, writer)
+        links = _links_7z_declined(done.stderr)
+        if done.returncode != 0 and not (links and _only_declined_links(done.stderr)):
             raise BadData("7z: " + _first_line(done.stderr))
-        _adopt_tree(private, listed, writer)
+        seen = _adopt_tree(private, listed, writer, links, backslash_separates)
+        _check_complete(listed, seen, writer)
     finally:
         remove_tree(private)
 
 
-def _adopt_tree(private: Path, listed: dict[str, Listed], writer: SafeWriter) -> None:
+def _check_complete(listed: dict[str, Listed], seen: set[str], writer: SafeWriter) -> None:
+    """A tool that exits 0 but leaves out a member its listing promised is a damaged archive."""
+    missing = sorted(rel for rel, m in listed.items() if rel and rel not in seen)
+    if missing:
+        raise BadData(
+            f"member {missing[0]!r} is listed but was not extracted"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+
+
+def _adopt_tree(
+    private: Path,
+    listed: dict[str, Listed],
+    writer: SafeWriter,
+    links: dict[str, str],
+    backslash_separates: bool,
+) -> set[str]:
     """Walk what the tool wrote (never following links) and hand it to the writer."""
     implied = {rel.rsplit("/", i)[0] for rel in listed for i in range(1, rel.count("/") + 1)}
+    seen: set[str] = set()
     for folder, dirs, files in os.walk(private):
         for name in sorted(dirs) + sorted(files):
             path = Path(folder) / name
-            rel = path.relative_to(private).as_posix()
+            on_disk = path.relative_to(private).as_posix()
+            rel = on_disk.replace("\\", "/") if backslash_separates else on_disk
             st = os.lstat(path)
             member = listed.get(rel)
             if member is None and stat.S_ISDIR(st.st_mode) and rel in implied:
                 member = Listed(rel, 0, "dir")  # a parent folder the archive does not list
             if member is None:
                 raise writer.refuse(rel, "written by the tool but not in the archive's listing")
-            if stat.S_ISDIR(st.st_mode):
+            seen.add(rel)
+            if on_disk in links:  # 7z declined to make it: our rules decide instead
+                writer.symlink(rel, links[on_disk])
+            elif stat.S_ISDIR(st.st_mode):
                 writer.directory(rel)
             elif stat.S_ISLNK(st.st_mode):
                 writer.symlink(rel, os.readlink(path))
                 if name in dirs:
                     dirs.remove(name)
             elif stat.S_ISREG(st.st_mode) and member.kind == "symlink":
+                if st.st_size > MAX_LINK_TARGET:
+                    raise writer.refuse(rel, f"symlink target longer than {MAX_LINK_TARGET} bytes")
                 writer.symlink(rel, path.read_bytes().decode("utf-8", "surrogateescape"))
             elif stat.S_ISREG(st.st_mode):
                 writer.adopt(rel, path, st.st_mode)
             else:
                 writer.special(rel, "device, FIFO or socket")
+    return seen
 
 
-def _refuse_dangerous_link(stderr: bytes, writer: SafeWriter) -> None:
-    """7z refuses links leading outside itself ("Dangerous link path was ignored : L : T")."""
-    for line in stderr.decode("utf-8", "replace").splitlines():
-        if "Dangerous link path" in line:
-            _, name, target = (p.strip() for p in [*line.split(" : ", 2), "", ""][:3])
-            raise writer.refuse(name or line, f"symlink leads outside the target ({target!r})")
+_DECLINED = "Dangerous link path was ignored"
+
+
+def _links_7z_declined(stderr: bytes) -> dict[str, str]:
+    """7-Zip declines links it finds "dangerous" (even ``lnk -> .``) and leaves an empty file:
+    name -> target, so SafeWriter's rules (the same as for py7zr and bsdtar) decide."""
+    links = {}
+    for line in stderr.decode("utf-8", "surrogateescape").splitlines():
+        if _DECLINED in line:
+            parts = [p.strip() for p in line.split(" : ")]
+            if len(parts) >= 3:
+                links[parts[1]] = " : ".join(parts[2:])
+    return links
+
+
+def _only_declined_links(stderr: bytes) -> bool:
+    errors = [
+        ln
+        for ln in stderr.decode("utf-8", "replace").splitlines()
+        if ln.strip() and "error" in ln.lower()
+    ]
+    return all(_DECLINED in ln for ln in errors)
 
 
 def _first_line(output: bytes) -> str:

@@ -4,52 +4,187 @@ Owns: turning tar members into SafeWriter calls. Takes any readable binary file 
 same code reads a cached file, a decompressor's pipe or (later) bytes still downloading.
 Small members are read here and written + hashed by SafeWriter's worker threads while this
 thread parses the next header; large ones stream through in 1 MiB chunks.
+
+Dialects read as bsdtar reads them: GNU sparse members (old GNU, pax 0.0/0.1/1.0) become sparse
+files of their real size (holes are seeked over, never written); metadata members that carry
+no file (GNU volume label ``V``, Solaris ACL ``A``) are skipped; other unknown vendor types are
+regular files, as POSIX says; names that are not UTF-8 are decoded (encodings.py).
 """
 
 from __future__ import annotations
 
+import logging
 import tarfile
+import zlib
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Callable, Optional
 
+from .encodings import decode_name
 from .writer import SafeWriter
 
 READ_CHUNK = 1 << 20
 #: Members up to this size are handed to a worker thread whole.
 WHOLE_MEMBER = 8 * 1024 * 1024
+#: Longest symlink target accepted (Linux PATH_MAX); a longer one refuses the archive.
+MAX_LINK_TARGET = 4096
+#: Member types that describe the archive, not a file: skipped, as bsdtar skips them.
+METADATA_TYPES = {b"V": "GNU volume label", b"A": "Solaris ACL", b"M": "GNU multi-volume part"}
+
+log = logging.getLogger("datastage.extract")
+
+#: Called with (member name, crc32, size) for every regular file, when given.
+OnFile = Callable[[str, int, int], None]
 
 
-def extract_tar_stream(stream: IO[bytes], writer: SafeWriter) -> None:
-    with tarfile.open(fileobj=stream, mode="r|", bufsize=READ_CHUNK) as tar:
-        for member in tar:
-            _member(tar, member, writer)
+def extract_tar_stream(
+    stream: IO[bytes],
+    writer: SafeWriter,
+    on_file: Optional[OnFile] = None,
+    rename: Optional[Callable[[str], str]] = None,
+) -> None:
+    """Read every member into ``writer``; ``rename`` maps names first (bsdtar's re-packing
+    of a 7z keeps '\\' that py7zr and the 7z tool read as separators)."""
+    try:
+        with tarfile.open(fileobj=stream, mode="r|", bufsize=READ_CHUNK) as tar:
+            for member in tar:
+                if rename is not None:
+                    member.name = rename(member.name)
+                _member(tar, member, writer, on_file)
+    except (ValueError, OverflowError, KeyError) as e:
+        # tarfile's own parsing of odd headers (a modified sparse map, a bad pax record)
+        raise tarfile.ReadError(f"bad tar header: {e}") from e
 
 
-def _member(tar: tarfile.TarFile, member: tarfile.TarInfo, writer: SafeWriter) -> None:
-    if member.isreg():
-        f = tar.extractfile(member)
-        assert f is not None
-        if member.size <= WHOLE_MEMBER:
-            data = f.read()
-            if len(data) != member.size:
-                raise tarfile.ReadError(f"unexpected end of data in {member.name!r}")
-            writer.file_later(member.name, lambda: (data,), member.mode, member.mtime, len(data))
-        else:
-            writer.file(member.name, _chunks(f), member.mode, member.mtime)
-    elif member.isdir():
-        writer.directory(member.name)
+def _member(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, writer: SafeWriter, on_file: Optional[OnFile]
+) -> None:
+    name = decode_name(member.name, writer.archive)
+    if member.type in METADATA_TYPES:
+        log.debug("%s: skipped %s member %r", writer.archive, METADATA_TYPES[member.type], name)
+    elif member.issparse():
+        _sparse(tar, member, name, writer)
+    elif member.isreg() or member.type not in _KNOWN_TYPES:
+        _regular(tar, member, name, writer, on_file)
+    elif member.isdir() or member.type == b"D":  # D: a GNU incremental dump's directory
+        writer.directory(name)
     elif member.issym():
-        writer.symlink(member.name, member.linkname)
+        writer.symlink(name, _link_target(member, writer))
     elif member.islnk():
-        writer.hardlink(member.name, member.linkname)
+        writer.hardlink(name, decode_name(_link_target(member, writer), writer.archive))
     elif member.ischr() or member.isblk():
-        writer.special(member.name, "device")
+        writer.special(name, "device")
     elif member.isfifo():
-        writer.special(member.name, "FIFO")
+        writer.special(name, "FIFO")
     else:
-        writer.special(member.name, f"type {member.type!r}")
+        writer.special(name, f"type {member.type!r}")
+
+
+_KNOWN_TYPES = {*tarfile.SUPPORTED_TYPES, b"D", *METADATA_TYPES}
+
+
+def _link_target(member: tarfile.TarInfo, writer: SafeWriter) -> str:
+    target = member.linkname
+    if len(target.encode("utf-8", "surrogateescape")) > MAX_LINK_TARGET:
+        raise writer.refuse(member.name, f"link target longer than {MAX_LINK_TARGET} bytes")
+    return decode_name(target, writer.archive)
+
+
+def _regular(
+    tar: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    name: str,
+    writer: SafeWriter,
+    on_file: Optional[OnFile],
+) -> None:
+    if not member.isreg():
+        log.debug("%s: member %r of type %r read as a file", writer.archive, name, member.type)
+        member.type = tarfile.REGTYPE  # POSIX: an unknown type is read as a regular file
+    f = tar.extractfile(member)
+    assert f is not None
+    if member.size <= WHOLE_MEMBER:
+        data = f.read()
+        if len(data) != member.size:
+            raise tarfile.ReadError(f"unexpected end of data in {member.name!r}")
+        if on_file is not None:
+            on_file(name, zlib.crc32(data), len(data))
+        writer.file_later(name, lambda: (data,), member.mode, member.mtime, len(data))
+    else:
+        chunks = _chunks(f)
+        if on_file is not None:
+            chunks = _crc_chunks(chunks, lambda crc, size: on_file(name, crc, size))
+        writer.file(name, chunks, member.mode, member.mtime)
+
+
+def _sparse(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, writer: SafeWriter) -> None:
+    """Write the data regions at their offsets and seek over the holes between them."""
+    regions = _checked_map(member)
+    f = tar.extractfile(member)
+    assert f is not None
+    raw = f.raw  # type: ignore[attr-defined]  # tarfile's _FileInFile: seeks within the map
+    _allow_holes(writer, name, member.size - sum(n for _, n in regions))
+    sink = writer.sink(name, member.mode)
+    if sink is None:
+        return
+    try:
+        position = 0
+        for offset, length in regions:
+            sink.skip(offset - position)
+            raw.seek(offset)
+            left = length
+            while left:
+                chunk = raw.read(min(left, READ_CHUNK))
+                if not chunk:
+                    raise tarfile.ReadError(f"unexpected end of data in {member.name!r}")
+                sink.write(chunk)
+                left -= len(chunk)
+            position = offset + length
+        sink.skip(member.size - position)
+    finally:
+        sink.close()
+
+
+def _allow_holes(writer: SafeWriter, name: str, holes: int) -> None:
+    """The budget counts a sparse file's real size. A tar's own size bounds what its members
+    store, not their holes: those are allowed on top, as far as the free space would hold
+    them written out (a declared map of a petabyte is refused, not hashed for days)."""
+    from ..errors import ArchiveTooLarge
+    from ..fsutil import free_bytes
+    from ..units import human_bytes
+
+    budget = writer.budget
+    if budget is None or holes <= 0:
+        return
+    free = free_bytes(writer.root)
+    if holes > free:
+        raise ArchiveTooLarge(
+            f"{writer.archive}: sparse member {name!r} declares {human_bytes(holes)} of holes, "
+            f"more than the {human_bytes(free)} free; extraction stopped",
+            hint="nothing was staged; the archive may be damaged or hostile",
+        )
+    if budget.free_space_of is None and not budget.declared_by.startswith("the manifest"):
+        budget.limit += holes
+
+
+def _checked_map(member: tarfile.TarInfo) -> list[tuple[int, int]]:
+    """The sparse map, in order, inside the real size: anything else is a damaged header."""
+    regions = [(int(o), int(n)) for o, n in (member.sparse or []) if n]
+    position = 0
+    for offset, length in regions:
+        if offset < position or length < 0 or offset + length > member.size:
+            raise tarfile.ReadError(f"damaged sparse map in {member.name!r}")
+        position = offset + length
+    return regions
 
 
 def _chunks(f: IO[bytes]) -> Iterator[bytes]:
     while chunk := f.read(READ_CHUNK):
         yield chunk
+
+
+def _crc_chunks(chunks: Iterator[bytes], done: Callable[[int, int], None]) -> Iterator[bytes]:
+    crc = size = 0
+    for chunk in chunks:
+        crc = zlib.crc32(chunk, crc)
+        size += len(chunk)
+        yield chunk
+    done(crc, size)

@@ -5,19 +5,29 @@ this thread, in archive order, before any worker writes; each worker then opens 
 ZipFile handle (zlib, crc32, sha256 and file writes all release the GIL), so N cores inflate N
 members at once. zipfile stops each member at its declared size and checks its CRC, and
 SafeWriter's budget stops the total at what the central directory declares.
+
+Read as unzip and bsdtar read them: bytes before the first local header (self-extracting
+stubs) are fine; MS-DOS/Windows zips that mark folders only by attribute 0x10 have folders; a
+local header whose name differs from the central directory's (encoding flag quirks) defers to
+the central directory; names without the UTF-8 flag are decoded by encodings.py. A symlink
+member's target is at most 4096 bytes, and never read whole to find out.
 """
 
 from __future__ import annotations
 
+import copy
 import stat
+import struct
 import threading
 import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from ..errors import UnsupportedArchive
+from .encodings import decode_raw
+from .tarfmt import MAX_LINK_TARGET
 from .writer import SafeWriter
 
 READ_CHUNK = 1 << 20
@@ -29,6 +39,10 @@ _READABLE_METHODS = {
 }
 # zip compression methods Python cannot read, by their number in the zip header
 _ZIP_METHODS = {9: "Deflate64", 93: "Zstandard", 95: "xz", 97: "WavPack", 98: "PPMd", 99: "AES"}
+_UTF8_FLAG = 0x800
+_MSDOS_DIRECTORY = 0x10
+#: "version made by" hosts whose attributes are MS-DOS ones: MS-DOS, NTFS, VFAT
+_MSDOS_HOSTS = (0, 11, 14)
 
 
 def declared_size(path: Path) -> Optional[int]:
@@ -53,18 +67,19 @@ def extract_zip(path: Path, writer: SafeWriter, on_bytes: Callable[[int], None])
         return zf
 
     def member_chunks(info: zipfile.ZipInfo) -> Iterator[bytes]:
-        with handle().open(info) as member:
+        with _open(handle(), info) as member:
             while chunk := member.read(READ_CHUNK):
                 yield chunk
 
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
+            names = _names(infos, writer.archive)
             for info in infos:  # every name (and method) is checked before a byte is written
-                writer.check_name(info.filename)
+                writer.check_name(names[id(info)])
                 _check_readable(info, writer)
             for info in infos:
-                _member(zf, info, writer, member_chunks)
+                _member(zf, info, names[id(info)], writer, member_chunks)
                 on_bytes(info.compress_size)
             writer.drain()
     finally:
@@ -90,23 +105,85 @@ def _check_readable(info: zipfile.ZipInfo, writer: SafeWriter) -> None:
         )
 
 
+def _names(infos: list[zipfile.ZipInfo], archive: str) -> dict[int, str]:
+    """Each member's name: UTF-8-flagged as zipfile read it, the others decoded once for the
+    whole archive (zipfile read them as cp437, which maps every byte, so it gives them back)."""
+    raw = {
+        id(i): i.filename.encode("cp437")
+        for i in infos
+        if not i.flag_bits & _UTF8_FLAG and not i.filename.isascii()
+    }
+    decoded = decode_raw(raw.values(), archive) if raw else {}
+    return {
+        id(i): decoded.get(raw[id(i)], i.filename) if id(i) in raw else i.filename for i in infos
+    }
+
+
+def _open(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Any:
+    """zipfile refuses a member whose local header names it differently from the central
+    directory; bsdtar and unzip use the central directory's name (the local one differs by
+    its encoding flag, seen in the wild). Match the local name so zipfile reads the data."""
+    try:
+        return zf.open(info)
+    except zipfile.BadZipFile as e:
+        if "differ" not in str(e):
+            raise
+    assert zf.fp is not None
+    zf.fp.seek(info.header_offset)
+    header = zf.fp.read(30)
+    if len(header) < 30 or header[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local header for {info.filename!r}")
+    (name_length,) = struct.unpack("<H", header[26:28])
+    local_name = zf.fp.read(name_length)
+    patched = copy.copy(info)
+    try:
+        patched.orig_filename = local_name.decode(
+            "utf-8" if info.flag_bits & _UTF8_FLAG else "cp437"
+        )
+    except UnicodeDecodeError:
+        patched.flag_bits &= ~_UTF8_FLAG
+        patched.orig_filename = local_name.decode("cp437")
+    return zf.open(patched)
+
+
+def _is_dir(info: zipfile.ZipInfo) -> bool:
+    """A trailing '/', or (MS-DOS and Windows zippers) the directory attribute 0x10."""
+    if info.is_dir():
+        return True
+    dos = info.create_system in _MSDOS_HOSTS or not info.external_attr >> 16
+    return dos and bool(info.external_attr & _MSDOS_DIRECTORY) and info.file_size == 0
+
+
 def _member(
     zf: zipfile.ZipFile,
     info: zipfile.ZipInfo,
+    name: str,
     writer: SafeWriter,
     member_chunks: Callable[[zipfile.ZipInfo], Iterator[bytes]],
 ) -> None:
     unix_mode = info.external_attr >> 16
     kind = stat.S_IFMT(unix_mode)
-    if info.is_dir():
-        writer.directory(info.filename)
+    if _is_dir(info):
+        writer.directory(name)
     elif kind == stat.S_IFLNK:
-        writer.symlink(info.filename, zf.read(info).decode("utf-8", "surrogateescape"))
+        writer.symlink(name, _link_target(zf, info, name, writer))
     elif kind in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK):
-        writer.special(info.filename, "device or FIFO")
+        writer.special(name, "device or FIFO")
     else:
         mode = unix_mode or 0o644
-        writer.file_later(info.filename, lambda: member_chunks(info), mode, _mtime(info))
+        writer.file_later(name, lambda: member_chunks(info), mode, _mtime(info))
+
+
+def _link_target(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, writer: SafeWriter) -> str:
+    """A symlink's target is its data: refuse one over MAX_LINK_TARGET before reading it."""
+    too_long = writer.refuse(name, f"symlink target longer than {MAX_LINK_TARGET} bytes")
+    if info.file_size > MAX_LINK_TARGET:
+        raise too_long
+    with _open(zf, info) as member:
+        target: bytes = member.read(MAX_LINK_TARGET + 1)
+    if len(target) > MAX_LINK_TARGET:
+        raise too_long
+    return target.decode("utf-8", "surrogateescape")
 
 
 def _mtime(info: zipfile.ZipInfo) -> Optional[float]:
