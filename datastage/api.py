@@ -41,6 +41,7 @@ def get(
     *,
     sha256: Optional[str] = None,
     name: Optional[str] = None,
+    name_encoding: Optional[str] = None,
     hf_endpoint: Optional[str] = None,
     s3_endpoint: Optional[str] = None,
     connections: Optional[int] = None,
@@ -55,10 +56,11 @@ def get(
     Safe to call from every process at once: the data is downloaded and staged once; under
     torchrun the ranks of one machine take turns on a local lock (see ranks.py).
     ``connections`` caps the connections open at once (segments and files together);
-    ``mirror`` prefers the URLs that contain it (e.g. a host name).
+    ``mirror`` prefers the URLs that contain it (e.g. a host name); ``name_encoding`` decodes
+    a URL/path archive's member names that are not UTF-8 (default: detected, with a warning).
     """
     endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
-    manifest = _manifest(target, sha256, name, cache_dir=cache, **endpoints)
+    manifest = _manifest(target, sha256, name, name_encoding, cache_dir=cache, **endpoints)
     dest = config.resolve_to(to)
     if stage.is_current(manifest, dest):
         return stage.root_of(manifest, dest)
@@ -317,14 +319,25 @@ def search(word: str) -> list[Manifest]:
     return hits
 
 
-def _manifest(target: str, sha256: Optional[str], name: Optional[str], **settings: Any) -> Manifest:
+def _manifest(
+    target: str,
+    sha256: Optional[str],
+    name: Optional[str],
+    name_encoding: Optional[str] = None,
+    **settings: Any,
+) -> Manifest:
     """The registry's (or a manifest file's) manifest, or one synthesised for a URL/path."""
     from . import direct
 
     if direct.is_direct(target):
-        return direct.manifest_for(target, config.resolve(**settings), name=name, sha256=sha256)
-    if sha256 or name:
-        raise UsageError("--sha256 and --name apply to a URL or path, not to a dataset name")
+        return direct.manifest_for(
+            target, config.resolve(**settings), name=name, sha256=sha256, name_encoding=name_encoding
+        )
+    if sha256 or name or name_encoding:
+        raise UsageError(
+            "--sha256, --name and --name-encoding apply to a URL or path, not to a dataset name",
+            hint="a manifest says name_encoding = \"...\" in the file's entry",
+        )
     return registry.resolve(target)
 
 

@@ -14,10 +14,12 @@ regular files, as POSIX says; names that are not UTF-8 are decoded (encodings.py
 from __future__ import annotations
 
 import logging
+import re
 import tarfile
 import zlib
 from collections.abc import Iterator
-from typing import IO, Callable, Optional
+from tarfile import ReadError
+from typing import IO, Any, Callable, Optional
 
 from .encodings import decode_name
 from .writer import SafeWriter
@@ -45,7 +47,9 @@ def extract_tar_stream(
     """Read every member into ``writer``; ``rename`` maps names first (bsdtar's re-packing
     of a 7z keeps '\\' that py7zr and the 7z tool read as separators)."""
     try:
-        with tarfile.open(fileobj=stream, mode="r|", bufsize=READ_CHUNK) as tar:
+        with tarfile.open(
+            fileobj=stream, mode="r|", bufsize=READ_CHUNK, tarinfo=_CheckedTarInfo
+        ) as tar:
             for member in tar:
                 if rename is not None:
                     member.name = rename(member.name)
@@ -80,6 +84,61 @@ def _member(
 
 
 _KNOWN_TYPES = {*tarfile.SUPPORTED_TYPES, b"D", *METADATA_TYPES}
+_PAX_RECORD = re.compile(rb"(\d+) [^=\n]+=")
+
+
+class _CheckedTarInfo(tarfile.TarInfo):
+    """tarfile stops reading a pax header at the first malformed record and goes on without a
+    word: a damaged header then renames or un-sparses a member (bsdtar reports it). Check
+    every record first, then let tarfile parse the same bytes."""
+
+    def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        inner = tarfile.fileobj
+        buf = inner.read(self._block(self.size))  # type: ignore[union-attr]
+        if not _valid_pax(buf[: self.size]):
+            raise ReadError(f"malformed pax extended header before member {self.name!r}")
+        tarfile.fileobj = _Replay(buf, inner)  # type: ignore[assignment]
+        try:
+            return super()._proc_pax(tarfile)  # type: ignore[misc,no-any-return]
+        finally:
+            tarfile.fileobj = inner
+
+
+def _valid_pax(data: bytes) -> bool:
+    """Every record is "LEN key=value\n" with LEN its exact length, up to the end."""
+    pos = 0
+    while pos < len(data) and data[pos:].strip(b"\0"):
+        match = _PAX_RECORD.match(data, pos)
+        if not match:
+            return False
+        end = pos + int(match.group(1))
+        if end <= match.end() or end > len(data) or data[end - 1 : end] != b"\n":
+            return False
+        pos = end
+    return True
+
+
+class _Replay:
+    """The bytes already read, served again, then the stream itself."""
+
+    def __init__(self, buf: bytes, inner: Any) -> None:
+        self._buf = buf
+        self._inner = inner
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._buf:
+            return self._inner.read(n)  # type: ignore[no-any-return]
+        if n < 0:
+            data, self._buf = self._buf + self._inner.read(), b""
+            return data
+        data, self._buf = self._buf[:n], self._buf[n:]
+        return data + self._inner.read(n - len(data)) if len(data) < n else data
+
+    def tell(self) -> int:
+        return self._inner.tell() - len(self._buf)  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 def _link_target(member: tarfile.TarInfo, writer: SafeWriter) -> str:

@@ -167,10 +167,11 @@ def _member(
         writer.directory(name)
     elif kind == stat.S_IFLNK:
         writer.symlink(name, _link_target(zf, info, name, writer))
-    elif kind in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK):
-        writer.special(name, "device or FIFO")
+    elif kind in (stat.S_IFCHR, stat.S_IFBLK):
+        writer.special(name, "device")
     else:
-        mode = unix_mode or 0o644
+        # a FIFO or socket mode is what `zip -` records for its stdin: the data is a file
+        mode = stat.S_IMODE(unix_mode) or 0o644
         writer.file_later(name, lambda: member_chunks(info), mode, _mtime(info))
 
 

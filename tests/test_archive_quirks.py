@@ -1,0 +1,248 @@
+"""Issue 14 / 11 / 17 archive items that are not a plain "same tree as bsdtar" comparison:
+named-but-unreadable archives, damaged sparse headers, external tools that fail or leave
+members out, link-target caps, nesting depth, member-name encodings."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.archives import make_rar
+from tests.conformance import CASES, _zip_with_raw_names, need
+from tests.conftest import payload, run_cli, sha256, tree, write_manifest
+
+
+def get(tmp_path: Path, name: str, data: bytes, env: Any = None, **entry: Any) -> Any:
+    (tmp_path / name).write_bytes(data)
+    manifest = write_manifest(tmp_path, "ds", [{"url": name, "sha256": sha256(data), **entry}])
+    return run_cli("get", str(manifest), "--to", str(tmp_path / "out"), env=env)
+
+
+def staged(tmp_path: Path) -> dict[str, Any]:
+    return {k: v for k, v in tree(tmp_path / "out" / "ds").items() if k != ".datastage.json"}
+
+
+def one_error_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if not ln.startswith(("hint: ", "warning: "))]
+    errors = [ln for ln in lines if ln.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr
+    return errors[0]
+
+
+# -- class 1: a file named like an archive is never copied as is with exit 0 -----------------
+
+
+@pytest.mark.parametrize("name", ["data.zip", "data.tar.gz", "data.7z", "data.tar", "notes.gz"])
+def test_named_archive_no_reader_accepts_is_exit_6(tmp_path: Path, name: str) -> None:
+    junk = payload(5000, seed=11)
+    done = get(tmp_path, name, junk)
+    assert done.returncode == 6, done.stderr
+    assert f"{name} is named like a" in one_error_line(done.stderr)
+    assert not (tmp_path / "out" / "ds").exists()
+
+
+def test_extract_false_still_copies_a_named_archive_as_is(tmp_path: Path) -> None:
+    junk = payload(5000, seed=11)
+    done = get(tmp_path, "data.zip", junk, extract=False)
+    assert done.returncode == 0, done.stderr
+    assert staged(tmp_path) == {"data.zip": sha256(junk)}
+
+
+# -- class 2 / issue 17 item 10: an external tool's failure is never an exit 0 ----------------
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit-flipped"])
+def test_damaged_rar_through_bsdtar_alone_is_exit_6(tmp_path: Path, how: str) -> None:
+    """libarchive does not check stored RAR members' CRC: datastage does (rarinfo.py)."""
+    need("bsdtar")
+    data = make_rar([("top", None), ("top/a.bin", payload(200_000, seed=2))])
+    middle = len(data) // 2
+    if how == "truncated":
+        data = data[:middle]
+    else:
+        data = data[:middle] + bytes(b ^ 0x5A for b in data[middle : middle + 64]) + data[middle + 64 :]
+    done = get(tmp_path, "data.rar", data, env={"DATASTAGE_7Z": "bsdtar"})
+    assert done.returncode == 6, done.stderr
+    assert "data.rar" in one_error_line(done.stderr)
+    assert not (tmp_path / "out" / "ds").exists()
+
+
+def test_7z_tool_that_leaves_a_member_out_is_exit_6_naming_it(tmp_path: Path) -> None:
+    """A 7z that exits 0 but did not write a listed member (a wrapper around the real tool
+    deletes one after extracting): the written tree lacks what the listing promised."""
+    need("7z")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "kept.txt").write_bytes(b"kept\n")
+    (src / "lost.txt").write_bytes(b"lost\n")
+    archive = tmp_path / "data.7z"
+    subprocess.run(["7z", "a", "-bd", str(archive), "."], cwd=src, check=True, capture_output=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "7z"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'"{shutil.which("7z")}" "$@"; code=$?\n'
+        'for a in "$@"; do case "$a" in -o*) rm -f "${a#-o}/lost.txt";; esac; done\n'
+        "exit $code\n"
+    )
+    wrapper.chmod(0o755)
+    data = archive.read_bytes()
+    done = get(tmp_path, "data.7z", data, env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert done.returncode == 6, done.stderr
+    assert "lost.txt" in one_error_line(done.stderr)
+
+
+# -- class 3: sparse members -------------------------------------------------------------------
+
+
+def test_sparse_member_is_written_sparse_with_its_real_size(tmp_path: Path) -> None:
+    need("tar")
+    archive = CASES["tar-sparse-pax-1.0"][0](_work(tmp_path))
+    done = get(tmp_path, "sparse.tar", archive.read_bytes())
+    assert done.returncode == 0, done.stderr
+    written = tmp_path / "out" / "ds" / "sparse.bin"
+    assert written.stat().st_size == (3 << 20) + 3
+    assert written.read_bytes() == (tmp_path / "work" / "src" / "sparse.bin").read_bytes()
+    assert written.stat().st_blocks * 512 < 1 << 20, "holes are holes, not written zeros"
+
+
+@pytest.mark.parametrize(
+    ("version", "old", "new"),
+    [("1.0", b"\n1048576\n", b"\n10x8576\n"), ("0.1", b"1048576,", b"10x8576,")],
+)
+def test_modified_sparse_header_is_exit_6_not_internal_error(
+    tmp_path: Path, version: str, old: bytes, new: bytes
+) -> None:
+    need("tar")
+    key = f"tar-sparse-pax-{version}"
+    data = CASES[key][0](_work(tmp_path)).read_bytes()
+    assert old in data
+    done = get(tmp_path, "sparse.tar", data.replace(old, new, 1))
+    assert done.returncode == 6, done.stderr
+    assert "damaged" in one_error_line(done.stderr)
+
+
+def test_sparse_map_beyond_free_space_is_refused(tmp_path: Path) -> None:
+    """A sparse header declaring a petabyte is refused up front, not hashed for days."""
+    huge = 1 << 50
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("GNUSparseFile.0/huge.bin")
+        info.size = 1
+        info.pax_headers = {
+            "GNU.sparse.major": "0", "GNU.sparse.minor": "1", "GNU.sparse.name": "huge.bin",
+            "GNU.sparse.realsize": str(huge), "GNU.sparse.map": f"{huge - 1},1",
+        }  # fmt: skip
+        tar.addfile(info, io.BytesIO(b"x"))
+    done = get(tmp_path, "huge.tar", raw.getvalue())
+    assert done.returncode == 6, done.stderr
+    assert "huge.bin" in one_error_line(done.stderr)
+
+
+# -- issue 11: link targets, nesting, one tree --------------------------------------------------
+
+
+def _zip_symlink(target: bytes) -> bytes:
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo("link")
+        info.create_system = 3
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, target)
+    return raw.getvalue()
+
+
+@pytest.mark.parametrize("size", [5000, 64 << 20], ids=["5000-bytes", "64-MiB-of-zeros"])
+def test_zip_symlink_target_over_4096_bytes_is_refused(tmp_path: Path, size: int) -> None:
+    done = get(tmp_path, "links.zip", _zip_symlink(b"a" * 100 + bytes(size - 100)))
+    assert done.returncode == 6, done.stderr
+    assert "longer than 4096 bytes" in one_error_line(done.stderr)
+
+
+def test_tar_symlink_target_over_4096_bytes_is_refused(tmp_path: Path) -> None:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("link")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "d/" * 2600
+        tar.addfile(info)
+    done = get(tmp_path, "links.tar", raw.getvalue())
+    assert done.returncode == 6, done.stderr
+    assert "longer than 4096 bytes" in one_error_line(done.stderr)
+
+
+def _nested_zips(levels: int) -> bytes:
+    data = b"innermost\n"
+    name = "leaf.txt"
+    for level in range(levels):
+        raw = io.BytesIO()
+        with zipfile.ZipFile(raw, "w") as zf:
+            zf.writestr(name, data)
+            zf.writestr(f"level{level}.txt", b"%d\n" % level)
+        data, name = raw.getvalue(), f"inner{level}.zip"
+    return data
+
+
+def test_extract_nested_goes_deeper_than_four_levels(tmp_path: Path) -> None:
+    done = get(tmp_path, "outer.zip", _nested_zips(7), extract_nested=True)
+    assert done.returncode == 0, done.stderr
+    found = staged(tmp_path)
+    assert found["leaf.txt"] == sha256(b"innermost\n")
+    assert not [k for k in found if k.endswith(".zip")], "no archive left inside"
+
+
+def test_extract_nested_past_the_depth_limit_is_exit_6(tmp_path: Path) -> None:
+    done = get(tmp_path, "outer.zip", _nested_zips(40), extract_nested=True)
+    assert done.returncode == 6, done.stderr
+    assert "levels of nesting" in one_error_line(done.stderr)
+
+
+# -- class 7: names that are not UTF-8 ---------------------------------------------------------
+
+
+def test_gbk_zip_names_are_detected_with_a_warning(tmp_path: Path) -> None:
+    data = _zip_with_raw_names(tmp_path / "a.zip", ["数据/训练.txt"], "gbk").read_bytes()
+    done = get(tmp_path, "gbk.zip", data)
+    assert done.returncode == 0, done.stderr
+    assert "数据/训练.txt" in staged(tmp_path)
+    assert "decoded them as gbk" in done.stderr
+
+
+def test_manifest_name_encoding_decides_without_a_warning(tmp_path: Path) -> None:
+    names = ["Документы/отчёт.txt"]
+    data = _zip_with_raw_names(tmp_path / "a.zip", names, "cp866").read_bytes()
+    done = get(tmp_path, "ru.zip", data, name_encoding="cp866")
+    assert done.returncode == 0, done.stderr
+    assert names[0] in staged(tmp_path)
+    assert "warning" not in done.stderr
+
+
+def test_name_encoding_flag_for_one_liners(tmp_path: Path) -> None:
+    names = ["テスト/データ.txt"]
+    archive = _zip_with_raw_names(tmp_path / "jp.zip", names, "cp932")
+    out = tmp_path / "out"
+    done = run_cli("get", str(archive), "--to", str(out), "--name", "ds", "--name-encoding", "cp932")
+    assert done.returncode == 0, done.stderr
+    assert names[0] in staged(tmp_path) and "warning" not in done.stderr
+
+
+def test_unknown_name_encoding_is_a_manifest_error(tmp_path: Path) -> None:
+    done = get(tmp_path, "x.zip", _nested_zips(1), name_encoding="klingon")
+    assert done.returncode == 3, done.stderr
+    assert "name_encoding: unknown encoding 'klingon'" in one_error_line(done.stderr)
+
+
+def _work(tmp_path: Path) -> Path:
+    work = tmp_path / "work"
+    work.mkdir()
+    return work
