@@ -16,6 +16,8 @@ Does not own: where the root is or when it becomes visible (stage.py).
 from __future__ import annotations
 
 import contextlib
+import os
+import struct
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -55,12 +57,15 @@ _ARCHIVE_ERRORS = (*DECOMPRESSION_ERRORS, tarfile.TarError, zipfile.BadZipFile)
 
 @dataclass(frozen=True)
 class Format:
-    """What a file is: ``kind`` is tar, zip, 7z, rar, compressed (one file) or plain."""
+    """What a file is: ``kind`` is tar, zip, 7z, rar, compressed (one file), libarchive (a
+    format only bsdtar reads; ``compression`` then names it) or plain."""
 
     kind: str
     compression: Optional[str] = None
 
     def __str__(self) -> str:
+        if self.kind == "libarchive":
+            return self.compression or "archive"
         if self.kind == "tar" and self.compression:
             return f"tar.{self.compression}"
         return (self.compression or self.kind) if self.kind == "compressed" else self.kind
@@ -99,7 +104,10 @@ def detect(path: Path) -> Format:
         return Format("tar")
     if _has_zip_directory(path):
         return Format("zip")
-    return Format("plain")
+    from .libarchive import detect_other
+
+    other = detect_other(path, head)
+    return Format("libarchive", other) if other else Format("plain")
 
 
 #: Skippable frames are skipped for at most this many bytes while looking for the real one.
@@ -207,6 +215,7 @@ def extract(
     ``out_name`` names the output of a single compressed file. ``on_bytes`` reports progress
     in bytes of the archive read.
     """
+    before = _entries(writer.root)
     with _archive_errors(writer, fmt):
         if fmt.kind in ("tar", "compressed"):
             with open(path, "rb") as raw:
@@ -223,9 +232,25 @@ def extract(
             from .sevenz import extract_rar
 
             extract_rar(path, writer)
+        elif fmt.kind == "libarchive":
+            from .external import extract_any
+
+            extract_any(path, writer)
         else:
             raise UnsupportedArchive(f"{path.name}: {fmt} archives are not supported")
         writer.finish()
+    if fmt.kind != "compressed" and _entries(writer.root) == before:
+        raise CorruptArchive(
+            f"{writer.archive} holds no files or folders ({fmt}); nothing to stage",
+            hint="the archive is empty or damaged; get it again from its source",
+        )
+
+
+def _entries(folder: Path) -> set[str]:
+    try:
+        return set(os.listdir(folder))
+    except FileNotFoundError:
+        return set()
 
 
 def extract_stream(stream: IO[bytes], fmt: Format, writer: SafeWriter, out_name: str = "") -> None:
@@ -261,6 +286,12 @@ def _archive_errors(writer: SafeWriter, fmt: Format) -> Iterator[None]:
         yield
     except BaseException as e:
         writer.abort()
+        if _raised_by_a_reader_library(e):
+            raise CorruptArchive(
+                f"{writer.archive} is damaged ({fmt}): its reader failed with "
+                f"{type(e).__name__}: {_one_line(e)}",
+                hint="delete it from the cache if this persists; re-run to download it again",
+            ) from e
         if isinstance(e, ArchiveError) or not isinstance(e, (*_ARCHIVE_ERRORS, OSError)):
             raise
         # gzip.BadGzipFile is an OSError too: only other OSErrors may be the disk's, not data's
@@ -270,6 +301,27 @@ def _archive_errors(writer: SafeWriter, fmt: Format) -> Iterator[None]:
             f"{writer.archive} is damaged or truncated ({fmt}): {_one_line(e)}",
             hint="delete it from the cache if this persists; re-run to download it again",
         ) from e
+
+
+#: What a parsing library raises on bytes it did not expect (fuzzed or damaged archives).
+_PARSER_BUGS = (
+    ValueError, IndexError, KeyError, TypeError, AttributeError, struct.error,
+    OverflowError, UnicodeDecodeError, NotImplementedError, RecursionError, AssertionError,
+)  # fmt: skip
+
+
+def _raised_by_a_reader_library(e: BaseException) -> bool:
+    """An unexpected exception whose innermost frame is in a third-party reader (zipfile,
+    tarfile, py7zr, ...), not in datastage: the archive's bytes, never an internal error."""
+    if isinstance(e, ArchiveError) or not isinstance(e, _PARSER_BUGS):
+        return False
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and _PACKAGE_DIR not in tb.tb_frame.f_code.co_filename
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _is_decompression_oserror(e: BaseException) -> bool:

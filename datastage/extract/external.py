@@ -24,6 +24,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,7 +77,15 @@ def as_tar_stream(archive: Path) -> Iterator[IO[bytes]]:
     )
     assert proc.stdout is not None and proc.stderr is not None
     try:
-        yield proc.stdout
+        try:
+            yield proc.stdout
+        except (tarfile.TarError, BadData, OSError, EOFError) as e:
+            # our reader stopped on what bsdtar wrote: when bsdtar itself failed, its own
+            # message says why (an empty stream is only the symptom)
+            proc.stdout.read()
+            if proc.wait() != 0:
+                raise BadData("bsdtar: " + _first_line(proc.stderr.read())) from e
+            raise
         proc.stdout.read()  # the end-of-archive padding the tar reader leaves
         if proc.wait() != 0:
             raise BadData("bsdtar: " + _first_line(proc.stderr.read()))
@@ -111,6 +120,18 @@ def extract_with_bsdtar(
     missing = [n for n in listed if n not in seen and not _is_folder_like(n, listed)]
     if missing:
         raise BadData(f"member {missing[0]!r} is listed but was not extracted")
+
+
+def extract_any(archive: Path, writer: SafeWriter) -> None:
+    """A format only libarchive reads (libarchive.py recognised it)."""
+    if bsdtar() is None:
+        from ..errors import MissingDependency
+
+        raise MissingDependency(
+            f"{writer.archive} is in a format datastage reads through bsdtar",
+            hint="install it: apt-get install libarchive-tools",
+        )
+    extract_with_bsdtar(archive, writer)
 
 
 def _plain(name: str) -> str:

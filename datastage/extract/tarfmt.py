@@ -30,7 +30,7 @@ WHOLE_MEMBER = 8 * 1024 * 1024
 #: Longest symlink target accepted (Linux PATH_MAX); a longer one refuses the archive.
 MAX_LINK_TARGET = 4096
 #: Member types that describe the archive, not a file: skipped, as bsdtar skips them.
-METADATA_TYPES = {b"V": "GNU volume label", b"A": "Solaris ACL", b"M": "GNU multi-volume part"}
+METADATA_TYPES = {b"V": "GNU volume label", b"A": "Solaris ACL"}
 
 log = logging.getLogger("datastage.extract")
 

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..errors import UnsupportedArchive
+from . import external
 from .encodings import decode_raw
+from .streams import BadData
 from .tarfmt import MAX_LINK_TARGET
 from .writer import SafeWriter
 
@@ -72,12 +74,23 @@ def extract_zip(path: Path, writer: SafeWriter, on_bytes: Callable[[int], None])
                 yield chunk
 
     try:
-        with zipfile.ZipFile(path) as zf:
+        try:
+            zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, ValueError, struct.error, EOFError) as e:
+            # unzip and bsdtar read zips whose central directory zipfile refuses
+            if external.bsdtar() is None:
+                raise zipfile.BadZipFile(str(e)) from e
+            external.extract_with_bsdtar(path, writer)
+            return
+        with zf:
             infos = zf.infolist()
             names = _names(infos, writer.archive)
-            for info in infos:  # every name (and method) is checked before a byte is written
+            for info in infos:  # every name is checked before a byte is written
                 writer.check_name(names[id(info)])
-                _check_readable(info, writer)
+            odd = _unreadable_member(infos, names, writer)
+            if odd is not None:
+                _by_bsdtar(path, odd, names[id(odd)], writer)
+                return
             for info in infos:
                 _member(zf, info, names[id(info)], writer, member_chunks)
                 on_bytes(info.compress_size)
@@ -88,21 +101,40 @@ def extract_zip(path: Path, writer: SafeWriter, on_bytes: Callable[[int], None])
             zf.close()
 
 
-def _check_readable(info: zipfile.ZipInfo, writer: SafeWriter) -> None:
-    """Encryption and methods zipfile cannot inflate (Windows writes Deflate64 for big files)
-    are UnsupportedArchive up front, not zipfile's RuntimeError/NotImplementedError mid-way."""
-    if info.flag_bits & 0x1:
-        raise UnsupportedArchive(
-            f"{writer.archive}: member {info.filename!r} is encrypted; "
-            "password-protected zips are not supported"
-        )
-    if info.compress_type not in _READABLE_METHODS:
-        method = _ZIP_METHODS.get(info.compress_type, f"method {info.compress_type}")
-        raise UnsupportedArchive(
-            f"{writer.archive}: member {info.filename!r} is compressed with {method}, "
-            "which Python's zipfile cannot read",
-            hint="re-pack it as a standard zip (deflate) or a tar.gz",
-        )
+def _unreadable_member(
+    infos: list[zipfile.ZipInfo], names: dict[int, str], writer: SafeWriter
+) -> Optional[zipfile.ZipInfo]:
+    """Encryption is UnsupportedArchive up front. A member compressed with a method zipfile
+    cannot inflate (Windows writes Deflate64 for big files; others zstd, xz, PPMd) is
+    returned: bsdtar then reads the archive, or the error names the method."""
+    for info in infos:
+        if info.flag_bits & 0x1:
+            raise UnsupportedArchive(
+                f"{writer.archive}: member {names[id(info)]!r} is encrypted; "
+                "password-protected zips are not supported"
+            )
+    return next(
+        (i for i in infos if i.compress_type not in _READABLE_METHODS and not _is_dir(i)), None
+    )
+
+
+def _by_bsdtar(path: Path, info: zipfile.ZipInfo, name: str, writer: SafeWriter) -> None:
+    """Read the zip with bsdtar (libarchive knows more methods); if it cannot either (or is
+    not installed), say which method zipfile could not read."""
+    method = _ZIP_METHODS.get(info.compress_type, f"method {info.compress_type}")
+    error = UnsupportedArchive(
+        f"{writer.archive}: member {name!r} is compressed with {method}, "
+        "which Python's zipfile cannot read",
+        hint="install bsdtar (apt-get install libarchive-tools), which datastage then uses, "
+        "or re-pack it as a standard zip (deflate) or a tar.gz",
+    )
+    if external.bsdtar() is None:
+        raise error
+    try:
+        external.extract_with_bsdtar(path, writer)
+    except BadData as e:
+        error.message += f" (nor could bsdtar: {e})"
+        raise error from e
 
 
 def _names(infos: list[zipfile.ZipInfo], archive: str) -> dict[int, str]:
@@ -167,10 +199,11 @@ def _member(
         writer.directory(name)
     elif kind == stat.S_IFLNK:
         writer.symlink(name, _link_target(zf, info, name, writer))
-    elif kind in (stat.S_IFCHR, stat.S_IFBLK):
-        writer.special(name, "device")
+    elif kind in (stat.S_IFCHR, stat.S_IFBLK) or (_is_special(kind) and not info.file_size):
+        writer.special(name, "device or FIFO")
     else:
-        # a FIFO or socket mode is what `zip -` records for its stdin: the data is a file
+        # `zip -` records its stdin's mode (a FIFO) for the data it read: that data is a file,
+        # as bsdtar and unzip write it; a FIFO with no data stays refused
         mode = stat.S_IMODE(unix_mode) or 0o644
         writer.file_later(name, lambda: member_chunks(info), mode, _mtime(info))
 
@@ -185,6 +218,10 @@ def _link_target(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, writer: 
     if len(target) > MAX_LINK_TARGET:
         raise too_long
     return target.decode("utf-8", "surrogateescape")
+
+
+def _is_special(kind: int) -> bool:
+    return kind in (stat.S_IFIFO, stat.S_IFSOCK)
 
 
 def _mtime(info: zipfile.ZipInfo) -> Optional[float]:
