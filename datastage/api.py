@@ -330,8 +330,9 @@ def _manifest(
     from . import direct
 
     if direct.is_direct(target):
+        resolved = config.resolve(**settings)
         return direct.manifest_for(
-            target, config.resolve(**settings), name=name, sha256=sha256, name_encoding=name_encoding
+            target, resolved, name=name, sha256=sha256, name_encoding=name_encoding
         )
     if sha256 or name or name_encoding:
         raise UsageError(

@@ -191,7 +191,9 @@ def zstd_with_skippable_frames(work: Path) -> Path:
     half = len(data) // 2
 
     def zstd(chunk: bytes) -> bytes:
-        return subprocess.run(["zstd", "-q", "-c"], input=chunk, capture_output=True, check=True).stdout
+        return subprocess.run(
+            ["zstd", "-q", "-c"], input=chunk, capture_output=True, check=True
+        ).stdout
 
     out = work / "skippable.tar.zst"
     out.write_bytes(
@@ -243,7 +245,12 @@ def zip_msdos_dirs(work: Path) -> Path:
     """Folders marked only by the MS-DOS directory attribute 0x10, no trailing '/'."""
     out = work / "msdos.zip"
     with zipfile.ZipFile(out, "w") as zf:
-        for name, data in (("def", None), ("def/a.txt", b"a\n"), ("def/sub", None), ("b.txt", b"b")):
+        for name, data in (
+            ("def", None),
+            ("def/a.txt", b"a\n"),
+            ("def/sub", None),
+            ("b.txt", b"b"),
+        ):
             info = zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0))
             info.create_system = 0
             info.external_attr = 0x10 if data is None else 0x20
@@ -302,7 +309,9 @@ def seven_zip(*switches: str, name: str = "data.7z") -> Builder:
         need("7z")
         src = source_tree(work)
         (src / "data" / "hard.csv").unlink()  # 7z stores hard links as copies: bsdtar agrees
-        (src / "data" / "prog.bin").write_bytes(Path(shutil.which("7z") or "").read_bytes()[:60_000])
+        (src / "data" / "prog.bin").write_bytes(
+            Path(shutil.which("7z") or "").read_bytes()[:60_000]
+        )
         out = work / name
         run("7z", "a", "-bd", "-snl", *switches, str(out), ".", cwd=src)
         return out

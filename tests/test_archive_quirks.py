@@ -18,13 +18,20 @@ import pytest
 
 from tests.archives import make_rar
 from tests.conformance import CASES, _zip_with_raw_names, need
-from tests.conftest import payload, run_cli, sha256, tree, write_manifest
+from tests.conftest import payload, sha256, tree, write_manifest
 
 
-def get(tmp_path: Path, name: str, data: bytes, env: Any = None, **entry: Any) -> Any:
-    (tmp_path / name).write_bytes(data)
-    manifest = write_manifest(tmp_path, "ds", [{"url": name, "sha256": sha256(data), **entry}])
-    return run_cli("get", str(manifest), "--to", str(tmp_path / "out"), env=env)
+@pytest.fixture
+def get(tmp_path: Path, datastage_cli: Any) -> Any:
+    """get(name, data, env=None, **entry): stage one archive through a manifest, in-process."""
+
+    def run(name: str, data: bytes, env: Any = None, **entry: Any) -> Any:
+        (tmp_path / name).write_bytes(data)
+        files = [{"url": name, "sha256": sha256(data), **entry}]
+        manifest = write_manifest(tmp_path, "ds", files)
+        return datastage_cli("get", str(manifest), "--to", str(tmp_path / "out"), env=env)
+
+    return run
 
 
 def staged(tmp_path: Path) -> dict[str, Any]:
@@ -42,17 +49,17 @@ def one_error_line(stderr: str) -> str:
 
 
 @pytest.mark.parametrize("name", ["data.zip", "data.tar.gz", "data.7z", "data.tar", "notes.gz"])
-def test_named_archive_no_reader_accepts_is_exit_6(tmp_path: Path, name: str) -> None:
+def test_named_archive_no_reader_accepts_is_exit_6(tmp_path: Path, get: Any, name: str) -> None:
     junk = payload(5000, seed=11)
-    done = get(tmp_path, name, junk)
+    done = get(name, junk)
     assert done.returncode == 6, done.stderr
     assert f"{name} is named like a" in one_error_line(done.stderr)
     assert not (tmp_path / "out" / "ds").exists()
 
 
-def test_extract_false_still_copies_a_named_archive_as_is(tmp_path: Path) -> None:
+def test_extract_false_still_copies_a_named_archive_as_is(tmp_path: Path, get: Any) -> None:
     junk = payload(5000, seed=11)
-    done = get(tmp_path, "data.zip", junk, extract=False)
+    done = get("data.zip", junk, extract=False)
     assert done.returncode == 0, done.stderr
     assert staged(tmp_path) == {"data.zip": sha256(junk)}
 
@@ -61,7 +68,7 @@ def test_extract_false_still_copies_a_named_archive_as_is(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("how", ["truncated", "bit-flipped"])
-def test_damaged_rar_through_bsdtar_alone_is_exit_6(tmp_path: Path, how: str) -> None:
+def test_damaged_rar_through_bsdtar_alone_is_exit_6(tmp_path: Path, get: Any, how: str) -> None:
     """libarchive does not check stored RAR members' CRC: datastage does (rarinfo.py)."""
     need("bsdtar")
     data = make_rar([("top", None), ("top/a.bin", payload(200_000, seed=2))])
@@ -69,14 +76,18 @@ def test_damaged_rar_through_bsdtar_alone_is_exit_6(tmp_path: Path, how: str) ->
     if how == "truncated":
         data = data[:middle]
     else:
-        data = data[:middle] + bytes(b ^ 0x5A for b in data[middle : middle + 64]) + data[middle + 64 :]
-    done = get(tmp_path, "data.rar", data, env={"DATASTAGE_7Z": "bsdtar"})
+        data = (
+            data[:middle]
+            + bytes(b ^ 0x5A for b in data[middle : middle + 64])
+            + data[middle + 64 :]
+        )
+    done = get("data.rar", data, env={"DATASTAGE_7Z": "bsdtar"})
     assert done.returncode == 6, done.stderr
     assert "data.rar" in one_error_line(done.stderr)
     assert not (tmp_path / "out" / "ds").exists()
 
 
-def test_7z_tool_that_leaves_a_member_out_is_exit_6_naming_it(tmp_path: Path) -> None:
+def test_7z_tool_that_leaves_a_member_out_is_exit_6_naming_it(tmp_path: Path, get: Any) -> None:
     """A 7z that exits 0 but did not write a listed member (a wrapper around the real tool
     deletes one after extracting): the written tree lacks what the listing promised."""
     need("7z")
@@ -97,7 +108,7 @@ def test_7z_tool_that_leaves_a_member_out_is_exit_6_naming_it(tmp_path: Path) ->
     )
     wrapper.chmod(0o755)
     data = archive.read_bytes()
-    done = get(tmp_path, "data.7z", data, env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    done = get("data.7z", data, env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
     assert done.returncode == 6, done.stderr
     assert "lost.txt" in one_error_line(done.stderr)
 
@@ -105,10 +116,10 @@ def test_7z_tool_that_leaves_a_member_out_is_exit_6_naming_it(tmp_path: Path) ->
 # -- class 3: sparse members -------------------------------------------------------------------
 
 
-def test_sparse_member_is_written_sparse_with_its_real_size(tmp_path: Path) -> None:
+def test_sparse_member_is_written_sparse_with_its_real_size(tmp_path: Path, get: Any) -> None:
     need("tar")
     archive = CASES["tar-sparse-pax-1.0"][0](_work(tmp_path))
-    done = get(tmp_path, "sparse.tar", archive.read_bytes())
+    done = get("sparse.tar", archive.read_bytes())
     assert done.returncode == 0, done.stderr
     written = tmp_path / "out" / "ds" / "sparse.bin"
     assert written.stat().st_size == (3 << 20) + 3
@@ -121,18 +132,18 @@ def test_sparse_member_is_written_sparse_with_its_real_size(tmp_path: Path) -> N
     [("1.0", b"\n1048576\n", b"\n10x8576\n"), ("0.1", b"1048576,", b"10x8576,")],
 )
 def test_modified_sparse_header_is_exit_6_not_internal_error(
-    tmp_path: Path, version: str, old: bytes, new: bytes
+    tmp_path: Path, get: Any, version: str, old: bytes, new: bytes
 ) -> None:
     need("tar")
     key = f"tar-sparse-pax-{version}"
     data = CASES[key][0](_work(tmp_path)).read_bytes()
     assert old in data
-    done = get(tmp_path, "sparse.tar", data.replace(old, new, 1))
+    done = get("sparse.tar", data.replace(old, new, 1))
     assert done.returncode == 6, done.stderr
     assert "damaged" in one_error_line(done.stderr)
 
 
-def test_sparse_map_beyond_free_space_is_refused(tmp_path: Path) -> None:
+def test_sparse_map_beyond_free_space_is_refused(tmp_path: Path, get: Any) -> None:
     """A sparse header declaring a petabyte is refused up front, not hashed for days."""
     huge = 1 << 50
     raw = io.BytesIO()
@@ -144,7 +155,7 @@ def test_sparse_map_beyond_free_space_is_refused(tmp_path: Path) -> None:
             "GNU.sparse.realsize": str(huge), "GNU.sparse.map": f"{huge - 1},1",
         }  # fmt: skip
         tar.addfile(info, io.BytesIO(b"x"))
-    done = get(tmp_path, "huge.tar", raw.getvalue())
+    done = get("huge.tar", raw.getvalue())
     assert done.returncode == 6, done.stderr
     assert "huge.bin" in one_error_line(done.stderr)
 
@@ -162,21 +173,21 @@ def _zip_symlink(target: bytes) -> bytes:
     return raw.getvalue()
 
 
-@pytest.mark.parametrize("size", [5000, 64 << 20], ids=["5000-bytes", "64-MiB-of-zeros"])
-def test_zip_symlink_target_over_4096_bytes_is_refused(tmp_path: Path, size: int) -> None:
-    done = get(tmp_path, "links.zip", _zip_symlink(b"a" * 100 + bytes(size - 100)))
+@pytest.mark.parametrize("size", [5000, 8 << 20], ids=["5000-bytes", "8-MiB-of-zeros"])
+def test_zip_symlink_target_over_4096_bytes_is_refused(tmp_path: Path, get: Any, size: int) -> None:
+    done = get("links.zip", _zip_symlink(b"a" * 100 + bytes(size - 100)))
     assert done.returncode == 6, done.stderr
     assert "longer than 4096 bytes" in one_error_line(done.stderr)
 
 
-def test_tar_symlink_target_over_4096_bytes_is_refused(tmp_path: Path) -> None:
+def test_tar_symlink_target_over_4096_bytes_is_refused(tmp_path: Path, get: Any) -> None:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         info = tarfile.TarInfo("link")
         info.type = tarfile.SYMTYPE
         info.linkname = "d/" * 2600
         tar.addfile(info)
-    done = get(tmp_path, "links.tar", raw.getvalue())
+    done = get("links.tar", raw.getvalue())
     assert done.returncode == 6, done.stderr
     assert "longer than 4096 bytes" in one_error_line(done.stderr)
 
@@ -193,16 +204,16 @@ def _nested_zips(levels: int) -> bytes:
     return data
 
 
-def test_extract_nested_goes_deeper_than_four_levels(tmp_path: Path) -> None:
-    done = get(tmp_path, "outer.zip", _nested_zips(7), extract_nested=True)
+def test_extract_nested_goes_deeper_than_four_levels(tmp_path: Path, get: Any) -> None:
+    done = get("outer.zip", _nested_zips(7), extract_nested=True)
     assert done.returncode == 0, done.stderr
     found = staged(tmp_path)
     assert found["leaf.txt"] == sha256(b"innermost\n")
     assert not [k for k in found if k.endswith(".zip")], "no archive left inside"
 
 
-def test_extract_nested_past_the_depth_limit_is_exit_6(tmp_path: Path) -> None:
-    done = get(tmp_path, "outer.zip", _nested_zips(40), extract_nested=True)
+def test_extract_nested_past_the_depth_limit_is_exit_6(tmp_path: Path, get: Any) -> None:
+    done = get("outer.zip", _nested_zips(40), extract_nested=True)
     assert done.returncode == 6, done.stderr
     assert "levels of nesting" in one_error_line(done.stderr)
 
@@ -210,34 +221,36 @@ def test_extract_nested_past_the_depth_limit_is_exit_6(tmp_path: Path) -> None:
 # -- class 7: names that are not UTF-8 ---------------------------------------------------------
 
 
-def test_gbk_zip_names_are_detected_with_a_warning(tmp_path: Path) -> None:
+def test_gbk_zip_names_are_detected_with_a_warning(tmp_path: Path, get: Any) -> None:
     data = _zip_with_raw_names(tmp_path / "a.zip", ["数据/训练.txt"], "gbk").read_bytes()
-    done = get(tmp_path, "gbk.zip", data)
+    done = get("gbk.zip", data)
     assert done.returncode == 0, done.stderr
     assert "数据/训练.txt" in staged(tmp_path)
     assert "decoded them as gbk" in done.stderr
 
 
-def test_manifest_name_encoding_decides_without_a_warning(tmp_path: Path) -> None:
+def test_manifest_name_encoding_decides_without_a_warning(tmp_path: Path, get: Any) -> None:
     names = ["Документы/отчёт.txt"]
     data = _zip_with_raw_names(tmp_path / "a.zip", names, "cp866").read_bytes()
-    done = get(tmp_path, "ru.zip", data, name_encoding="cp866")
+    done = get("ru.zip", data, name_encoding="cp866")
     assert done.returncode == 0, done.stderr
     assert names[0] in staged(tmp_path)
     assert "warning" not in done.stderr
 
 
-def test_name_encoding_flag_for_one_liners(tmp_path: Path) -> None:
+def test_name_encoding_flag_for_one_liners(tmp_path: Path, datastage_cli: Any) -> None:
     names = ["テスト/データ.txt"]
     archive = _zip_with_raw_names(tmp_path / "jp.zip", names, "cp932")
     out = tmp_path / "out"
-    done = run_cli("get", str(archive), "--to", str(out), "--name", "ds", "--name-encoding", "cp932")
+    done = datastage_cli(
+        "get", str(archive), "--to", str(out), "--name", "ds", "--name-encoding", "cp932"
+    )
     assert done.returncode == 0, done.stderr
     assert names[0] in staged(tmp_path) and "warning" not in done.stderr
 
 
-def test_unknown_name_encoding_is_a_manifest_error(tmp_path: Path) -> None:
-    done = get(tmp_path, "x.zip", _nested_zips(1), name_encoding="klingon")
+def test_unknown_name_encoding_is_a_manifest_error(tmp_path: Path, get: Any) -> None:
+    done = get("x.zip", _nested_zips(1), name_encoding="klingon")
     assert done.returncode == 3, done.stderr
     assert "name_encoding: unknown encoding 'klingon'" in one_error_line(done.stderr)
 
