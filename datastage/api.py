@@ -337,7 +337,7 @@ def _manifest(
     if sha256 or name or name_encoding:
         raise UsageError(
             "--sha256, --name and --name-encoding apply to a URL or path, not to a dataset name",
-            hint="a manifest says name_encoding = \"...\" in the file's entry",
+            hint='a manifest says name_encoding = "..." in the file\'s entry',
         )
     return registry.resolve(target)
 
