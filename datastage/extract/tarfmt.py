@@ -92,6 +92,15 @@ class _CheckedTarInfo(tarfile.TarInfo):
     word: a damaged header then renames or un-sparses a member (bsdtar reports it). Check
     every record first, then let tarfile parse the same bytes."""
 
+    @classmethod
+    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+        """tarfile takes a damaged header after the first for the end of the archive and
+        stops without a word (a partial tree, exit 0); bsdtar reports it. So do we."""
+        try:
+            return super().frombuf(buf, encoding, errors)
+        except (tarfile.TruncatedHeaderError, tarfile.InvalidHeaderError) as e:
+            raise ReadError(f"damaged tar header ({e})") from e
+
     def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
         inner = tarfile.fileobj
         buf = inner.read(self._block(self.size))  # type: ignore[union-attr]

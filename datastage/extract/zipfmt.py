@@ -21,6 +21,7 @@ import struct
 import threading
 import time
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -138,17 +139,39 @@ def _by_bsdtar(path: Path, info: zipfile.ZipInfo, name: str, writer: SafeWriter)
 
 
 def _names(infos: list[zipfile.ZipInfo], archive: str) -> dict[int, str]:
-    """Each member's name: UTF-8-flagged as zipfile read it, the others decoded once for the
-    whole archive (zipfile read them as cp437, which maps every byte, so it gives them back)."""
-    raw = {
-        id(i): i.filename.encode("cp437")
-        for i in infos
-        if not i.flag_bits & _UTF8_FLAG and not i.filename.isascii()
-    }
+    """Each member's name: UTF-8-flagged as zipfile read it; else the UTF-8 name of an
+    Info-ZIP Unicode Path field (0x7075) that matches it, as unzip does; the others decoded
+    once for the whole archive (zipfile read them as cp437, which maps every byte back)."""
+    names = {id(i): i.filename for i in infos}
+    raw = {}
+    for i in infos:
+        if i.flag_bits & _UTF8_FLAG or i.filename.isascii():
+            continue
+        unicode_path = _unicode_path(i)
+        if unicode_path is not None:
+            names[id(i)] = unicode_path
+        else:
+            raw[id(i)] = i.filename.encode("cp437")
     decoded = decode_raw(raw.values(), archive) if raw else {}
-    return {
-        id(i): decoded.get(raw[id(i)], i.filename) if id(i) in raw else i.filename for i in infos
-    }
+    for key, value in raw.items():
+        names[key] = decoded.get(value, names[key])
+    return names
+
+
+def _unicode_path(info: zipfile.ZipInfo) -> Optional[str]:
+    """The Info-ZIP Unicode Path extra field's name, when its CRC is the raw name's."""
+    extra, raw_name = info.extra, info.filename.encode("cp437")
+    while len(extra) >= 4:
+        kind, size = struct.unpack("<HH", extra[:4])
+        body, extra = extra[4 : 4 + size], extra[4 + size :]
+        if kind == 0x7075 and len(body) > 5 and body[0] == 1:
+            (crc,) = struct.unpack("<I", body[1:5])
+            if crc == zlib.crc32(raw_name):
+                try:
+                    return body[5:].decode("utf-8")
+                except UnicodeDecodeError:
+                    return None
+    return None
 
 
 def _open(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Any:
