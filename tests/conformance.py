@@ -210,7 +210,7 @@ def info_zip(*extra: str, name: str = "infozip.zip") -> Builder:
     def build(work: Path) -> Path:
         need("zip")
         src = source_tree(work)
-        out = work / name
+        out = work.absolute() / name
         run("zip", "-q", "-r", "-y", *extra, str(out), ".", cwd=src)
         return out
 
@@ -312,7 +312,7 @@ def seven_zip(*switches: str, name: str = "data.7z") -> Builder:
         (src / "data" / "prog.bin").write_bytes(
             Path(shutil.which("7z") or "").read_bytes()[:60_000]
         )
-        out = work / name
+        out = work.absolute() / name
         run("7z", "a", "-bd", "-snl", *switches, str(out), ".", cwd=src)
         return out
 
@@ -324,6 +324,36 @@ def rar4_stored(work: Path) -> Path:
     out = work / "stored.rar"
     out.write_bytes(make_rar(members))
     return out
+
+
+# -- formats only libarchive reads (datastage re-packs them through bsdtar) -------------------
+
+
+def bsdtar_format(*switches: str, name: str, files_only: bool = False) -> Builder:
+    def build(work: Path) -> Path:
+        need("bsdtar")
+        src = source_tree(work)
+        out = work.absolute() / name
+        if files_only:  # ar holds plain files only
+            run("bsdtar", *switches, "-cf", str(out), "metadata.csv", "hard.csv", cwd=src / "data")
+        else:
+            run("bsdtar", *switches, "-cf", str(out), "-C", str(src), ".", cwd=work)
+        return out
+
+    return build
+
+
+def seven_zip_zip(method: str) -> Builder:
+    """A zip written by 7-Zip; PPMd (method 98) is one zipfile cannot read, bsdtar can."""
+
+    def build(work: Path) -> Path:
+        need("7z")
+        src = source_tree(work)
+        out = work.absolute() / f"7z-{method.lower()}.zip"
+        run("7z", "a", "-bd", "-tzip", f"-mm={method}", str(out), ".", cwd=src)
+        return out
+
+    return build
 
 
 #: id -> (builder, bsdtar options for the reference extraction)
@@ -366,11 +396,20 @@ CASES: dict[str, tuple[Builder, tuple[str, ...]]] = {
     "7z-ppmd": (seven_zip("-m0=PPMd", name="ppmd.7z"), ()),
     "7z-copy": (seven_zip("-m0=Copy", name="copy.7z"), ()),
     "rar4-stored": (rar4_stored, ()),
+    "zip-7z-deflate": (seven_zip_zip("Deflate"), ()),
+    "zip-7z-ppmd": (seven_zip_zip("PPMd"), ()),
+    "cpio-newc": (bsdtar_format("--format", "newc", name="data.cpio"), ()),
+    "cpio-odc": (bsdtar_format("--format", "odc", name="odc.cpio"), ()),
+    "ar": (bsdtar_format("--format", "ar", name="data.a", files_only=True), ()),
+    "iso9660": (bsdtar_format("--format", "iso9660", name="data.iso"), ()),
+    "tar.Z": (bsdtar_format("-Z", name="data.tar.Z"), ()),
+    "tar.lz4": (bsdtar_format("--lz4", name="data.tar.lz4"), ()),
+    "tar.lz": (bsdtar_format("--lzip", name="data.tar.lz"), ()),
 }
 
 #: Formats whose damaged variants (truncated, bit-flipped) are checked.
 DAMAGED = ["tar-gnu", "tar.gz", "tar.bz2", "tar.xz", "tar.zst", "zip-infozip", "7z-lzma2",
-           "rar4-stored", "tar-sparse-pax-1.0"]  # fmt: skip
+           "rar4-stored", "tar-sparse-pax-1.0", "cpio-newc", "tar.lz4"]  # fmt: skip
 
 
 def truncated(data: bytes) -> bytes:

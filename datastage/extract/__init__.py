@@ -104,8 +104,11 @@ def detect(path: Path) -> Format:
         return Format("tar")
     if _has_zip_directory(path):
         return Format("zip")
-    from .libarchive import detect_other
+    from .libarchive import detect_other, self_extracting
 
+    sfx = self_extracting(path, head)
+    if sfx:
+        return Format(sfx, "self-extracting" if sfx == "libarchive" else None)
     other = detect_other(path, head)
     return Format("libarchive", other) if other else Format("plain")
 

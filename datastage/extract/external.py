@@ -114,6 +114,7 @@ def extract_with_bsdtar(
 
     with as_tar_stream(archive) as stream:
         extract_tar_stream(stream, writer, on_file, rename)
+    writer.drain()  # every queued file written before anything is compared (or returned)
     for name, crc in (crcs or {}).items():
         if name in seen and seen[name][0] != crc:
             raise BadData(f"member {name!r} fails its CRC check (damaged)")
@@ -131,7 +132,53 @@ def extract_any(archive: Path, writer: SafeWriter) -> None:
             f"{writer.archive} is in a format datastage reads through bsdtar",
             hint="install it: apt-get install libarchive-tools",
         )
-    extract_with_bsdtar(archive, writer)
+    tool = bsdtar()
+    assert tool is not None
+    members = list_bsdtar_members(tool, archive)
+    check_listing(members, writer)
+    listed = {writer.check_name(m.name): m for m in members}
+    private = Path(tempfile.mkdtemp(dir=writer.root, prefix=".datastage-bsdtar-"))
+    try:
+        # extracted, not re-packed: a re-packed stream loses what tar cannot say (the data
+        # of a cpio hard link stored with its last name)
+        done = subprocess.run(
+            [tool, "-x", "-f", str(archive), "-C", str(private), "--no-same-owner", "-o"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=child_dies_with_us,
+        )
+        if done.returncode != 0:
+            raise BadData("bsdtar: " + _first_line(done.stderr))
+        seen = _adopt_tree(private, listed, writer, {}, False)
+        _check_complete(listed, seen, writer)
+    finally:
+        remove_tree(private)
+
+
+_BSDTAR_KINDS = {"d": "dir", "-": "file", "l": "symlink", "h": "file"}
+
+
+def list_bsdtar_members(tool: str, archive: Path) -> list[Listed]:
+    """Members as ``bsdtar -tv`` lists them (kind from the mode's first letter)."""
+    done = subprocess.run(
+        [tool, "-t", "-v", "-f", str(archive)], capture_output=True, preexec_fn=child_dies_with_us
+    )
+    if done.returncode != 0:
+        raise BadData("bsdtar: " + _first_line(done.stderr))
+    members = []
+    for line in done.stdout.decode("utf-8", "surrogateescape").splitlines():
+        fields = line.split(None, 8)
+        if len(fields) < 9:
+            continue
+        kind = _BSDTAR_KINDS.get(line[:1], "special")
+        name = fields[8]
+        if kind == "symlink":
+            name = name.split(" -> ", 1)[0]
+        elif " link to " in name:
+            name = name.split(" link to ", 1)[0]
+        size = int(fields[4]) if fields[4].isdigit() else 0
+        members.append(Listed(name, size, kind))
+    return members
 
 
 def _plain(name: str) -> str:

@@ -35,8 +35,8 @@ _FILTERS = (
     ((b"begin ", b"begin-base64 "), "uuencode"),
 )
 _SFX_SIGNATURES = (
-    (b"7z\xbc\xaf\x27\x1c", "7z (self-extracting)"),
-    (b"Rar!\x1a\x07", "RAR (self-extracting)"),
+    (b"7z\xbc\xaf\x27\x1c", "7z"),
+    (b"Rar!\x1a\x07", "rar"),
 )
 #: How far into an executable a self-extracting archive's signature is looked for.
 _SFX_SEARCH = 4 * 1024 * 1024
@@ -53,10 +53,26 @@ def detect_other(path: Path, head: bytes) -> Optional[str]:
     if _at(path, _ISO_MAGIC_AT, 5) == b"CD001":
         return "iso9660"
     for magics, name in _FILTERS:
-        if head.startswith(magics):
-            return name if _bsdtar_lists(path) else None
-    if head.startswith((b"MZ", b"\x7fELF")):
-        return _self_extracting(path)
+        if head.startswith(magics):  # an archive inside (even one cut short): bsdtar's
+            return name if _bsdtar_lists(path, partial_ok=True) else None
+    return None
+
+
+def self_extracting(path: Path, head: bytes) -> Optional[str]:
+    """ "7z" or "rar" for a self-extracting executable whose archive a reader can list: the
+    7z tool (it finds the archive after any stub), else bsdtar ("libarchive")."""
+    if not head.startswith((b"MZ", b"\x7fELF")):
+        return None
+    with open(path, "rb") as f:
+        data = f.read(_SFX_SEARCH)
+    for signature, kind in _SFX_SIGNATURES:
+        if data.find(signature, 1) < 0:
+            continue
+        tool = external.seven_zip()
+        if tool is not None and _lists(tool, ["l", "-ba"], path):
+            return kind
+        if _bsdtar_lists(path):
+            return "libarchive"
     return None
 
 
@@ -66,22 +82,14 @@ def _at(path: Path, offset: int, n: int) -> bytes:
         return f.read(n)
 
 
-def _self_extracting(path: Path) -> Optional[str]:
-    with open(path, "rb") as f:
-        data = f.read(_SFX_SEARCH)
-    for signature, name in _SFX_SIGNATURES:
-        if data.find(signature, 1) > 0 and _bsdtar_lists(path):
-            return name
-    return None
-
-
-def _bsdtar_lists(path: Path) -> bool:
+def _bsdtar_lists(path: Path, partial_ok: bool = False) -> bool:
     tool = external.bsdtar()
-    if tool is None:
-        return False
+    return tool is not None and _lists(tool, ["-t", "-f"], path, partial_ok)
+
+
+def _lists(tool: str, argv: list[str], path: Path, partial_ok: bool = False) -> bool:
+    """The tool lists members (``partial_ok``: some, before it failed on damage)."""
     done = subprocess.run(
-        [tool, "-t", "-f", str(path)],
-        capture_output=True,
-        preexec_fn=external.child_dies_with_us,
+        [tool, *argv, str(path)], capture_output=True, preexec_fn=external.child_dies_with_us
     )
-    return done.returncode == 0 and bool(done.stdout.strip())
+    return (done.returncode == 0 or partial_ok) and bool(done.stdout.strip())

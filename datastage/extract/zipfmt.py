@@ -15,6 +15,7 @@ member's target is at most 4096 bytes, and never read whole to find out.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import stat
 import struct
@@ -28,7 +29,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import UnsupportedArchive
 from . import external
-from .encodings import decode_raw
+from .encodings import CANDIDATES, decode_raw
 from .streams import BadData
 from .tarfmt import MAX_LINK_TARGET
 from .writer import SafeWriter
@@ -190,6 +191,10 @@ def _open(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Any:
         raise zipfile.BadZipFile(f"bad local header for {info.filename!r}")
     (name_length,) = struct.unpack("<H", header[26:28])
     local_name = zf.fp.read(name_length)
+    if not _same_name(local_name, info):
+        raise zipfile.BadZipFile(
+            f"member {info.filename!r} is named {local_name!r} in its local header"
+        )
     patched = copy.copy(info)
     try:
         patched.orig_filename = local_name.decode(
@@ -199,6 +204,21 @@ def _open(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Any:
         patched.flag_bits &= ~_UTF8_FLAG
         patched.orig_filename = local_name.decode("cp437")
     return zf.open(patched)
+
+
+def _same_name(local: bytes, info: zipfile.ZipInfo) -> bool:
+    """The local header's name is the central directory's, in some encoding (the UTF-8 flag
+    set in one header only): not another name."""
+    central = info.orig_filename.encode("utf-8" if info.flag_bits & _UTF8_FLAG else "cp437")
+
+    def readings(raw: bytes) -> set[str]:
+        texts = set()
+        for encoding in ("utf-8", *CANDIDATES):
+            with contextlib.suppress(UnicodeDecodeError):
+                texts.add(raw.decode(encoding))
+        return texts
+
+    return local == central or bool(readings(local) & readings(central))
 
 
 def _is_dir(info: zipfile.ZipInfo) -> bool:
