@@ -8,9 +8,11 @@ import io
 import os
 import shutil
 import stat
+import struct
 import subprocess
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +261,78 @@ def _work(tmp_path: Path) -> Path:
     work = tmp_path / "work"
     work.mkdir()
     return work
+
+
+# -- more class 1 / 2 cases: what tarfile and zipfile let through, what only tools read ---------
+
+
+def test_damaged_tar_header_mid_archive_is_exit_6_not_a_partial_tree(
+    tmp_path: Path, get: Any
+) -> None:
+    """tarfile takes a header with a bad checksum after the first for the end of the archive:
+    the members after it were silently left out (exit 0)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for i in range(4):
+            info = tarfile.TarInfo(f"part-{i}.txt")
+            info.size = 700
+            tar.addfile(info, io.BytesIO(bytes([65 + i]) * 700))
+    data = bytearray(raw.getvalue())
+    third_header = 2 * (512 + 1024)
+    assert data[third_header : third_header + 10] == b"part-2.txt"
+    data[third_header + 3] ^= 0x01  # the name changes, the stored checksum no longer adds up
+    done = get("parts.tar", bytes(data))
+    assert done.returncode == 6, done.stderr
+    assert "damaged tar header" in one_error_line(done.stderr)
+
+
+def test_empty_zip_is_exit_6_not_an_empty_dataset(tmp_path: Path, get: Any) -> None:
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w"):
+        pass
+    done = get("empty.zip", raw.getvalue())
+    assert done.returncode == 6, done.stderr
+    assert "holds no files or folders" in one_error_line(done.stderr)
+
+
+def test_zip_unicode_path_field_names_the_member_as_unzip_does(tmp_path: Path, get: Any) -> None:
+    """Info-ZIP's Unicode Path extra field (0x7075) carries the UTF-8 name of a member whose
+    header name is in a DOS code page (unzip uses it; bsdtar 3.6 the header's name)."""
+    name = "Dokument -- ő.txt"
+    dos_raw = name.encode("cp852")  # a Hungarian DOS name: cp437 would read 'ő' as 'ï'
+    holder = b"PLACEHOLDER--.txt"
+    utf8 = name.encode()
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w") as zf:
+        info = zipfile.ZipInfo(holder.decode())
+        info.extra = struct.pack("<HHB", 0x7075, 5 + len(utf8), 1)
+        info.extra += struct.pack("<I", zlib.crc32(dos_raw)) + utf8
+        zf.writestr(info, b"inhalt\n")
+    done = get("de.zip", _fix_name(raw.getvalue(), holder, dos_raw))
+    assert done.returncode == 0, done.stderr
+    assert staged(tmp_path) == {name: sha256(b"inhalt\n")}
+
+
+def _fix_name(data: bytes, holder: bytes, raw: bytes) -> bytes:
+    """Put ``raw`` (same length as ``holder``) where the placeholder name is."""
+    assert len(raw) == len(holder) and data.count(holder) == 2
+    return data.replace(holder, raw)
+
+
+def test_self_extracting_7z_is_extracted_not_copied(tmp_path: Path, get: Any) -> None:
+    """A 7z behind an executable stub (7z a -sfx): the 7z tool reads it; it is no plain file."""
+    need("7z")
+    sfx_module = next(Path("/usr/lib/p7zip").glob("7z*.sfx"), None)
+    if sfx_module is None:
+        pytest.skip("no 7-Zip sfx module installed")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"a\n")
+    archive = tmp_path / "setup.exe"
+    subprocess.run(
+        ["7z", "a", "-bd", f"-sfx{sfx_module}", str(archive), "."],
+        cwd=src, check=True, capture_output=True,
+    )  # fmt: skip
+    done = get("setup.exe", archive.read_bytes())
+    assert done.returncode == 0, done.stderr
+    assert staged(tmp_path) == {"a.txt": sha256(b"a\n")}
