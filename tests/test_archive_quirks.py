@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.archives import make_rar
-from tests.conformance import CASES, _zip_with_raw_names, need
+from tests.conformance import CASES, _zip_with_raw_names, need, run_7z
 from tests.conftest import payload, sha256, tree, write_manifest
 
 
@@ -329,10 +329,7 @@ def test_self_extracting_7z_is_extracted_not_copied(tmp_path: Path, get: Any) ->
     src.mkdir()
     (src / "a.txt").write_bytes(b"a\n")
     archive = tmp_path / "setup.exe"
-    subprocess.run(
-        ["7z", "a", "-bd", f"-sfx{sfx_module}", str(archive), "."],
-        cwd=src, check=True, capture_output=True,
-    )  # fmt: skip
+    run_7z("a", "-bd", f"-sfx{sfx_module}", str(archive), ".", cwd=src)
     done = get("setup.exe", archive.read_bytes())
     assert done.returncode == 0, done.stderr
     assert staged(tmp_path) == {"a.txt": sha256(b"a\n")}

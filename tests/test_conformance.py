@@ -19,6 +19,7 @@ from tests.conformance import (
     DAMAGED,
     bit_flipped,
     need,
+    run_7z,
     truncated,
     zip_local_name_differs,
 )
@@ -98,9 +99,7 @@ def test_every_7z_back_end_gives_one_tree(tmp_path: Path, datastage_cli: Any) ->
     (src / "lnk").symlink_to(".")
     (src / "l2").symlink_to("d/f")
     archive = tmp_path / "links.7z"
-    subprocess.run(
-        ["7z", "a", "-bd", "-snl", str(archive), "."], cwd=src, check=True, capture_output=True
-    )
+    run_7z("a", "-bd", "-snl", str(archive), ".", cwd=src)
     trees = {}
     for backend in ("7z", "py7zr", "bsdtar"):
         out = tmp_path / f"out-{backend}"
