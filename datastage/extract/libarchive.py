@@ -19,14 +19,14 @@ from typing import Optional
 
 from . import external
 
-_ARCHIVES = (
+_ARCHIVES: tuple[tuple[tuple[bytes, ...], str], ...] = (
     ((b"070707", b"070701", b"070702", b"\xc7\x71", b"\x71\xc7"), "cpio"),
     ((b"!<arch>\n",), "ar"),
     ((b"MSCF\0\0\0\0",), "cab"),
     ((b"xar!",), "xar"),
     ((b"WARC/",), "warc"),
 )
-_FILTERS = (
+_FILTERS: tuple[tuple[tuple[bytes, ...], str], ...] = (
     ((b"\x1f\x9d",), "compress (.Z)"),
     ((b"\x04\x22\x4d\x18", b"\x02\x21\x4c\x18"), "lz4"),
     ((b"LZIP",), "lzip"),

@@ -19,7 +19,7 @@ import tarfile
 import zlib
 from collections.abc import Iterator
 from tarfile import ReadError
-from typing import IO, Any, Callable, Optional
+from typing import IO, Any, Callable, Optional, Union
 
 from .encodings import decode_name
 from .writer import SafeWriter
@@ -93,17 +93,20 @@ class _CheckedTarInfo(tarfile.TarInfo):
     every record first, then let tarfile parse the same bytes."""
 
     @classmethod
-    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+    def frombuf(cls, buf: Union[bytes, bytearray], encoding: str, errors: str) -> Any:
         """tarfile takes a damaged header after the first for the end of the archive and
-        stops without a word (a partial tree, exit 0); bsdtar reports it. So do we."""
+        stops without a word (a partial tree, exit 0); bsdtar reports it. So do we. (A block
+        of zeros, the real end, and no block at all, a missing end, stay tarfile's.)"""
         try:
             return super().frombuf(buf, encoding, errors)
-        except (tarfile.TruncatedHeaderError, tarfile.InvalidHeaderError) as e:
-            raise ReadError(f"damaged tar header ({e})") from e
+        except tarfile.HeaderError as e:
+            if type(e).__name__ in ("TruncatedHeaderError", "InvalidHeaderError"):
+                raise ReadError(f"damaged tar header ({e})") from e
+            raise
 
     def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
         inner = tarfile.fileobj
-        buf = inner.read(self._block(self.size))  # type: ignore[union-attr]
+        buf = inner.read(self._block(self.size))  # type: ignore[union-attr,attr-defined]
         if not _valid_pax(buf[: self.size]):
             raise ReadError(f"malformed pax extended header before member {self.name!r}")
         tarfile.fileobj = _Replay(buf, inner)  # type: ignore[assignment]
@@ -235,7 +238,8 @@ def _allow_holes(writer: SafeWriter, name: str, holes: int) -> None:
 
 def _checked_map(member: tarfile.TarInfo) -> list[tuple[int, int]]:
     """The sparse map, in order, inside the real size: anything else is a damaged header."""
-    regions = [(int(o), int(n)) for o, n in (member.sparse or []) if n]
+    sparse: Any = member.sparse or []  # typeshed does not describe the map
+    regions = [(int(o), int(n)) for o, n in sparse if n]
     position = 0
     for offset, length in regions:
         if offset < position or length < 0 or offset + length > member.size:
