@@ -334,9 +334,11 @@ def _manifest(
         return direct.manifest_for(
             target, resolved, name=name, sha256=sha256, name_encoding=name_encoding
         )
-    if sha256 or name or name_encoding:
+    if sha256 or name:
+        raise UsageError("--sha256 and --name apply to a URL or path, not to a dataset name")
+    if name_encoding:
         raise UsageError(
-            "--sha256, --name and --name-encoding apply to a URL or path, not to a dataset name",
+            "--name-encoding applies to a URL or path, not to a dataset name",
             hint='a manifest says name_encoding = "..." in the file\'s entry',
         )
     return registry.resolve(target)

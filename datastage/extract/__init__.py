@@ -218,7 +218,6 @@ def extract(
     ``out_name`` names the output of a single compressed file. ``on_bytes`` reports progress
     in bytes of the archive read.
     """
-    before = _entries(writer.root)
     with _archive_errors(writer, fmt):
         if fmt.kind in ("tar", "compressed"):
             with open(path, "rb") as raw:
@@ -242,28 +241,36 @@ def extract(
         else:
             raise UnsupportedArchive(f"{path.name}: {fmt} archives are not supported")
         writer.finish()
-    if fmt.kind != "compressed" and _entries(writer.root) == before:
+    _refuse_empty(writer, fmt)
+
+
+def _refuse_empty(writer: SafeWriter, fmt: Format) -> None:
+    """An archive that staged nothing at all is an error, not an empty dataset with exit 0."""
+    if fmt.kind != "compressed" and not writer.wrote_anything:
         raise CorruptArchive(
             f"{writer.archive} holds no files or folders ({fmt}); nothing to stage",
             hint="the archive is empty or damaged; get it again from its source",
         )
 
 
-def _entries(folder: Path) -> set[str]:
-    try:
-        return set(os.listdir(folder))
-    except FileNotFoundError:
-        return set()
-
-
-def extract_stream(stream: IO[bytes], fmt: Format, writer: SafeWriter, out_name: str = "") -> None:
+def extract_stream(
+    stream: IO[bytes],
+    fmt: Format,
+    writer: SafeWriter,
+    out_name: str = "",
+    name_encoding: Optional[str] = None,
+) -> None:
     """Unpack a streamable format (tar.*, single compressed file) from any readable file object.
 
     The stream need not be seekable: this is the entry point for extracting while downloading.
+    ``name_encoding`` decodes member names that are not UTF-8 (None: detect them).
     """
-    with _archive_errors(writer, fmt):
+    from .encodings import name_encoding as names_in
+
+    with names_in(name_encoding), _archive_errors(writer, fmt):
         _extract_stream(stream, fmt, writer, out_name)
         writer.finish()
+    _refuse_empty(writer, fmt)
 
 
 def _extract_stream(stream: IO[bytes], fmt: Format, writer: SafeWriter, out_name: str) -> None:

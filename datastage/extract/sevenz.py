@@ -160,6 +160,10 @@ def _extract_py7zr_checked(path: Path, writer: SafeWriter) -> None:
             if f.is_directory:
                 writer.directory(f.filename)
             elif f.is_symlink:
+                if int(f.uncompressed or 0) > MAX_LINK_TARGET:  # refused before it is read
+                    raise writer.refuse(
+                        f.filename, f"symlink target longer than {MAX_LINK_TARGET} bytes"
+                    )
                 links.add(f.filename)
             else:
                 modes[f.filename] = int(getattr(f, "posix_mode", None) or 0o644)
@@ -202,9 +206,11 @@ class _LinkTarget(_SinkIO):
         self._writer = writer
         self._name = name
         self._data = bytearray()
+        self._too_long = False
 
     def write(self, s: Any) -> int:
         if len(self._data) + len(s) > MAX_LINK_TARGET:  # never held whole: refused at once
+            self._too_long = True
             raise self._writer.refuse(
                 self._name, f"symlink target longer than {MAX_LINK_TARGET} bytes"
             )
@@ -212,4 +218,5 @@ class _LinkTarget(_SinkIO):
         return len(s)
 
     def close(self) -> None:
-        self._writer.symlink(self._name, self._data.decode("utf-8", "surrogateescape"))
+        if not self._too_long:
+            self._writer.symlink(self._name, self._data.decode("utf-8", "surrogateescape"))

@@ -240,6 +240,12 @@ class SafeWriter:
         self._symlinks.append((rel, target))
         self._link_names.add(rel)
 
+    @property
+    def wrote_anything(self) -> bool:
+        """Whether this archive gave at least one file, link or folder (an empty one is an
+        error for the caller, not an empty dataset)."""
+        return bool(self._files or self._symlinks or len(self._dirs) > 1)
+
     def special(self, member: str, what: str) -> None:
         raise self.refuse(member, f"{what} members are not allowed")
 
