@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Optional
 
+from ..errors import UnsafeArchiveMember
 from ..fsutil import remove_tree
 from .streams import BadData
 from .tarfmt import MAX_LINK_TARGET, extract_tar_stream
@@ -171,13 +172,13 @@ def list_bsdtar_members(tool: str, archive: Path) -> list[Listed]:
         if len(fields) < 9:
             continue
         kind = _BSDTAR_KINDS.get(line[:1], "special")
-        name = fields[8]
+        name, target = fields[8], ""
         if kind == "symlink":
             name = name.split(" -> ", 1)[0]
         elif " link to " in name:
-            name = name.split(" link to ", 1)[0]
+            name, target = name.split(" link to ", 1)
         size = int(fields[4]) if fields[4].isdigit() else 0
-        members.append(Listed(name, size, kind))
+        members.append(Listed(name, size, kind, target))
     return members
 
 
@@ -220,6 +221,7 @@ class Listed:
     name: str
     size: int
     kind: str  # "file", "dir", "symlink", or "special"
+    hardlink_to: str = ""  # a hard link's target (bsdtar listings show them)
 
 
 def list_7z(tool: str, archive: Path, backslash_separates: bool = False) -> list[Listed]:
@@ -262,11 +264,19 @@ def check_listing(members: list[Listed], writer: SafeWriter) -> None:
             writer.special(m.name, "device, FIFO or socket")
         if m.kind == "symlink":
             links.add(writer.check_name(m.name))
+    names = {writer.check_name(m.name) for m in members}
     for m in members:
         parts = writer.check_name(m.name).split("/")
         for i in range(1, len(parts)):
             if "/".join(parts[:i]) in links:
                 raise writer.refuse(m.name, "would be written through a symlink member")
+        if m.hardlink_to:  # the tool would link to it on disk: it must be one of ours
+            try:
+                target = writer.check_name(m.hardlink_to)
+            except UnsafeArchiveMember:
+                raise writer.refuse(m.name, f"hard link to {m.hardlink_to!r}") from None
+            if target not in names or target in links:
+                raise writer.refuse(m.name, f"hard link to {m.hardlink_to!r}, not a member")
 
 
 def extract_7z(
