@@ -60,7 +60,13 @@ def _current() -> _Setting:
 
 def decode_name(name: str, archive: str) -> str:
     """A tar name: tarfile leaves bytes that are not UTF-8 as surrogates; decode those."""
-    if not any("\udc80" <= c <= "\udcff" for c in name):
+    if name.isascii():
+        return name
+    try:
+        name.encode("utf-8")  # fails only on the surrogates tarfile left for undecodable bytes
+    except UnicodeEncodeError:
+        pass
+    else:
         return name
     raw = name.encode("utf-8", "surrogateescape")
     return decode_raw([raw], archive, fallback=None).get(raw, name)
