@@ -165,12 +165,15 @@ def test_sparse_map_beyond_free_space_is_refused(tmp_path: Path, get: Any) -> No
 # -- issue 11: link targets, nesting, one tree --------------------------------------------------
 
 
+LINK = stat.S_IFLNK | 0o777
+
+
 def _zip_symlink(target: bytes) -> bytes:
     raw = io.BytesIO()
     with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
         info = zipfile.ZipInfo("link")
         info.create_system = 3
-        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        info.external_attr = LINK << 16
         zf.writestr(info, target)
     return raw.getvalue()
 
@@ -190,6 +193,23 @@ def test_tar_symlink_target_over_4096_bytes_is_refused(tmp_path: Path, get: Any)
         info.linkname = "d/" * 2600
         tar.addfile(info)
     done = get("links.tar", raw.getvalue())
+    assert done.returncode == 6, done.stderr
+    assert "longer than 4096 bytes" in one_error_line(done.stderr)
+
+
+@pytest.mark.parametrize("backend", ["py7zr", "7z", "bsdtar"])
+def test_7z_symlink_target_over_4096_bytes_is_refused_by_every_back_end(
+    tmp_path: Path, get: Any, backend: str
+) -> None:
+    py7zr = pytest.importorskip("py7zr")
+    if backend != "py7zr":
+        need(backend)
+    archive = tmp_path / "links.7z"
+    with py7zr.SevenZipFile(archive, "w") as sz:
+        sz.writestr(b"d/" * 2500, "link")
+        # py7zr writes files only: mark this one a symlink, as 7-Zip stores them
+        sz.header.files_info.files[-1]["attributes"] = 0x8000 | (LINK << 16) | 0x20
+    done = get("links.7z", archive.read_bytes(), env={"DATASTAGE_7Z": backend})
     assert done.returncode == 6, done.stderr
     assert "longer than 4096 bytes" in one_error_line(done.stderr)
 
