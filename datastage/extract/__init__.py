@@ -16,6 +16,7 @@ Does not own: where the root is or when it becomes visible (stage.py).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import struct
 import tarfile
@@ -323,7 +324,10 @@ _PARSER_BUGS = (
 def _raised_by_a_reader_library(e: BaseException) -> bool:
     """An unexpected exception whose innermost frame is in a third-party reader (zipfile,
     tarfile, py7zr, ...), not in datastage: the archive's bytes, never an internal error."""
-    if isinstance(e, ArchiveError) or not isinstance(e, _PARSER_BUGS):
+    # a seek to a negative offset read from a damaged header (zipfile) is EINVAL; other
+    # OSErrors (ENOSPC, EIO) are the disk's and stay what they are
+    bad_seek = isinstance(e, OSError) and e.errno == errno.EINVAL
+    if isinstance(e, ArchiveError) or not (isinstance(e, _PARSER_BUGS) or bad_seek):
         return False
     tb = e.__traceback__
     while tb is not None and tb.tb_next is not None:

@@ -1,16 +1,14 @@
 """System tools (7z, bsdtar) as extraction back ends, held to SafeWriter's rules.
 
 Owns: running a tool so that it can never write outside our folder, and bringing what it wrote
-under SafeWriter. Two ways, both checked:
-
-- ``bsdtar -cf - @archive`` re-packs any format libarchive reads (RAR, 7z, ...) as a tar
-  stream on a pipe; our tar reader applies every rule member by member. Nothing touches disk
-  until SafeWriter writes it.
-- ``7z``: list the members first (``7z l -slt``) and refuse the archive on any unsafe name,
-  special member or member beneath a symlink member; extract into a private folder inside the
-  partial folder; then walk what the tool really wrote (lstat, never following links), refuse
-  anything not listed or special, and move each file into place through SafeWriter, which
-  hashes it in a worker thread.
+under SafeWriter. Both tools are used the same way: list the members first (``7z l -slt``,
+``bsdtar -tv``) and refuse the archive on any unsafe name, special member, member beneath a
+symlink member or hard link to a non-member; extract into a private folder inside the partial
+folder; a non-zero exit is a damaged archive; then walk what the tool really wrote (lstat,
+never following links), refuse anything not listed or special, move each file into place
+through SafeWriter, which hashes it in a worker thread, and fail naming any listed member the
+tool did not write. (bsdtar is never used to re-pack an archive as a tar stream: that exits 0
+on a zip member with a bad CRC and drops the data of cpio hard links.)
 
 A tool's child process dies with us (PR_SET_PDEATHSIG), so a kill -9 leaves no writer behind
 in a partial folder the next run deletes.
@@ -24,17 +22,16 @@ import shutil
 import signal
 import stat
 import subprocess
-import tarfile
 import tempfile
-from collections.abc import Iterator
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Optional
+from typing import Optional
 
 from ..errors import UnsafeArchiveMember
 from ..fsutil import remove_tree
 from .streams import BadData
-from .tarfmt import MAX_LINK_TARGET, extract_tar_stream
+from .tarfmt import MAX_LINK_TARGET
 from .writer import SafeWriter
 
 PR_SET_PDEATHSIG = 1
@@ -62,107 +59,86 @@ def bsdtar() -> Optional[str]:
     return shutil.which("bsdtar")
 
 
-# -- bsdtar: any libarchive format as a tar stream -------------------------------------------
+# -- bsdtar: any libarchive format, extracted privately and checked like 7z ------------------
 
-
-@contextlib.contextmanager
-def as_tar_stream(archive: Path) -> Iterator[IO[bytes]]:
-    """Yield a pax tar stream of ``archive``'s members, converted by bsdtar on the fly."""
-    tool = bsdtar()
-    assert tool is not None
-    proc = subprocess.Popen(
-        [tool, "-c", "-f", "-", "-P", "--format", "pax", f"@{archive}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=child_dies_with_us,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
-        try:
-            yield proc.stdout
-        except (tarfile.TarError, BadData, OSError, EOFError) as e:
-            # our reader stopped on what bsdtar wrote: when bsdtar itself failed, its own
-            # message says why (an empty stream is only the symptom)
-            proc.stdout.read()
-            if proc.wait() != 0:
-                raise BadData("bsdtar: " + _first_line(proc.stderr.read())) from e
-            raise
-        proc.stdout.read()  # the end-of-archive padding the tar reader leaves
-        if proc.wait() != 0:
-            raise BadData("bsdtar: " + _first_line(proc.stderr.read()))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+#: bsdtar converts member names to the locale's charset: UTF-8, whatever the caller's locale.
+_UTF8_LOCALE = {"LC_ALL": "C.UTF-8"}
 
 
 def extract_with_bsdtar(
     archive: Path,
     writer: SafeWriter,
-    rename: Optional[Callable[[str], str]] = None,
+    backslash_separates: bool = False,
     crcs: Optional[dict[str, int]] = None,
 ) -> None:
-    """Any libarchive format through our tar reader, then held to what bsdtar listed: a
-    listed member that never came through, or a file whose CRC-32 is not the one the archive
-    records (``crcs``: libarchive does not check stored RAR members), is a damaged archive."""
-    listed = list_bsdtar(archive, rename)
-    seen: dict[str, tuple[int, int]] = {}
+    """Any format libarchive reads: list and check its members, ``bsdtar -x`` into a private
+    folder, check what it wrote against the listing, then move it into place.
 
-    def on_file(name: str, crc: int, size: int) -> None:
-        seen[_plain(name)] = (crc, size)
-
-    with as_tar_stream(archive) as stream:
-        extract_tar_stream(stream, writer, on_file, rename)
-    writer.drain()  # every queued file written before anything is compared (or returned)
-    for name, crc in (crcs or {}).items():
-        if name in seen and seen[name][0] != crc:
-            raise BadData(f"member {name!r} fails its CRC check (damaged)")
-    missing = [n for n in listed if n not in seen and not _is_folder_like(n, listed)]
-    if missing:
-        raise BadData(f"member {missing[0]!r} is listed but was not extracted")
-
-
-def extract_any(archive: Path, writer: SafeWriter) -> None:
-    """A format only libarchive reads (libarchive.py recognised it)."""
-    if bsdtar() is None:
+    Not a re-packed tar stream (``bsdtar -c @archive``): that exits 0 on a zip member whose
+    CRC is wrong and drops the data of cpio hard links. ``crcs`` (name -> CRC-32): checked
+    before adoption, for RAR members whose CRC libarchive does not check.
+    """
+    tool = bsdtar()
+    if tool is None:
         from ..errors import MissingDependency
 
         raise MissingDependency(
             f"{writer.archive} is in a format datastage reads through bsdtar",
             hint="install it: apt-get install libarchive-tools",
         )
-    tool = bsdtar()
-    assert tool is not None
-    members = list_bsdtar_members(tool, archive)
+    members = list_bsdtar_members(tool, archive, backslash_separates)
     check_listing(members, writer)
     listed = {writer.check_name(m.name): m for m in members}
     private = Path(tempfile.mkdtemp(dir=writer.root, prefix=".datastage-bsdtar-"))
     try:
-        # extracted, not re-packed: a re-packed stream loses what tar cannot say (the data
-        # of a cpio hard link stored with its last name)
         done = subprocess.run(
             [tool, "-x", "-f", str(archive), "-C", str(private), "--no-same-owner", "-o"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             preexec_fn=child_dies_with_us,
+            env={**os.environ, **_UTF8_LOCALE},
         )
         if done.returncode != 0:
             raise BadData("bsdtar: " + _first_line(done.stderr))
-        seen = _adopt_tree(private, listed, writer, {}, False)
+        if crcs:
+            _check_crcs(private, crcs, backslash_separates)
+        seen = _adopt_tree(private, listed, writer, {}, backslash_separates)
         _check_complete(listed, seen, writer)
     finally:
         remove_tree(private)
 
 
+extract_any = extract_with_bsdtar  # formats only libarchive reads (libarchive.py)
+
+
+def _check_crcs(private: Path, crcs: dict[str, int], backslash_separates: bool) -> None:
+    for folder, _dirs, files in os.walk(private):
+        for name in files:
+            path = Path(folder) / name
+            rel = path.relative_to(private).as_posix()
+            rel = rel.replace("\\", "/") if backslash_separates else rel
+            if rel not in crcs or path.is_symlink():
+                continue
+            crc = 0
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    crc = zlib.crc32(chunk, crc)
+            if crc != crcs[rel]:
+                raise BadData(f"member {rel!r} fails its CRC check (damaged)")
+
+
 _BSDTAR_KINDS = {"d": "dir", "-": "file", "l": "symlink", "h": "file"}
 
 
-def list_bsdtar_members(tool: str, archive: Path) -> list[Listed]:
+def list_bsdtar_members(
+    tool: str, archive: Path, backslash_separates: bool = False
+) -> list[Listed]:
     """Members as ``bsdtar -tv`` lists them (kind from the mode's first letter)."""
     done = subprocess.run(
-        [tool, "-t", "-v", "-f", str(archive)], capture_output=True, preexec_fn=child_dies_with_us
+        [tool, "-t", "-v", "-f", str(archive)],
+        capture_output=True,
+        preexec_fn=child_dies_with_us,
+        env={**os.environ, **_UTF8_LOCALE},
     )
     if done.returncode != 0:
         raise BadData("bsdtar: " + _first_line(done.stderr))
@@ -172,45 +148,16 @@ def list_bsdtar_members(tool: str, archive: Path) -> list[Listed]:
         if len(fields) < 9:
             continue
         kind = _BSDTAR_KINDS.get(line[:1], "special")
-        name, target = fields[8], ""
-        if kind == "symlink":
-            name = name.split(" -> ", 1)[0]
+        name, target, symlink_to = fields[8], "", ""
+        if kind == "symlink" and " -> " in name:
+            name, symlink_to = name.split(" -> ", 1)
         elif " link to " in name:
             name, target = name.split(" link to ", 1)
+        if backslash_separates:
+            name, target = name.replace("\\", "/"), target.replace("\\", "/")
         size = int(fields[4]) if fields[4].isdigit() else 0
-        members.append(Listed(name, size, kind, target))
+        members.append(Listed(name, size, kind, target, symlink_to))
     return members
-
-
-def _plain(name: str) -> str:
-    return "/".join(p for p in name.split("/") if p not in ("", "."))
-
-
-def _is_folder_like(name: str, listed: list[str]) -> bool:
-    return any(other.startswith(name + "/") for other in listed)
-
-
-def list_bsdtar(archive: Path, rename: Optional[Callable[[str], str]] = None) -> list[str]:
-    """Regular-file names bsdtar lists (``-tv``), or BadData when it cannot list them all."""
-    tool = bsdtar()
-    assert tool is not None
-    done = subprocess.run(
-        [tool, "-t", "-v", "-f", str(archive)],
-        capture_output=True,
-        preexec_fn=child_dies_with_us,
-    )
-    if done.returncode != 0:
-        raise BadData("bsdtar: " + _first_line(done.stderr))
-    names = []
-    for line in done.stdout.decode("utf-8", "surrogateescape").splitlines():
-        fields = line.split(None, 8)
-        if len(fields) < 9 or not line.startswith("-") or " link to " in fields[8]:
-            continue
-        name = fields[8]
-        if "\\" in name or "?" in name:  # bsdtar escapes what it cannot print: not comparable
-            continue
-        names.append(_plain(rename(name) if rename else name))
-    return names
 
 
 # -- 7z: list, check, extract privately, re-check, adopt --------------------------------------
@@ -222,6 +169,7 @@ class Listed:
     size: int
     kind: str  # "file", "dir", "symlink", or "special"
     hardlink_to: str = ""  # a hard link's target (bsdtar listings show them)
+    symlink_to: str = ""  # a symbolic link's target, when the listing shows it
 
 
 def list_7z(tool: str, archive: Path, backslash_separates: bool = False) -> list[Listed]:
@@ -260,6 +208,8 @@ def check_listing(members: list[Listed], writer: SafeWriter) -> None:
     links = set()
     for m in members:
         writer.check_name(m.name)
+        if len(m.symlink_to.encode("utf-8", "surrogateescape")) > MAX_LINK_TARGET:
+            raise writer.refuse(m.name, f"symlink target longer than {MAX_LINK_TARGET} bytes")
         if m.kind == "special":
             writer.special(m.name, "device, FIFO or socket")
         if m.kind == "symlink":
@@ -379,6 +329,8 @@ def _only_declined_links(stderr: bytes) -> bool:
 
 
 def _first_line(output: bytes) -> str:
+    """The tool's first real complaint (not bsdtar's closing "Error exit delayed ...")."""
     lines = [ln.strip() for ln in output.decode("utf-8", "replace").splitlines() if ln.strip()]
+    lines = [ln.removeprefix("bsdtar: ") for ln in lines if "exit delayed" not in ln] or lines
     errors = [ln for ln in lines if "error" in ln.lower()] or lines
     return errors[0] if errors else "failed"

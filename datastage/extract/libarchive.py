@@ -3,8 +3,8 @@
 Owns: the magic numbers of the archive formats and compression filters libarchive reads and
 datastage does not (cpio, ar, ISO 9660, cab, LHA, xar, WARC; compress .Z, lz4, lzip, lzop,
 lrzip, uuencode), and self-extracting 7z/RAR executables (a stub before the signature, as
-bsdtar finds them). They are extracted by re-packing through bsdtar into our tar reader
-(external.extract_with_bsdtar), so every SafeWriter rule still applies.
+bsdtar finds them). bsdtar extracts them (external.extract_with_bsdtar: listed, checked,
+extracted into a private folder, checked again), so every SafeWriter rule still applies.
 
 A compression filter only counts as an archive when bsdtar can list what it holds: a single
 ``notes.csv.Z`` stays a plain file, as it always was. mtree is never read (its entries name

@@ -1,9 +1,10 @@
 """The CRC-32 a RAR archive records for each file, read from its headers (RAR 4 and RAR 5).
 
 Owns: nothing but that parse. bsdtar does not check the CRC of stored RAR members, so a
-damaged RAR it re-packs would be staged with exit 0; the tar reader computes each file's CRC
-as it passes and external.py compares. Any header this parser does not understand ends the
-parse: the members it did read are still checked, the others are not (never a false alarm).
+damaged RAR it extracts would be staged with exit 0; external.py compares each extracted
+file's CRC with these before moving it into place. Any header this parser does not
+understand ends the parse: the members it did read are still checked, the others are not
+(never a false alarm).
 """
 
 from __future__ import annotations

@@ -48,16 +48,12 @@ def extract_7z(path: Path, writer: SafeWriter) -> None:
                 "datastage uses them automatically",
             )
     if external.bsdtar() and choice in ("", "bsdtar"):
-        external.extract_with_bsdtar(path, writer, rename=_backslash_separates)
+        external.extract_with_bsdtar(path, writer, backslash_separates=True)
         return
     raise MissingDependency(
         f"{writer.archive} is a 7z archive; reading it needs py7zr or a 7z tool",
         hint="pip install 'datastage[7z]' (or apt-get install 7zip / p7zip-full)",
     )
-
-
-def _backslash_separates(name: str) -> str:
-    return name.replace("\\", "/")
 
 
 #: 7z coders and filters py7zr does not implement, by the names py7zr reports.

@@ -16,10 +16,9 @@ from __future__ import annotations
 import logging
 import re
 import tarfile
-import zlib
 from collections.abc import Iterator
 from tarfile import ReadError
-from typing import IO, Any, Callable, Optional, Union
+from typing import IO, Any, Union
 
 from .encodings import decode_name
 from .writer import SafeWriter
@@ -34,41 +33,27 @@ METADATA_TYPES = {b"V": "GNU volume label", b"A": "Solaris ACL"}
 
 log = logging.getLogger("datastage.extract")
 
-#: Called with (member name, crc32, size) for every regular file, when given.
-OnFile = Callable[[str, int, int], None]
 
-
-def extract_tar_stream(
-    stream: IO[bytes],
-    writer: SafeWriter,
-    on_file: Optional[OnFile] = None,
-    rename: Optional[Callable[[str], str]] = None,
-) -> None:
-    """Read every member into ``writer``; ``rename`` maps names first (bsdtar's re-packing
-    of a 7z keeps '\\' that py7zr and the 7z tool read as separators)."""
+def extract_tar_stream(stream: IO[bytes], writer: SafeWriter) -> None:
     try:
         with tarfile.open(
             fileobj=stream, mode="r|", bufsize=READ_CHUNK, tarinfo=_CheckedTarInfo
         ) as tar:
             for member in tar:
-                if rename is not None:
-                    member.name = rename(member.name)
-                _member(tar, member, writer, on_file)
+                _member(tar, member, writer)
     except (ValueError, OverflowError, KeyError) as e:
         # tarfile's own parsing of odd headers (a modified sparse map, a bad pax record)
         raise tarfile.ReadError(f"bad tar header: {e}") from e
 
 
-def _member(
-    tar: tarfile.TarFile, member: tarfile.TarInfo, writer: SafeWriter, on_file: Optional[OnFile]
-) -> None:
+def _member(tar: tarfile.TarFile, member: tarfile.TarInfo, writer: SafeWriter) -> None:
     name = decode_name(member.name, writer.archive)
     if member.type in METADATA_TYPES:
         log.debug("%s: skipped %s member %r", writer.archive, METADATA_TYPES[member.type], name)
     elif member.issparse():
         _sparse(tar, member, name, writer)
     elif member.isreg() or member.type not in _KNOWN_TYPES:
-        _regular(tar, member, name, writer, on_file)
+        _regular(tar, member, name, writer)
     elif member.isdir() or member.type == b"D":  # D: a GNU incremental dump's directory
         writer.directory(name)
     elif member.issym():
@@ -160,13 +145,7 @@ def _link_target(member: tarfile.TarInfo, writer: SafeWriter) -> str:
     return decode_name(target, writer.archive)
 
 
-def _regular(
-    tar: tarfile.TarFile,
-    member: tarfile.TarInfo,
-    name: str,
-    writer: SafeWriter,
-    on_file: Optional[OnFile],
-) -> None:
+def _regular(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, writer: SafeWriter) -> None:
     if not member.isreg():
         log.debug("%s: member %r of type %r read as a file", writer.archive, name, member.type)
         member.type = tarfile.REGTYPE  # POSIX: an unknown type is read as a regular file
@@ -176,14 +155,9 @@ def _regular(
         data = f.read()
         if len(data) != member.size:
             raise tarfile.ReadError(f"unexpected end of data in {member.name!r}")
-        if on_file is not None:
-            on_file(name, zlib.crc32(data), len(data))
         writer.file_later(name, lambda: (data,), member.mode, member.mtime, len(data))
     else:
-        chunks = _chunks(f)
-        if on_file is not None:
-            chunks = _crc_chunks(chunks, lambda crc, size: on_file(name, crc, size))
-        writer.file(name, chunks, member.mode, member.mtime)
+        writer.file(name, _chunks(f), member.mode, member.mtime)
 
 
 def _sparse(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, writer: SafeWriter) -> None:
@@ -251,12 +225,3 @@ def _checked_map(member: tarfile.TarInfo) -> list[tuple[int, int]]:
 def _chunks(f: IO[bytes]) -> Iterator[bytes]:
     while chunk := f.read(READ_CHUNK):
         yield chunk
-
-
-def _crc_chunks(chunks: Iterator[bytes], done: Callable[[int, int], None]) -> Iterator[bytes]:
-    crc = size = 0
-    for chunk in chunks:
-        crc = zlib.crc32(chunk, crc)
-        size += len(chunk)
-        yield chunk
-    done(crc, size)
