@@ -290,9 +290,10 @@ def zip_cp932_names(work: Path) -> Path:
 
 
 def zip_local_name_differs(work: Path) -> Path:
-    """Central directory: UTF-8 flag and UTF-8 name; local header: no flag, cp437 name."""
+    """The UTF-8 flag only in the central directory: the local header's same UTF-8 bytes then
+    read as cp437 ('cafÃ©'), and zipfile refused the member ("... differ")."""
     name, data = "café/menu.txt", b"menu\n"
-    local_name, central_name = name.encode("cp437"), name.encode("utf-8")
+    local_name = central_name = name.encode("utf-8")
     crc = zlib.crc32(data)
     local = struct.pack(
         "<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0, crc, len(data), len(data),

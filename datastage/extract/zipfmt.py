@@ -195,14 +195,17 @@ def _open(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Any:
         raise zipfile.BadZipFile(
             f"member {info.filename!r} is named {local_name!r} in its local header"
         )
+    # zipfile decodes the local name by the local header's own flag: expect exactly that
+    (local_flags,) = struct.unpack("<H", header[6:8])
     patched = copy.copy(info)
     try:
         patched.orig_filename = local_name.decode(
-            "utf-8" if info.flag_bits & _UTF8_FLAG else "cp437"
+            "utf-8"
+            if local_flags & _UTF8_FLAG
+            else getattr(zf, "metadata_encoding", None) or "cp437"
         )
-    except UnicodeDecodeError:
-        patched.flag_bits &= ~_UTF8_FLAG
-        patched.orig_filename = local_name.decode("cp437")
+    except UnicodeDecodeError as e:
+        raise zipfile.BadZipFile(f"undecodable local name for {info.filename!r}") from e
     return zf.open(patched)
 
 
