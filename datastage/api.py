@@ -46,6 +46,7 @@ def get(
     *,
     sha256: Optional[str] = None,
     name: Optional[str] = None,
+    name_encoding: Optional[str] = None,
     hf_endpoint: Optional[str] = None,
     s3_endpoint: Optional[str] = None,
     connections: Optional[int] = None,
@@ -62,7 +63,8 @@ def get(
     Safe to call from every process at once: the data is downloaded and staged once; under
     torchrun the ranks of one machine take turns on a local lock (see ranks.py).
     ``connections`` caps the connections open at once (segments and files together);
-    ``mirror`` prefers the URLs that contain it (e.g. a host name).
+    ``mirror`` prefers the URLs that contain it (e.g. a host name); ``name_encoding`` decodes
+    a URL/path archive's member names that are not UTF-8 (default: detected, with a warning).
     ``force`` stages again even when a current staging is in place (the cached files it
     reuses are re-hashed, as in every staging; a damaged one is fetched again).
     ``repair`` re-hashes the staged files and the cached files they came from, as ``verify``
@@ -74,7 +76,7 @@ def get(
     target = _checked_target(target, name)
     if URL_SCHEME.match(target):  # listing a URL may use the network: fail before it
         writable.check(dest, config.resolve(cache_dir=cache).cache_dir)
-    manifest = _manifest(target, sha256, name, cache_dir=cache, **endpoints)
+    manifest = _manifest(target, sha256, name, name_encoding, cache_dir=cache, **endpoints)
     if not (force or repair) and stage.is_current(manifest, dest):
         return stage.root_of(manifest, dest)
     settings = config.resolve(
@@ -518,16 +520,30 @@ def search(word: str) -> list[Manifest]:
     return hits
 
 
-def _manifest(target: str, sha256: Optional[str], name: Optional[str], **settings: Any) -> Manifest:
+def _manifest(
+    target: str,
+    sha256: Optional[str],
+    name: Optional[str],
+    name_encoding: Optional[str] = None,
+    **settings: Any,
+) -> Manifest:
     """The registry's (or a manifest file's) manifest, or one synthesised for a URL/path."""
     from . import direct
 
     target = _checked_target(target, name)
     _check_endpoints(settings)
     if direct.is_direct(target):
-        found = direct.manifest_for(target, config.resolve(**settings), name=name, sha256=sha256)
+        resolved = config.resolve(**settings)
+        found = direct.manifest_for(
+            target, resolved, name=name, sha256=sha256, name_encoding=name_encoding
+        )
     elif sha256 or name:
         raise UsageError("--sha256 and --name apply to a URL or path, not to a dataset name")
+    elif name_encoding:
+        raise UsageError(
+            "--name-encoding applies to a URL or path, not to a dataset name",
+            hint='a manifest says name_encoding = "..." in the file\'s entry',
+        )
     else:
         found = registry.resolve(target)
     # hints repeat the target (and --name) as the user typed them

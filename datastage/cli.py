@@ -97,6 +97,13 @@ _repair = click.option(
 @_cache
 @_sha256
 @click.option("--name", default=None, help="Name of a URL/path target's dataset folder.")
+@click.option(
+    "--name-encoding",
+    default=None,
+    metavar="CODEC",
+    help="Encoding of a URL/path archive's member names that are not UTF-8 (e.g. gbk, cp932) "
+    "[default: detected, with a warning].",
+)
 @_hf_endpoint
 @_s3_endpoint
 @_connections
@@ -111,6 +118,7 @@ def get(
     cache: Optional[str],
     sha256: Optional[str],
     name: Optional[str],
+    name_encoding: Optional[str],
     hf_endpoint: Optional[str],
     s3_endpoint: Optional[str],
     connections: Optional[int],
@@ -132,6 +140,7 @@ def get(
         quiet=quiet,
         sha256=sha256,
         name=name,
+        name_encoding=name_encoding,
         hf_endpoint=hf_endpoint,
         s3_endpoint=s3_endpoint,
         connections=connections,

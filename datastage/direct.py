@@ -58,6 +58,7 @@ def manifest_for(
     settings: Settings,
     name: Optional[str] = None,
     sha256: Optional[str] = None,
+    name_encoding: Optional[str] = None,
 ) -> Manifest:
     """The manifest of a one-liner: every file behind ``target``, pinned where possible."""
     if sha256:
@@ -85,6 +86,8 @@ def manifest_for(
             entry[f.digest.algorithm] = f.digest.hexdigest
         if sha256:
             entry["sha256"] = sha256
+        if name_encoding:
+            entry["name_encoding"] = name_encoding
         entries.append(entry)
     folder = default_name(url, [f.name for f in files]) if name is None else name
     if not FOLDER_NAME.match(folder):

@@ -318,6 +318,11 @@ class _Download:
                 etag=state.etag,
                 last_modified=state.last_modified,
             )
+        if offset and known.size == offset and self.entry.digests:
+            # Every byte arrived before the last run stopped (killed between the last write
+            # and the commit): the digest decides, no request (a range at the end is a 416).
+            hasher = hash_file(self.part, self.algorithms, limit=offset)
+            return self._verify_and_commit(hasher, offset)
         if offset:
             self.reporter.say(f"resuming {self.entry.name} at {human_bytes(offset)}")
             hasher = hash_file(self.part, self.algorithms, limit=offset)

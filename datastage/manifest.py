@@ -62,7 +62,7 @@ TOP_KEYS |= {"noncommercial", "license_note", "layout", "subsets", "aliases"}
 FILE_KEYS = {"url", "mirrors", "size", "extract", "name", "dest", "unpacked_size", *HEX_LENGTHS}
 # pinned: a declaration (false = no confirmed digest, trust on first use); the others say how
 # an archive is unpacked (extract/steps.py).
-FILE_KEYS |= {"pinned", "strip_components", "nested", "extract_nested"}
+FILE_KEYS |= {"pinned", "strip_components", "nested", "extract_nested", "name_encoding"}
 LAYOUT_KEYS = {"paths", "counts"}
 SUBSET_KEYS = {"description", "root", "files", "includes", "whole", "layout"}
 SUBSET_SEPARATOR = "/"  # "librispeech/train-clean-100"; staged as DIR/librispeech-train-clean-100
@@ -100,6 +100,7 @@ class FileEntry:
     strip_components: int = 0
     nested: tuple[str, ...] = ()  # archives inside this one (paths after stripping)
     extract_nested: bool = False  # every tar/zip/7z/rar found inside, recursively
+    name_encoding: Optional[str] = None  # of archive member names not in UTF-8 (None: detect)
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -115,9 +116,10 @@ class FileEntry:
     @property
     def layout(self) -> list[Any]:
         """Settings that shape the extracted tree; empty when default (keeps old keys stable)."""
-        if not (self.strip_components or self.nested or self.extract_nested):
+        if not (self.strip_components or self.nested or self.extract_nested or self.name_encoding):
             return []
-        return [self.strip_components, list(self.nested), self.extract_nested]
+        shape = [self.strip_components, list(self.nested), self.extract_nested]
+        return [*shape, self.name_encoding] if self.name_encoding else shape
 
     @property
     def identity(self) -> str:
@@ -475,9 +477,23 @@ def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
         strip_components=_strip_components(v, raw, key + "."),
         nested=tuple(_nested_paths(v, raw, key + ".")),
         extract_nested=v.boolean(raw, "extract_nested", key + ".") or False,
+        name_encoding=_name_encoding(v, raw, key + "."),
     )
     v.skip_if_new_problems(start)
     return entry
+
+
+def _name_encoding(v: _Validator, raw: Mapping[str, Any], prefix: str) -> Optional[str]:
+    """``name_encoding = "gbk"``: a codec Python knows (extract/encodings.py uses it)."""
+    value = v.string(raw, "name_encoding", prefix)
+    if not value:
+        return None
+    import codecs
+
+    try:
+        return codecs.lookup(value).name
+    except LookupError:
+        v.fail(prefix + "name_encoding", f"unknown encoding {value!r} (e.g. gbk, cp932, cp866)")
 
 
 def _nested_paths(v: _Validator, raw: Mapping[str, Any], prefix: str) -> list[str]:

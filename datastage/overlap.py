@@ -368,7 +368,7 @@ def _stage_streaming(
                 )  # fmt: skip
                 out_name = output_name(entry.name, fmt.compression)
                 try:
-                    extract_stream(stream, fmt, writer, out_name)  # type: ignore[arg-type]
+                    extract_stream(stream, fmt, writer, out_name, entry.name_encoding)  # type: ignore[arg-type]
                 except (_DownloadFailed, ArchiveError):
                     # Let the download finish when stale bytes (a restart) may explain the
                     # damage, or when a digest can tell a bad mirror from a bad archive: the

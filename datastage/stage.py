@@ -257,11 +257,12 @@ class _Item:
 def _format_of(entry: FileEntry, blob: Blob) -> Optional[Format]:
     if entry.extract is False:
         return None
-    from .extract import detect
+    from .extract import detect, refuse_unrecognised
 
     fmt = detect(blob.path)
     if fmt.is_archive:
         return fmt
+    refuse_unrecognised(entry.name, fmt)  # named like an archive: never a copy with exit 0
     if entry.extract:
         raise UnsupportedArchive(
             f"{entry.name} is not an archive datastage recognises, "
@@ -285,6 +286,7 @@ def _build(items: Sequence[_Item], partial: Path, reporter: Reporter) -> dict[st
                 entry.nested,
                 entry.extract_nested,
                 entry.unpacked_size,
+                entry.name_encoding,
             )
             unpack(step, blob.path, fmt, partial, record, reporter.bar)
         else:

@@ -169,3 +169,20 @@ def tree(root: Path) -> dict[str, Any]:
         else:
             out[rel] = sha256(path.read_bytes())
     return out
+
+
+@pytest.fixture
+def datastage_cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``run_cli`` in this process (no interpreter start-up: fast); ``env`` is set for the
+    rest of the test. Returns a CompletedProcess like run_cli's."""
+    from tests.inprocess import cli
+
+    def run(*args: str, env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess[str]:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        code, out, err = cli(capsys, *args)
+        return subprocess.CompletedProcess(list(args), code, out, err)
+
+    return run
