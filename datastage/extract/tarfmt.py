@@ -21,8 +21,9 @@ WHOLE_MEMBER = 8 * 1024 * 1024
 
 def extract_tar_stream(stream: IO[bytes], writer: SafeWriter) -> None:
     with tarfile.open(fileobj=stream, mode="r|", bufsize=READ_CHUNK) as tar:
-        for member in tar:
+        while (member := tar.next()) is not None:
             _member(tar, member, writer)
+            tar.members.clear()  # tarfile keeps every header otherwise: ~200 MB at 300k files
 
 
 def _member(tar: tarfile.TarFile, member: tarfile.TarInfo, writer: SafeWriter) -> None:
