@@ -48,7 +48,7 @@ MAX_BATCHES_IN_FLIGHT = 8 * WRITE_THREADS
 
 ChunkSource = Callable[[], Iterable[bytes]]
 #: Top-level names datastage writes into every staged folder (stage.py's marker files).
-RESERVED_NAMES = frozenset({".datastage.json", ".datastage-files.json"})
+RESERVED_NAMES = frozenset({".datastage.json", ".datastage-files.json", ".datastage-damaged"})
 #: Longest file name (bytes) and path the usual Linux file systems hold.
 NAME_MAX = 255
 PATH_MAX = 4096
