@@ -20,7 +20,6 @@ whole partial folder, so a refused archive leaves nothing behind.
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
 import os
 import stat
@@ -139,6 +138,7 @@ class SafeWriter:
         self._queued = 0
         self._queue_cv = threading.Condition()
         self._lock = threading.Lock()
+        self._umask = _umask()
 
     # names -------------------------------------------------------------------------------
     def refuse(self, member: str, reason: str) -> UnsafeArchiveMember:
@@ -422,7 +422,7 @@ class SafeWriter:
                     self.budget.spend(len(chunk), self.archive)
                 hasher.update(chunk)
                 size += len(chunk)
-        os.chmod(path, without_umask(0o755 if mode & 0o111 else 0o644))
+        os.chmod(path, (0o755 if mode & 0o111 else 0o644) & ~self._umask)
         self._remember(rel, size, hasher.hexdigest())
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -570,7 +570,6 @@ def without_umask(mode: int) -> int:
     return mode & ~_umask()
 
 
-@functools.lru_cache(maxsize=1)
 def _umask() -> int:
     """The process umask, read without changing it (os.umask sets it: racy with threads)."""
     try:
