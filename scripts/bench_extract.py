@@ -45,7 +45,9 @@ def run(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = N
     subprocess.run(argv, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None, shell: bool = False) -> tuple[float, int, float]:
+def timed(
+    argv: list[str], env: dict[str, str] | None = None, shell: bool = False
+) -> tuple[float, int, float]:
     """Wall time, peak RSS (bytes) and CPU seconds (user + system) of one command."""
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -66,7 +68,7 @@ def have(tool: str) -> bool:
 
 
 def make_ljspeech(root: Path, clips: int, seconds: float) -> None:
-    """LJSpeech-shaped: speech-like 16-bit WAVs (see make_corpus.py), ``seconds`` long on average."""
+    """LJSpeech-shaped: speech-like 16-bit WAVs (make_corpus.py), ``seconds`` long on average."""
     sys.path.insert(0, str(REPO / "scripts"))
     import numpy as np
     from make_corpus import clip  # type: ignore[import-not-found]
@@ -96,7 +98,9 @@ def make_small(root: Path, files: int) -> None:
             folder.mkdir(parents=True)
         size = rng.randint(1024, 8192)
         start = rng.randrange(len(text) - size)
-        (folder / f"{i:07d}.txt").write_bytes(os.urandom(size // 2) + text[start : start + size // 2 + 1])
+        (folder / f"{i:07d}.txt").write_bytes(
+            os.urandom(size // 2) + text[start : start + size // 2 + 1]
+        )
 
 
 def pack(work: Path, top: str, fmt: str) -> Path:
@@ -129,7 +133,10 @@ def peers(fmt: str, archive: Path) -> dict[str, list[str]]:
             "tar -I pigz": ("pigz", ["tar", "-I", "pigz", "-xf", a]),
             "bsdtar": ("bsdtar", ["bsdtar", "-xf", a]),
         },
-        "zip": {"unzip -q": ("unzip", ["unzip", "-q", a]), "bsdtar": ("bsdtar", ["bsdtar", "-xf", a])},
+        "zip": {
+            "unzip -q": ("unzip", ["unzip", "-q", a]),
+            "bsdtar": ("bsdtar", ["bsdtar", "-xf", a]),
+        },
         "7z": {"7z x": ("7z", ["7z", "x", "-bd", "-y", a])},
     }[fmt]  # type: ignore[assignment]
     return {name: argv for name, (needs, argv) in table.items() if have(needs)}
@@ -194,7 +201,8 @@ def bench(work: Path, fmt: str, top: str, runs: int, extras: bool) -> dict[str, 
     for name, med in medians.items():
         extra = f"  peak RSS {peak / 1e6:.0f} MB" if name == "datastage get" else ""
         ratio = "" if name == "datastage get" else f"x{ref / med:5.2f}"
-        print(f"  {name:22s} {med:7.2f} s  {ratio:6s}  cpu {statistics.median(cpu[name]):6.2f} s{extra}")
+        used = statistics.median(cpu[name])
+        print(f"  {name:22s} {med:7.2f} s  {ratio:6s}  cpu {used:6.2f} s{extra}")
     if extras:
         medians.update(bench_staged(work, manifest, staged / manifest.stem, env, runs))
     shutil.rmtree(staged, ignore_errors=True)
@@ -240,7 +248,9 @@ def corpus(work: Path, files: int | None, seconds: float) -> tuple[str, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, help="small-file corpus of N files (default: LJSpeech)")
+    parser.add_argument(
+        "--files", type=int, help="small-file corpus of N files (default: LJSpeech)"
+    )
     parser.add_argument("--sweep", help="comma-separated file counts, e.g. 1000,10000,100000")
     parser.add_argument("--seconds", type=float, default=1.1, help="mean WAV length (~600 MB)")
     parser.add_argument("--runs", type=int, default=3)
@@ -267,8 +277,10 @@ def main() -> None:
             shutil.rmtree(work)
     if len(counts) > 1:
         print("\nsweep (datastage get; per file = median wall time / files)")
-        print(f"  {'files':>8s} {'format':7s} {'time':>8s} {'per file':>9s} {'peer':>8s} "
-              f"{'ratio':>6s} {'peak RSS':>9s}")
+        print(
+            f"  {'files':>8s} {'format':7s} {'time':>8s} {'per file':>9s} {'peer':>8s} "
+            f"{'ratio':>6s} {'peak RSS':>9s}"
+        )
         for count, fmt, med in sweep:
             peer = next((v for k, v in med.items() if k in ("tar -I pigz", "unzip -q")), 0.0)
             ours = med["datastage get"]

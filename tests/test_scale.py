@@ -7,11 +7,11 @@ Speed itself is measured in scripts/bench_extract.py, not here.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tarfile
 import zipfile
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,7 +121,7 @@ def _marker_folder_zip() -> bytes:
 )
 def test_a_folder_named_like_the_marker_is_an_archive_error(tmp_path, capsys, data, fmt):
     manifest = manifest_for(tmp_path, data, f"ds.{fmt}")
-    code, out, err = cli(capsys, "get", str(manifest), "--to", str(tmp_path / "out"))
+    code, _, err = cli(capsys, "get", str(manifest), "--to", str(tmp_path / "out"))
     assert code == 6, err
     assert err.startswith("error: unsafe member '.datastage.json") and "marker" in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
@@ -151,11 +151,11 @@ def test_a_repeated_get_reads_the_small_marker_only(staged, capsys):
     assert {k: v["sha256"] for k, v in listed.items()} == {k: sha256(v) for k, v in FILES.items()}
     inode = folder.stat().st_ino
     listing.write_bytes(b"x" * listing.stat().st_size)  # damaged, same size: not read by get
-    code, out, err = cli(capsys, "get", str(manifest), "--to", str(to))
+    code, _, err = cli(capsys, "get", str(manifest), "--to", str(to))
     assert code == 0 and folder.stat().st_ino == inode, err
-    code, out, err = cli(capsys, "verify", str(manifest), "--to", str(to))
+    code, _, err = cli(capsys, "verify", str(manifest), "--to", str(to))
     assert code == 5 and ".datastage-files.json" in err and "damaged" in err
-    code, out, err = cli(capsys, "get", str(manifest), "--to", str(to))  # verify's finding
+    code, _, err = cli(capsys, "get", str(manifest), "--to", str(to))  # verify found it
     assert code == 0 and folder.stat().st_ino != inode, err
     assert cli(capsys, "verify", str(manifest), "--to", str(to))[0] == 0
 

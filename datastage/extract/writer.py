@@ -51,7 +51,13 @@ RESERVED_NAMES = frozenset({".datastage.json", ".datastage-files.json", ".datast
 #: Longest file name (bytes) and path the usual Linux file systems hold.
 NAME_MAX = 255
 PATH_MAX = 4096
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_CREATE = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
 _UMASK_LOCK = threading.Lock()
 
 
@@ -476,9 +482,11 @@ class SafeWriter:
             except FileExistsError:
                 st = os.lstat(path)
                 if stat.S_ISLNK(st.st_mode):
-                    raise self.refuse(member, f"would be written through the symlink {sub!r}")
+                    raise self.refuse(
+                        member, f"would be written through the symlink {sub!r}"
+                    ) from None
                 if not stat.S_ISDIR(st.st_mode):
-                    raise self.refuse(member, f"{sub!r} is a file, not a folder")
+                    raise self.refuse(member, f"{sub!r} is a file, not a folder") from None
             except OSError as e:
                 self._refuse_too_long(member, e)
                 raise
