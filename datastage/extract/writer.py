@@ -12,7 +12,11 @@ Safety rules, the same for every format:
 - hard links must name a regular file extracted earlier from the same archive;
 - symbolic links are created *after* every regular file of the archive, never written
   through, must be relative, and must resolve inside the root once all of them exist;
-- no member is written through a symlink, and files are created with O_EXCL|O_NOFOLLOW.
+- no member is written through a symlink, and files are created with O_EXCL|O_NOFOLLOW;
+- a name part over 255 bytes or a path over 4096 refuses the archive (before anything is
+  written, not as an OSError half-way);
+- at the dataset's top, the names of datastage's marker files (RESERVED_NAMES) are ours: a file
+  or link member of that name is left out, a folder of that name refuses the archive.
 The first violation raises UnsafeArchiveMember naming the member; the caller discards the
 whole partial folder, so a refused archive leaves nothing behind.
 """
