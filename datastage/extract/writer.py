@@ -406,7 +406,7 @@ class SafeWriter:
     def _write(self, rel: str, chunks: Iterable[bytes], mode: int, mtime: Optional[float]) -> None:
         hasher = hashlib.sha256()
         size = 0
-        fd = os.open(self._path(rel), _CREATE, 0o755 if mode & 0o111 else 0o644)
+        fd = self._create(rel, mode)
         try:
             for chunk in chunks:
                 if self.budget is not None:
@@ -421,6 +421,16 @@ class SafeWriter:
         finally:
             os.close(fd)
         self._remember(rel, size, hasher.hexdigest())
+
+    def _create(self, rel: str, mode: int) -> int:
+        """Open a new file for a member; the file system's refusals become the archive's."""
+        try:
+            return os.open(self._path(rel), _CREATE, 0o755 if mode & 0o111 else 0o644)
+        except FileExistsError:  # e.g. names differing only in case, on a folding file system
+            raise self.refuse(rel, "another member already has this name here") from None
+        except OSError as e:
+            self._refuse_too_long(rel, e)  # a file system with a shorter limit than 255
+            raise
 
     def _hash_adopted(self, rel: str, mode: int) -> None:
         hasher = hashlib.sha256()
@@ -549,7 +559,7 @@ class MemberSink:
     def __init__(self, writer: SafeWriter, rel: str, mode: int) -> None:
         self._writer = writer
         self._rel = rel
-        self._fd = os.open(writer._path(rel), _CREATE, 0o755 if mode & 0o111 else 0o644)
+        self._fd = writer._create(rel, mode)
         self._hasher = hashlib.sha256()
         self._size = 0
 
