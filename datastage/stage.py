@@ -2,7 +2,10 @@
 
     DIR/
     ├── <name>/                        the staged dataset; the printed path is DIR/<name>/<root>
-    │   └── .datastage.json            completion marker: manifest key + every file's size/sha256
+    │   ├── .datastage-files.json      every file's size and sha256 (read by verify only)
+    │   └── .datastage.json            completion marker, written last: manifest key, sources,
+    │                                  size + sha256 of the file list (small: a repeated `get`
+    │                                  reads only this, whatever the number of files)
     ├── .<name>.partial-XXXX/          work in progress, never under the final name
     ├── .<name>.old-XXXX/              a previous staging being replaced (removed right away)
     └── .<name>.damaged                written by a failed ``verify``: the next ``get`` re-stages
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -40,7 +44,6 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from . import __version__
 from .cache import Blob, damaged
-from .digests import hash_file
 from .errors import (
     ArchiveError,
     DamagedBlob,
@@ -60,8 +63,16 @@ if TYPE_CHECKING:  # the extract package (tarfile, zipfile, subprocess, ...) and
     from .extract import Format
 
 MARKER = ".datastage.json"
-MARKER_FORMAT = 1
+#: The per-file record the marker vouches for (by size and sha256).
+FILE_LIST = ".datastage-files.json"
+#: Reserved inside a dataset folder (an archive member of that name is refused or left out).
+DAMAGED = ".datastage-damaged"
+#: 2: the file list lives in FILE_LIST; 1 (and folders staged by ``stage SRC``) kept it inline
+#: under "files". Both are read: an old staging stays staged (its sizes checked as before).
+MARKER_FORMAT = 2
 MAX_LISTED_PROBLEMS = 5
+#: Threads re-hashing files in ``verify`` (hashlib releases the GIL; more hides disk latency).
+VERIFY_THREADS = max(2, min(8, 2 * (os.cpu_count() or 1)))
 
 
 def dataset_dir(manifest: Manifest, to: Path) -> Path:
@@ -89,35 +100,70 @@ def root_of(manifest: Manifest, to: Path) -> Path:
 def _single_top_folder(folder: Path) -> str:
     """The one top folder of a staged one-liner's archive, or "" (the dataset folder itself).
 
-    The marker lists files only, so the folder's own listing must agree: an empty folder, a
-    link or a hidden file beside the top folder is part of the dataset, and the top folder
-    must be a real folder, never a link that could lead elsewhere.
+    Read from the folder's own listing (a few entries, whatever the number of files; the
+    marker is not parsed): an empty folder, a link or a hidden file beside the top folder is
+    part of the dataset, and the top folder must be a real folder, never a link that could
+    lead elsewhere.
     """
-    from .layout import single_top_folder
-
-    marker = read_marker(folder)
-    top = single_top_folder(marker["files"]) if marker else ""
-    if not top:
-        return ""
     try:
-        entries = set(os.listdir(folder)) - {MARKER}
+        entries = set(os.listdir(folder)) - _RESERVED
     except OSError:
         return ""
+    if len(entries) != 1:
+        return ""
+    (top,) = entries
     real_folder = (folder / top).is_dir() and not (folder / top).is_symlink()
-    return top if entries == {top} and real_folder else ""
+    return top if real_folder else ""
 
 
 def read_marker(folder: Path) -> Optional[dict[str, Any]]:
+    """The completion marker of ``folder``, or None if it has none or it is damaged.
+
+    A format-2 marker is small: its file list is not read here (see ``read_files``). An inline
+    list (format 1, ``stage SRC``) is checked entry by entry, as before.
+    """
     try:
-        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+        marker = json.loads((folder / MARKER).read_bytes())
     except (OSError, ValueError):
         return None
-    if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
+    if not isinstance(marker, dict) or marker.get("format") not in (1, MARKER_FORMAT):
         return None
-    files = marker.get("files")
-    if not isinstance(files, dict) or not all(map(_valid_record, files.values())):
-        return None  # damaged by hand or by a tool: not a marker we can trust
+    if "files" in marker:
+        files = marker["files"]
+        if not isinstance(files, dict) or not all(map(_valid_record, files.values())):
+            return None  # damaged by hand or by a tool: not a marker we can trust
+        return marker
+    listing = marker.get("file_list")
+    if not isinstance(listing, dict) or not all(
+        isinstance(listing.get(key), kind)
+        for key, kind in (("size", int), ("sha256", str), ("count", int))
+    ):
+        return None
     return marker
+
+
+def read_files(folder: Path, marker: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """Every staged file's record (rel -> {size, sha256} or {symlink}); None if damaged.
+
+    The list is trusted only if its bytes are the ones the marker names (size and sha256).
+    """
+    if "files" in marker:
+        return dict(marker["files"])
+    listing = marker["file_list"]
+    try:
+        with open(folder / FILE_LIST, "rb") as f:
+            data = f.read(listing["size"] + 1)
+    except OSError:
+        return None
+    if len(data) != listing["size"] or hashlib.sha256(data).hexdigest() != listing["sha256"]:
+        return None
+    try:
+        files = json.loads(data).get("files")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(files, dict) or not all(map(_valid_record, files.values())):
+        return None
+    return files
 
 
 def _valid_record(record: Any) -> bool:
@@ -130,15 +176,26 @@ def _valid_record(record: Any) -> bool:
 
 
 def is_current(manifest: Manifest, to: Path) -> bool:
-    """True if DIR/<name> holds a complete staging of this manifest (sizes checked, not hashes)
-    that no ``verify`` has found damaged since."""
+    """True if DIR/<name> holds a complete staging of this manifest that no ``verify`` has
+    found damaged since.
+
+    Costs a few small reads whatever the number of files: the marker and the presence of its
+    file list, not the list itself (``verify`` re-checks every file, and a ``verify`` that
+    finds a difference leaves a damage note, so the next ``get`` stages again). An old
+    (format 1) marker is still trusted after checking every file's size, as it was then.
+    """
     folder = dataset_dir(manifest, to)
     marker = read_marker(folder)
     if not marker or marker.get("content_key") != manifest.content_key:
         return False
     if damage_reported(folder):
         return False
-    return not _problems(folder, marker["files"], rehash=False, limit=1)
+    if "files" in marker:
+        return not _problems(folder, marker["files"], rehash=False, limit=1)
+    try:
+        return os.stat(folder / FILE_LIST).st_size == marker["file_list"]["size"]
+    except OSError:
+        return False
 
 
 def stage(
@@ -273,6 +330,7 @@ def _format_of(entry: FileEntry, blob: Blob) -> Optional[Format]:
 
 def _build(items: Sequence[_Item], partial: Path, reporter: Reporter) -> dict[str, Any]:
     from .extract.steps import Step, unpack
+    from .extract.writer import without_umask
 
     record: dict[str, Any] = {}
     for entry, blob, fmt in ((i.entry, i.blob, i.fmt) for i in items):
@@ -291,7 +349,7 @@ def _build(items: Sequence[_Item], partial: Path, reporter: Reporter) -> dict[st
             unpack(step, blob.path, fmt, partial, record, reporter.bar)
         else:
             shutil.copyfile(blob.path, folder / entry.name)
-            os.chmod(folder / entry.name, 0o644)
+            os.chmod(folder / entry.name, without_umask(0o644))
             rel = f"{entry.dest}/{entry.name}" if entry.dest else entry.name
             record[rel] = {"size": blob.size, "sha256": blob.sha256}
     return record
@@ -326,6 +384,14 @@ def _write_marker(
     partial: Path,
     record: dict[str, Any],
 ) -> None:
+    """Write the file list, then the small marker that vouches for it: the marker comes last,
+    so a folder with a marker is complete."""
+    # a data file named like ours is replaced by it, so it cannot be listed
+    files = {k: v for k, v in record.items() if k not in _RESERVED}
+    # compact and sort_keys: json's C encoder (indent falls back to pure Python: 10x slower)
+    listing = json.dumps({"files": files}, sort_keys=True, separators=(",", ":")).encode()
+    del files
+    write_atomic(partial / FILE_LIST, listing)
     marker = {
         "format": MARKER_FORMAT,
         "name": manifest.name,
@@ -337,14 +403,21 @@ def _write_marker(
             {"name": e.name, "url": redact_url(e.url), "size": b.size, "sha256": b.sha256}
             for e, b in blobs
         ],
-        # a data file of that name is replaced by the marker, so it cannot be listed in it
-        "files": dict(sorted((k, v) for k, v in record.items() if k != MARKER)),
+        "file_list": {
+            "name": FILE_LIST,
+            "count": sum(1 for k in record if k not in _RESERVED),
+            "size": len(listing),
+            "sha256": hashlib.sha256(listing).hexdigest(),
+        },
     }
     write_atomic(partial / MARKER, json.dumps(marker, indent=1).encode())
-    # mkdtemp/mkstemp make both private; a dataset is for every user of the machine, like a
-    # folder tar would have made
-    os.chmod(partial / MARKER, 0o644)
-    os.chmod(partial, 0o755)
+    # mkstemp/mkdtemp make them private; a dataset is for every user of the machine, like a
+    # folder tar would have made, within what the user's umask allows
+    from .extract.writer import without_umask
+
+    for made in (partial / FILE_LIST, partial / MARKER):
+        os.chmod(made, without_umask(0o644))
+    os.chmod(partial, without_umask(0o755))
 
 
 def _swap_into_place(
@@ -424,9 +497,9 @@ def _refuse_unlisted(target: Path, marker: dict[str, Any]) -> None:
     listed = marker.get("files")
     if not isinstance(listed, dict) or not all(map(_valid_record, listed.values())):
         current = read_marker(target)  # a marker that keeps its listing elsewhere
-        if current is None:
+        listed = read_files(target, current) if current is not None else None
+        if listed is None:
             return  # damaged, or of another format: ours, but what it listed is unknown
-        listed = current["files"]
     extra: list[str] = []
     pending = [""]
     while pending:
@@ -436,7 +509,7 @@ def _refuse_unlisted(target: Path, marker: dict[str, Any]) -> None:
                 child = f"{rel}/{entry.name}" if rel else entry.name
                 if entry.is_dir(follow_symlinks=False):
                     pending.append(child)
-                elif child not in listed and child != MARKER:
+                elif child not in listed and not (not rel and entry.name in _RESERVED):
                     extra.append(child)
     if extra:
         shown = ", ".join(sorted(extra)[:MAX_LISTED_PROBLEMS])
@@ -533,7 +606,12 @@ def built_from(marker: dict[str, Any]) -> list[tuple[str, str, int]]:
 
 
 def verify(manifest: Manifest, to: Path, reporter: Reporter) -> Path:
-    """Re-hash every staged file against the marker; raise VerifyFailed listing what differs."""
+    """Re-hash every staged file against the marker; raise VerifyFailed listing what differs.
+
+    Files in the folder that the marker does not list are reported (a warning), not a failure:
+    they may be the user's. A difference leaves a damage note (record_damage): the next
+    ``get`` stages again.
+    """
     folder = dataset_dir(manifest, to)
     marker = read_marker(folder)
     if marker is None:
@@ -546,13 +624,22 @@ def verify(manifest: Manifest, to: Path, reporter: Reporter) -> Path:
             f"{folder} was staged from a different version of the {manifest.name} manifest",
             hint=f"run: {get_command(manifest, to)}",
         )
-    total = sum(v.get("size", 0) for v in marker["files"].values())
+    files = read_files(folder, marker)
+    if files is None:
+        _mark_damaged(folder)
+        raise VerifyFailed(
+            f"the file list of {folder} ({FILE_LIST}) is missing or damaged",
+            hint=f"re-stage with: {get_command(manifest, to)}",
+        )
+    _warn_extra(folder, files, reporter)
+    total = sum(v.get("size", 0) for v in files.values())
     bar = reporter.bar(f"verifying {manifest.name}", total)
     try:
-        problems = _problems(folder, marker["files"], rehash=True, limit=None, on_bytes=bar.update)
+        problems = _problems(folder, files, rehash=True, limit=None, on_bytes=bar.update)
     finally:
         bar.close()
     if problems:
+        _mark_damaged(folder)
         listed = ", ".join(problems[:MAX_LISTED_PROBLEMS])
         more = (
             f" and {len(problems) - MAX_LISTED_PROBLEMS} more"
@@ -560,8 +647,7 @@ def verify(manifest: Manifest, to: Path, reporter: Reporter) -> Path:
             else ""
         )
         raise VerifyFailed(
-            f"{len(problems)} of {len(marker['files'])} staged files in {folder} differ: "
-            f"{listed}{more}",
+            f"{len(problems)} of {len(files)} staged files in {folder} differ: {listed}{more}",
             hint=f"re-stage with: {get_command(manifest, to)}",
         )
     return root_of(manifest, to)
@@ -573,20 +659,84 @@ def get_command(manifest: Manifest, to: Path) -> str:
     return f"datastage get {shlex.quote(manifest.target)}{named} --to {shlex.quote(str(to))}"
 
 
+def _mark_damaged(folder: Path) -> None:
+    """Make the next ``get`` stage again (the damage note beside the folder: record_damage)."""
+    record_damage(folder, "verify found files that differ from the marker")
+
+
+def _warn_extra(folder: Path, files: dict[str, Any], reporter: Reporter) -> None:
+    extra = sorted(_extra_files(folder, files))
+    if extra:
+        listed = ", ".join(extra[:MAX_LISTED_PROBLEMS])
+        more = f" and {len(extra) - MAX_LISTED_PROBLEMS} more" if len(extra) > 5 else ""
+        reporter.warn(
+            f"{len(extra)} file(s) in {folder} are not part of the staged dataset "
+            f"(left alone, not checked): {listed}{more}"
+        )
+
+
+def _extra_files(folder: Path, files: dict[str, Any]) -> list[str]:
+    """Files and links under ``folder`` that the record does not list (ours excluded)."""
+    extra: list[str] = []
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            entries = list(os.scandir(folder / rel_dir if rel_dir else folder))
+        except OSError:
+            continue
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(rel)
+            elif rel not in files and not (not rel_dir and entry.name in _RESERVED):
+                extra.append(rel)
+    return extra
+
+
 def _problems(
     folder: Path, files: dict[str, Any], rehash: bool, limit: Optional[int], on_bytes: Any = None
 ) -> list[str]:
-    problems: list[str] = []
-    for rel, expected in files.items():
-        problem = _problem(folder / rel, expected, rehash, on_bytes)
-        if problem:
-            problems.append(f"{rel} ({problem})")
-            if limit is not None and len(problems) >= limit:
-                break
-    return problems
+    """What differs between ``files`` and the tree (in the record's order).
+
+    Without ``rehash`` (sizes only) it stops at ``limit`` problems; with it, files are hashed
+    by VERIFY_THREADS threads, a slice of the list each task.
+    """
+    if not rehash:
+        problems: list[str] = []
+        for rel, expected in files.items():
+            problem = _problem(os.path.join(folder, rel), expected, False)
+            if problem:
+                problems.append(f"{rel} ({problem})")
+                if limit is not None and len(problems) >= limit:
+                    break
+        return problems
+    from concurrent.futures import ThreadPoolExecutor
+
+    base = os.fspath(folder)
+    items = list(files.items())
+    step = max(1, min(256, len(items) // (4 * VERIFY_THREADS) or 1))
+
+    def check(start: int) -> list[tuple[int, str]]:
+        found = []
+        done = 0
+        for i in range(start, min(start + step, len(items))):
+            rel, expected = items[i]
+            problem = _problem(f"{base}/{rel}", expected, True)
+            if problem:
+                found.append((i, f"{rel} ({problem})"))
+            done += expected.get("size", 0)
+        if on_bytes is not None:
+            on_bytes(done)
+        return found
+
+    with ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="datastage-verify") as pool:
+        found = [p for part in pool.map(check, range(0, len(items), step)) for p in part]
+    found.sort()
+    return [text for _, text in found][:limit] if limit is not None else [t for _, t in found]
 
 
-def _problem(path: Path, expected: dict[str, Any], rehash: bool, on_bytes: Any) -> Optional[str]:
+def _problem(path: str, expected: dict[str, Any], rehash: bool) -> Optional[str]:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -594,13 +744,40 @@ def _problem(path: Path, expected: dict[str, Any], rehash: bool, on_bytes: Any) 
     except OSError as e:
         return e.strerror or "unreadable"
     if "symlink" in expected:
-        if not os.path.islink(path) or os.readlink(path) != expected["symlink"]:
+        if not stat.S_ISLNK(st.st_mode) or os.readlink(path) != expected["symlink"]:
             return "link changed"
         return None
     if st.st_size != expected["size"]:
         return f"size {st.st_size}, expected {expected['size']}"
     if rehash:
-        actual = hash_file(path, on_bytes=on_bytes).hexdigests()["sha256"]
+        actual = _sha256(path, st.st_size)
+        if actual is None:
+            return "unreadable"
         if actual != expected["sha256"]:
             return "content changed"
     return None
+
+
+def _sha256(path: str, size: int) -> Optional[str]:
+    """The file's sha256 (None if it cannot be read): a small file costs one open, two reads
+    and a close, no Python file object."""
+    digest = hashlib.sha256()
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        want = min(size + 1, READ_CHUNK)
+        while chunk := os.read(fd, want):
+            digest.update(chunk)
+            want = READ_CHUNK
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
+#: Our own files at the top of a staged folder (extract/writer.py leaves these names to us).
+_RESERVED = frozenset({MARKER, FILE_LIST, DAMAGED})
+READ_CHUNK = 1 << 20

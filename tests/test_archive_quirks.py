@@ -37,7 +37,9 @@ def get(tmp_path: Path, datastage_cli: Any) -> Any:
 
 
 def staged(tmp_path: Path) -> dict[str, Any]:
-    return {k: v for k, v in tree(tmp_path / "out" / "ds").items() if k != ".datastage.json"}
+    return {
+        k: v for k, v in tree(tmp_path / "out" / "ds").items() if not k.startswith(".datastage")
+    }
 
 
 def one_error_line(stderr: str) -> str:

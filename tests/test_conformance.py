@@ -39,7 +39,11 @@ def staged(
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     done = run("get", str(archive), "--to", str(out), "--name", "ds")
     root = out / "ds"
-    found = {k: v for k, v in tree(root).items() if k != ".datastage.json"} if root.exists() else {}
+    found = (
+        {k: v for k, v in tree(root).items() if not k.startswith(".datastage")}
+        if root.exists()
+        else {}
+    )
     return done, found
 
 
@@ -107,7 +111,9 @@ def test_every_7z_back_end_gives_one_tree(tmp_path: Path, datastage_cli: Any) ->
             "get", str(archive), "--to", str(out), "--name", "ds", env={"DATASTAGE_7Z": backend}
         )
         assert done.returncode == 0, (backend, done.stderr)
-        trees[backend] = {k: v for k, v in tree(out / "ds").items() if k != ".datastage.json"}
+        trees[backend] = {
+            k: v for k, v in tree(out / "ds").items() if not k.startswith(".datastage")
+        }
     assert trees["7z"] == trees["py7zr"] == trees["bsdtar"]
     assert trees["7z"]["lnk"] == "-> ." and "win/path.txt" in trees["7z"]
 
@@ -124,7 +130,7 @@ def test_bcj2_falls_back_to_bsdtar_when_no_7z_tool(tmp_path: Path, datastage_cli
     code, expected = bsdtar_tree(archive, (), tmp_path / "bsdtar")
     assert code == 0
     assert {
-        k: v for k, v in tree(tmp_path / "out" / "ds").items() if k != ".datastage.json"
+        k: v for k, v in tree(tmp_path / "out" / "ds").items() if not k.startswith(".datastage")
     } == expected
     none = _path_with(tmp_path / "none")
     done = datastage_cli(

@@ -46,7 +46,7 @@ def expected_tree(members: list[tuple[str, Any]], strip: int = 0) -> dict[str, A
 
 
 def staged(root: Path) -> dict[str, Any]:
-    return {k: v for k, v in tree(root).items() if k != ".datastage.json"}
+    return {k: v for k, v in tree(root).items() if not k.startswith(".datastage")}
 
 
 def get(tmp_path: Path, fmt: str, data: bytes, env: Any = None, **entry: Any) -> Any:

@@ -263,4 +263,6 @@ def test_a_damaged_marker_means_not_staged_never_an_internal_error(tmp_path, fil
     again = run_cli("get", "demo", "--to", str(out))
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == str(out / "demo" / "LJSpeech-demo")
-    assert json.loads(marker.read_text())["files"]  # staged again, with a valid marker
+    # staged again, with a valid marker and the file list it vouches for
+    assert json.loads(marker.read_text())["file_list"]["count"] > 0
+    assert json.loads((out / "demo" / ".datastage-files.json").read_text())["files"]

@@ -37,7 +37,7 @@ def _get(tmp_path: Path, outer: bytes, **entry: Any) -> Any:
 
 
 def _files(root: Path) -> dict[str, Any]:
-    return {k: v for k, v in tree(root).items() if v != "dir" and k != ".datastage.json"}
+    return {k: v for k, v in tree(root).items() if v != "dir" and not k.startswith(".datastage")}
 
 
 def _expected() -> dict[str, str]:

@@ -70,7 +70,9 @@ def test_members_appear_while_the_archive_is_still_arriving(tmp_path, server, ca
     assert {k: v for k, v in overlapped.items() if k != marker} == {
         k: v for k, v in serial.items() if k != marker
     }
-    listed = [json.loads((d / "ds" / marker).read_text())["files"] for d in (out, plain_out)]
+    listed = [
+        json.loads((d / "ds" / ".datastage-files.json").read_text()) for d in (out, plain_out)
+    ]
     assert listed[0] == listed[1]
     assert {k: overlapped[f"{k}"] for k in FILES} == {k: sha256(v) for k, v in FILES.items()}
 
@@ -146,9 +148,9 @@ def test_kill_9_mid_way_then_rerun_gives_the_exact_tree(tmp_path, server, cache_
     assert {k: sha256((out / "ds" / k).read_bytes()) for k in FILES} == {
         k: sha256(v) for k, v in FILES.items()
     }
-    assert sorted(tree(out / "ds")) == sorted([".datastage.json", "top", *FILES]), (
-        "nothing more, nothing less"
-    )
+    assert sorted(tree(out / "ds")) == sorted(
+        [".datastage.json", ".datastage-files.json", "top", *FILES]
+    ), "nothing more, nothing less"
 
 
 def test_local_path_on_a_slow_mount_overlaps_too(tmp_path, cache_dir):

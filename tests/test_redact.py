@@ -56,7 +56,7 @@ def _files_leaking(*roots: Path) -> list[str]:
 
 
 def _data(folder: Path) -> dict[str, str]:
-    return {k: v for k, v in tree(folder).items() if k != ".datastage.json"}
+    return {k: v for k, v in tree(folder).items() if not k.startswith(".datastage")}
 
 
 def _redacted(url: str) -> str:

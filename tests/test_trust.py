@@ -30,7 +30,7 @@ FOREIGN = "exists and is not a datastage dataset; move it or choose another --to
 
 
 def _files(root: Path) -> dict[str, Any]:
-    return {k: v for k, v in tree(root).items() if k != ".datastage.json"}
+    return {k: v for k, v in tree(root).items() if not k.startswith(".datastage")}
 
 
 def _blob(cache: Path, data: bytes) -> Path:

@@ -35,15 +35,75 @@ log = logging.getLogger("datastage.extract")
 
 
 def extract_tar_stream(stream: IO[bytes], writer: SafeWriter) -> None:
+    # "r:" over a forward-only reader, not "r|": tarfile's stream mode copies the rest of its
+    # read buffer on every read (three per member), which cost more than the member itself.
     try:
-        with tarfile.open(
-            fileobj=stream, mode="r|", bufsize=READ_CHUNK, tarinfo=_CheckedTarInfo
+        with tarfile.open(  # type: ignore[call-overload]
+            fileobj=ForwardReader(stream), mode="r:", tarinfo=_CheckedTarInfo
         ) as tar:
-            for member in tar:
+            while (member := tar.next()) is not None:
                 _member(tar, member, writer)
+                tar.members.clear()  # tarfile keeps every header otherwise: ~200 MB at 300k files
     except (ValueError, OverflowError, KeyError) as e:
         # tarfile's own parsing of odd headers (a modified sparse map, a bad pax record)
         raise tarfile.ReadError(f"bad tar header: {e}") from e
+
+
+class ForwardReader:
+    """A non-seekable stream as tarfile's "r:" mode needs it: ``tell`` and forward ``seek``
+    (reading and dropping the bytes between), each read copying only what it returns."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._buf = b""
+        self._at = 0  # offset of the next unread byte in _buf
+        self._pos = 0  # offset of the next unread byte in the stream
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            rest = self._buf[self._at :] + self._raw.read()
+            self._buf, self._at = b"", 0
+            self._pos += len(rest)
+            return rest
+        end = self._at + n
+        if end <= len(self._buf):
+            data = self._buf[self._at : end]
+            self._at = end
+        else:
+            parts = [self._buf[self._at :]]
+            need = n - len(parts[0])
+            self._buf, self._at = b"", 0
+            while need > 0:
+                chunk = self._raw.read(max(need, READ_CHUNK))
+                if not chunk:
+                    break
+                if len(chunk) > need:
+                    parts.append(chunk[:need])
+                    self._buf, self._at = chunk, need
+                    break
+                parts.append(chunk)
+                need -= len(chunk)
+            data = b"".join(parts)
+        self._pos += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        target = offset if whence == 0 else self._pos + offset if whence == 1 else -1
+        if target < self._pos:
+            raise OSError(f"cannot seek backwards in a stream (to {offset}, whence {whence})")
+        while self._pos < target:
+            if not self.read(min(target - self._pos, READ_CHUNK)):
+                break  # tarfile's next read sees the end and reports the truncation
+        return self._pos
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return True
 
 
 def _member(tar: tarfile.TarFile, member: tarfile.TarInfo, writer: SafeWriter) -> None:
@@ -149,15 +209,17 @@ def _regular(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, writer: S
     if not member.isreg():
         log.debug("%s: member %r of type %r read as a file", writer.archive, name, member.type)
         member.type = tarfile.REGTYPE  # POSIX: an unknown type is read as a regular file
-    f = tar.extractfile(member)
-    assert f is not None
     if member.size <= WHOLE_MEMBER:
-        data = f.read()
+        # read straight from the stream: extractfile builds two file objects per member
+        tar.fileobj.seek(member.offset_data)  # type: ignore[union-attr]
+        data = tar.fileobj.read(member.size)  # type: ignore[union-attr]
         if len(data) != member.size:
             raise tarfile.ReadError(f"unexpected end of data in {member.name!r}")
         writer.file_later(name, lambda: (data,), member.mode, member.mtime, len(data))
-    else:
-        writer.file(name, _chunks(f), member.mode, member.mtime)
+        return
+    f = tar.extractfile(member)
+    assert f is not None
+    writer.file(name, _chunks(f), member.mode, member.mtime)
 
 
 def _sparse(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, writer: SafeWriter) -> None:

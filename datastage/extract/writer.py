@@ -12,13 +12,19 @@ Safety rules, the same for every format:
 - hard links must name a regular file extracted earlier from the same archive;
 - symbolic links are created *after* every regular file of the archive, never written
   through, must be relative, and must resolve inside the root once all of them exist;
-- no member is written through a symlink, and files are created with O_EXCL|O_NOFOLLOW.
+- no member is written through a symlink, and files are created with O_EXCL|O_NOFOLLOW;
+- a name part over 255 bytes or a path over 4096 refuses the archive (before anything is
+  written, not as an OSError half-way);
+- at the dataset's top, the names of datastage's marker files (RESERVED_NAMES) are ours: a file
+  or link member of that name is left out, a folder of that name refuses the archive.
 The first violation raises UnsafeArchiveMember naming the member; the caller discards the
 whole partial folder, so a refused archive leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import stat
 import threading
@@ -28,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..digests import Hasher
 from ..errors import ArchiveTooLarge, InsufficientSpace, UnsafeArchiveMember
 from ..fsutil import free_bytes
 from ..units import human_bytes
@@ -38,14 +43,26 @@ READ_CHUNK = 1 << 20
 WRITE_THREADS = max(2, min(8, 2 * (os.cpu_count() or 1)))
 #: Bytes of member data queued for the workers at most (keeps peak RSS bounded).
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
+#: Small members handed to a worker per task, and tasks queued at most (zip members hold no
+#: data until written, so this bound, not the bytes, keeps memory flat at 300k members).
+BATCH_FILES = 32
+BATCH_BYTES = 1 << 20
+MAX_BATCHES_IN_FLIGHT = 8 * WRITE_THREADS
 
 ChunkSource = Callable[[], Iterable[bytes]]
-
-
-@dataclass(frozen=True)
-class Recorded:
-    size: int
-    sha256: str
+#: Top-level names datastage writes into every staged folder (stage.py's marker files).
+RESERVED_NAMES = frozenset({".datastage.json", ".datastage-files.json", ".datastage-damaged"})
+#: Longest file name (bytes) and path the usual Linux file systems hold.
+NAME_MAX = 255
+PATH_MAX = 4096
+_CREATE = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+_UMASK_LOCK = threading.Lock()
 
 
 @dataclass
@@ -86,6 +103,11 @@ class SafeWriter:
 
     ``strip`` drops that many leading folders from every member name (like tar's
     ``--strip-components``); members with nothing left are skipped.
+
+    Every per-member step is O(1): the writer remembers what it created (names it claimed,
+    folders it made), so a member going into a folder this writer made needs no ``lstat`` to
+    know its name is free; worker failures are collected by a done-callback, not by scanning
+    the queue; finished futures are dropped at once (memory stays bounded at 300k files).
     """
 
     def __init__(
@@ -98,6 +120,7 @@ class SafeWriter:
         strip: int = 0,
     ) -> None:
         self.root = root
+        self._root = os.fspath(root)
         self.real_root = os.path.realpath(root)
         self.prefix = prefix
         self.archive = archive
@@ -105,14 +128,27 @@ class SafeWriter:
         self.budget = budget
         self.strip = strip
         self._dirs: set[str] = {""}
-        self._files: dict[str, Recorded] = {}
+        #: folders whose every entry this writer made (so their contents are known without
+        #: asking the disk): the ones it created, and the root if it started empty
+        self._made: set[str] = {""} if _empty(self._root) else set()
+        #: names of regular files (and hard links) this writer created or is creating
+        self._claimed: set[str] = set()
         self._symlinks: list[tuple[str, str]] = []
         self._link_names: set[str] = set()
+        #: name -> the future of the batch writing it (dropped when the batch is done)
         self._pending: dict[str, Future[None]] = {}
+        #: small writes not yet handed to a worker: one task per ~BATCH_FILES members keeps
+        #: the thread hand-offs (and futures) per file low
+        self._batch: list[Callable[[], None]] = []
+        self._batch_names: list[str] = []
+        self._batch_bytes = 0
+        self._in_flight = threading.BoundedSemaphore(MAX_BATCHES_IN_FLIGHT)
+        self._failure: Optional[BaseException] = None
         self._pool: Optional[ThreadPoolExecutor] = None
         self._queued = 0
         self._queue_cv = threading.Condition()
         self._lock = threading.Lock()
+        self._umask = _umask()
 
     # names -------------------------------------------------------------------------------
     def refuse(self, member: str, reason: str) -> UnsafeArchiveMember:
@@ -128,9 +164,20 @@ class SafeWriter:
         if member.startswith(("/", "\\")) or (len(member) > 1 and member[1] == ":"):
             raise self.refuse(member, "absolute path")
         parts = [p for p in member.split("/") if p not in ("", ".")]
-        if any(".." in p.split("\\") for p in parts):
+        if ".." in member and any(".." in p.split("\\") for p in parts):
             raise self.refuse(member, "path leads outside the target ('..')")
+        if len(member) > NAME_MAX // 4:  # only then may a part be over NAME_MAX bytes
+            self._check_lengths(member, parts)
         return "/".join(parts)
+
+    def _check_lengths(self, member: str, parts: list[str]) -> None:
+        """Names the file system cannot hold are the archive's fault (exit 6), not ours."""
+        encoded = [os.fsencode(p) for p in parts]
+        longest = max(encoded, key=len, default=b"")
+        if len(longest) > NAME_MAX:
+            raise self.refuse(member, f"a name of {len(longest)} bytes (the limit is {NAME_MAX})")
+        if len(os.fsencode(self._root)) + sum(len(p) + 1 for p in encoded) >= PATH_MAX:
+            raise self.refuse(member, f"the path is longer than {PATH_MAX} bytes")
 
     def clean_name(self, member: str) -> str:
         """The member's path relative to the root ("" if stripped away), or UnsafeArchiveMember."""
@@ -142,19 +189,23 @@ class SafeWriter:
     def _recorded_name(self, rel: str) -> str:
         return f"{self.prefix}/{rel}" if self.prefix else rel
 
+    def _path(self, rel: str) -> str:
+        return f"{self._root}/{rel}"
+
     # members -----------------------------------------------------------------------------
     def directory(self, member: str) -> None:
         rel = self.clean_name(member)
         if rel:
+            self._refuse_reserved(member, rel, is_dir=True)
             self._make_dirs(member, rel)
 
     def file(
         self, member: str, chunks: Iterable[bytes], mode: int = 0o644, mtime: Optional[float] = None
     ) -> None:
         """Write a member now, in this thread (for large or streamed members)."""
-        path = self._plan(member)
-        if path is not None:
-            self._write(member, path, chunks, mode, mtime)
+        rel = self._plan(member)
+        if rel is not None:
+            self._write(rel, chunks, mode, mtime)
 
     def file_later(
         self,
@@ -169,35 +220,31 @@ class SafeWriter:
         ``queued_bytes`` is how much memory ``source`` holds until it runs (member data
         already read); the caller blocks while too much is queued.
         """
-        path = self._plan(member)
-        if path is None:
+        rel = self._plan(member)
+        if rel is None:
             return
         self._reserve(queued_bytes)
 
         def job() -> None:
             try:
-                self._write(member, path, source(), mode, mtime)
+                self._write(rel, source(), mode, mtime)
             finally:
                 self._release(queued_bytes)
 
-        rel = self._rel_of(path)
-        self._pending[rel] = self._executor().submit(job)
-        self._raise_failures()
+        self._queue(rel, job, queued_bytes)
 
     def sink(self, member: str, mode: int = 0o644) -> Optional[MemberSink]:
         """A file to ``write()`` a member into (for libraries that push bytes); None if stripped."""
-        path = self._plan(member)
-        return None if path is None else MemberSink(self, path, mode)
+        rel = self._plan(member)
+        return None if rel is None else MemberSink(self, rel, mode)
 
     def adopt(self, member: str, src: Path, mode: int = 0o644) -> None:
         """Move a regular file an external tool wrote (in our private folder) into place."""
-        path = self._plan(member)
-        if path is None:
+        rel = self._plan(member)
+        if rel is None:
             return
-        os.rename(src, path)
-        rel = self._rel_of(path)
-        self._pending[rel] = self._executor().submit(self._hash_adopted, member, path, mode)
-        self._raise_failures()
+        os.rename(src, self._path(rel))
+        self._queue(rel, lambda: self._hash_adopted(rel, mode), 0)
 
     def hardlink(self, member: str, target: str) -> None:
         rel = self.clean_name(member)
@@ -208,23 +255,25 @@ class SafeWriter:
         if not rel:
             return
         self._wait_for(target_rel)
-        source = self._files.get(target_rel)
+        source = self._recorded(target_rel)
         if source is not None and target_rel == rel:
             return  # GNU tar stores a file archived twice as a link to itself: it is there
         if source is None:
             raise self.refuse(
                 member, f"hard link to {target!r}, which is not a file extracted before it"
             )
+        self._refuse_reserved(member, rel, is_dir=False)
         path = self._prepare(member, rel)
         try:
-            os.link(self.root / target_rel, path, follow_symlinks=False)
-        except OSError:  # file systems without hard links get a copy
-            with open(self.root / target_rel, "rb") as src, open(path, "xb") as dst:
+            os.link(self._path(target_rel), path, follow_symlinks=False)
+        except OSError as e:  # file systems without hard links get a copy
+            self._refuse_too_long(member, e)
+            with open(self._path(target_rel), "rb") as src, open(path, "xb") as dst:
                 while chunk := src.read(READ_CHUNK):
                     dst.write(chunk)
         if self.budget is not None:
-            self.budget.spend(source.size, self.archive)
-        self._remember(rel, source)
+            self.budget.spend(source["size"], self.archive)
+        self._remember(rel, source["size"], source["sha256"])
 
     def symlink(self, member: str, target: str) -> None:
         rel = self.clean_name(member)
@@ -237,6 +286,9 @@ class SafeWriter:
         lexical = os.path.normpath(os.path.join(os.path.dirname(rel), target))
         if lexical == ".." or lexical.startswith("../"):
             raise self.refuse(member, f"symlink leads outside the target ({target!r})")
+        if self._reserved(rel):
+            return  # the marker takes that name, as for a file member
+        self._refuse_reserved(member, rel, is_dir=False)
         self._symlinks.append((rel, target))
         self._link_names.add(rel)
 
@@ -244,7 +296,7 @@ class SafeWriter:
     def wrote_anything(self) -> bool:
         """Whether this archive gave at least one file, link or folder (an empty one is an
         error for the caller, not an empty dataset)."""
-        return bool(self._files or self._symlinks or len(self._dirs) > 1)
+        return bool(self._claimed or self._symlinks or len(self._dirs) > 1)
 
     def special(self, member: str, what: str) -> None:
         raise self.refuse(member, f"{what} members are not allowed")
@@ -254,19 +306,27 @@ class SafeWriter:
         self.drain()
         for rel, target in self._symlinks:
             path = self._prepare(rel, rel)
-            os.symlink(target, path)
+            try:
+                os.symlink(target, path)
+            except OSError as e:
+                self._refuse_too_long(rel, e)
+                raise
         for rel, target in self._symlinks:
-            resolved = os.path.realpath(self.root / rel)
+            resolved = os.path.realpath(self._path(rel))
             if not _inside(resolved, self.real_root):
                 raise self.refuse(rel, f"symlink leads outside the target ({target!r})")
             self.record[self._recorded_name(rel)] = {"symlink": target}
 
     def drain(self) -> None:
         """Wait for every queued write; re-raise the first failure."""
-        pending, self._pending = self._pending, {}
         try:
-            for future in pending.values():
-                future.result()
+            self._flush()
+            while self._pending:
+                with self._lock:
+                    futures = list(self._pending.values())
+                for future in futures:
+                    future.result()
+            self._raise_failures()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
@@ -277,46 +337,119 @@ class SafeWriter:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-        self._pending.clear()
+        with self._lock:
+            self._pending.clear()
+        self._batch.clear()
+        self._batch_names.clear()
 
     # helpers -----------------------------------------------------------------------------
-    def _plan(self, member: str) -> Optional[Path]:
+    def _plan(self, member: str) -> Optional[str]:
         """Check the name and make room for a file member; None if stripped away."""
         rel = self.clean_name(member)
         if not rel:
             if self.check_name(member) and self.strip:
                 return None  # a file above the stripped depth, as tar --strip-components skips
             raise self.refuse(member, "a file member without a name")
-        return self._prepare(member, rel)
+        if self._reserved(rel):
+            return None  # the marker takes that name; the member is left out, as before
+        self._refuse_reserved(member, rel, is_dir=False)
+        self._prepare(member, rel)
+        return rel
 
-    def _rel_of(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
+    def _reserved(self, rel: str) -> bool:
+        """A file member named like datastage's own marker files at the dataset's top."""
+        return not self.prefix and rel in RESERVED_NAMES
 
-    def _write(
-        self, member: str, path: Path, chunks: Iterable[bytes], mode: int, mtime: Optional[float]
-    ) -> None:
-        hasher = Hasher()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(path, flags, 0o755 if mode & 0o111 else 0o644)
-        with os.fdopen(fd, "wb", buffering=0) as out:
+    def _refuse_reserved(self, member: str, rel: str, is_dir: bool) -> None:
+        """A folder (or a path through one) named like the marker would take its place."""
+        if self.prefix:
+            return
+        top, sep, _ = rel.partition("/")
+        if top in RESERVED_NAMES and (sep or is_dir):
+            raise self.refuse(member, f"{top!r} is the name of datastage's completion marker")
+
+    def _refuse_too_long(self, member: str, e: OSError) -> None:
+        if e.errno == errno.ENAMETOOLONG:
+            raise self.refuse(member, "the name is too long for the file system") from e
+
+    def _queue(self, rel: str, job: Callable[[], None], size: int) -> None:
+        self._raise_failures()
+        self._batch.append(job)
+        self._batch_names.append(rel)
+        self._batch_bytes += size
+        if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Hand the queued small writes to a worker as one task."""
+        if not self._batch:
+            return
+        jobs, names = self._batch, self._batch_names
+        self._batch, self._batch_names, self._batch_bytes = [], [], 0
+        while not self._in_flight.acquire(timeout=0.5):  # bounded: memory stays flat
+            self._raise_failures()
+        try:
+            future = self._executor().submit(_run_all, jobs)
+        except BaseException:
+            self._in_flight.release()
+            raise
+        with self._lock:
+            for rel in names:
+                self._pending[rel] = future
+        future.add_done_callback(lambda f: self._settled(names, f))
+
+    def _settled(self, names: list[str], future: Future[None]) -> None:
+        """Done-callback: forget a finished batch; keep the first failure for the main thread."""
+        self._in_flight.release()
+        error = None if future.cancelled() else future.exception()
+        with self._lock:
+            for rel in names:
+                if self._pending.get(rel) is future:
+                    del self._pending[rel]
+            if error is not None and self._failure is None:
+                self._failure = error
+
+    def _write(self, rel: str, chunks: Iterable[bytes], mode: int, mtime: Optional[float]) -> None:
+        hasher = hashlib.sha256()
+        size = 0
+        fd = self._create(rel, mode)
+        try:
             for chunk in chunks:
                 if self.budget is not None:
                     self.budget.spend(len(chunk), self.archive)
-                out.write(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
                 hasher.update(chunk)
-        if mtime is not None:
-            os.utime(path, (mtime, mtime))
-        self._remember(self._rel_of(path), Recorded(hasher.size, hasher.hexdigests()["sha256"]))
+                size += len(chunk)
+            if mtime is not None:
+                os.utime(fd, (mtime, mtime))
+        finally:
+            os.close(fd)
+        self._remember(rel, size, hasher.hexdigest())
 
-    def _hash_adopted(self, member: str, path: Path, mode: int) -> None:
-        hasher = Hasher()
+    def _create(self, rel: str, mode: int) -> int:
+        """Open a new file for a member; the file system's refusals become the archive's."""
+        try:
+            return os.open(self._path(rel), _CREATE, 0o755 if mode & 0o111 else 0o644)
+        except FileExistsError:  # e.g. names differing only in case, on a folding file system
+            raise self.refuse(rel, "another member already has this name here") from None
+        except OSError as e:
+            self._refuse_too_long(rel, e)  # a file system with a shorter limit than 255
+            raise
+
+    def _hash_adopted(self, rel: str, mode: int) -> None:
+        hasher = hashlib.sha256()
+        size = 0
+        path = self._path(rel)
         with open(path, "rb", buffering=0) as f:
             while chunk := f.read(READ_CHUNK):
                 if self.budget is not None:
                     self.budget.spend(len(chunk), self.archive)
                 hasher.update(chunk)
-        os.chmod(path, 0o755 if mode & 0o111 else 0o644)
-        self._remember(self._rel_of(path), Recorded(hasher.size, hasher.hexdigests()["sha256"]))
+                size += len(chunk)
+        os.chmod(path, (0o755 if mode & 0o111 else 0o644) & ~self._umask)
+        self._remember(rel, size, hasher.hexdigest())
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -324,6 +457,8 @@ class SafeWriter:
         return self._pool
 
     def _reserve(self, n: int) -> None:
+        if self._queued and self._queued + n > MAX_QUEUED_BYTES:
+            self._flush()  # what waits in the batch must not wait for itself
         with self._queue_cv:
             while self._queued and self._queued + n > MAX_QUEUED_BYTES:
                 self._queue_cv.wait(0.5)
@@ -336,19 +471,21 @@ class SafeWriter:
             self._queue_cv.notify_all()
 
     def _raise_failures(self) -> None:
-        """Surface a worker's error promptly instead of after the whole archive is read."""
-        if len(self._pending) < 256:
-            return
-        done = [rel for rel, f in self._pending.items() if f.done()]
-        for rel in done:
-            self._pending.pop(rel).result()
+        """Surface a worker's error promptly instead of after the whole archive is read (O(1))."""
+        if self._failure is not None:
+            raise self._failure
 
     def _wait_for(self, rel: str) -> None:
-        future = self._pending.pop(rel, None)
+        if rel in self._claimed and rel in self._batch_names:
+            self._flush()
+        with self._lock:
+            future = self._pending.get(rel)
         if future is not None:
             future.result()
 
     def _make_dirs(self, member: str, rel: str) -> None:
+        if rel in self._dirs:
+            return
         parts = rel.split("/")
         for i in range(1, len(parts) + 1):
             sub = "/".join(parts[:i])
@@ -356,26 +493,45 @@ class SafeWriter:
                 continue
             if sub in self._link_names:  # links are made last; refuse what would go through
                 raise self.refuse(member, f"would be written through the symlink {sub!r}")
-            self._wait_for(sub)  # a file of that name may still be being written
-            path = self.root / sub
+            if sub in self._claimed:
+                self._wait_for(sub)  # a file of that name may still be being written
+                raise self.refuse(member, f"{sub!r} is a file, not a folder")
+            path = self._path(sub)
             try:
-                st = os.lstat(path)
-            except FileNotFoundError:
                 os.mkdir(path, 0o755)
-            else:
+            except FileExistsError:
+                st = os.lstat(path)
                 if stat.S_ISLNK(st.st_mode):
-                    raise self.refuse(member, f"would be written through the symlink {sub!r}")
+                    raise self.refuse(
+                        member, f"would be written through the symlink {sub!r}"
+                    ) from None
                 if not stat.S_ISDIR(st.st_mode):
-                    raise self.refuse(member, f"{sub!r} is a file, not a folder")
+                    raise self.refuse(member, f"{sub!r} is a file, not a folder") from None
+            except OSError as e:
+                self._refuse_too_long(member, e)
+                raise
+            else:
+                self._made.add(sub)
             self._dirs.add(sub)
 
-    def _prepare(self, member: str, rel: str) -> Path:
-        """Make the parent folders; clear the final name (a later member replaces an earlier)."""
+    def _prepare(self, member: str, rel: str) -> str:
+        """Make the parent folders; clear the final name (a later member replaces an earlier).
+
+        Returns the path to create. Costs no system call when the parent folder is one this
+        writer made and the name is new (the usual case: one member, one name).
+        """
         parent = rel.rpartition("/")[0]
-        if parent:
+        if parent not in self._dirs:
             self._make_dirs(member, parent)
+        if rel in self._dirs:
+            raise self.refuse(member, "a folder of the same name was extracted before it")
+        path = self._path(rel)
+        ours = rel in self._claimed
+        if not ours:
+            self._claimed.add(rel)
+            if parent in self._made:
+                return path  # nothing of that name: this writer made the folder and not it
         self._wait_for(rel)
-        path = self.root / rel
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -384,30 +540,34 @@ class SafeWriter:
             raise self.refuse(member, "a folder of the same name was extracted before it")
         os.unlink(path)
         with self._lock:
-            old = self._files.pop(rel, None)
-            self.record.pop(self._recorded_name(rel), None)
-        if old is not None and self.budget is not None:
-            self.budget.spend(-old.size, self.archive)  # replaced, no longer on disk
+            old = self.record.pop(self._recorded_name(rel), None)
+        if ours and old is not None and self.budget is not None and "size" in old:
+            self.budget.spend(-old["size"], self.archive)  # replaced, no longer on disk
         return path
 
-    def _remember(self, rel: str, recorded: Recorded) -> None:
+    def _recorded(self, rel: str) -> Optional[dict[str, Any]]:
+        """What this writer recorded for a regular file it created (None: not one of ours)."""
+        if rel not in self._claimed:
+            return None
+        entry = self.record.get(self._recorded_name(rel))
+        return entry if entry is not None and "sha256" in entry else None
+
+    def _remember(self, rel: str, size: int, sha256: str) -> None:
+        entry = {"size": size, "sha256": sha256}
+        name = self._recorded_name(rel)
         with self._lock:
-            self._files[rel] = recorded
-            self.record[self._recorded_name(rel)] = {
-                "size": recorded.size,
-                "sha256": recorded.sha256,
-            }
+            self.record[name] = entry
 
 
 class MemberSink:
     """Push-style counterpart of ``SafeWriter.file``: write(), then close() records the file."""
 
-    def __init__(self, writer: SafeWriter, path: Path, mode: int) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    def __init__(self, writer: SafeWriter, rel: str, mode: int) -> None:
         self._writer = writer
-        self._path = path
-        self._fd = os.open(path, flags, 0o755 if mode & 0o111 else 0o644)
-        self._hasher = Hasher()
+        self._rel = rel
+        self._fd = writer._create(rel, mode)
+        self._hasher = hashlib.sha256()
+        self._size = 0
 
     def write(self, data: bytes) -> int:
         if self._writer.budget is not None:
@@ -416,6 +576,7 @@ class MemberSink:
         while view:
             view = view[os.write(self._fd, view) :]
         self._hasher.update(data)
+        self._size += len(data)
         return len(data)
 
     def skip(self, n: int) -> None:
@@ -436,8 +597,41 @@ class MemberSink:
         os.ftruncate(self._fd, os.lseek(self._fd, 0, os.SEEK_CUR))  # a file ending in a hole
         os.close(self._fd)
         self._fd = -1
-        recorded = Recorded(self._hasher.size, self._hasher.hexdigests()["sha256"])
-        self._writer._remember(self._writer._rel_of(self._path), recorded)
+        self._writer._remember(self._rel, self._size, self._hasher.hexdigest())
+
+
+def _run_all(jobs: list[Callable[[], None]]) -> None:
+    for job in jobs:
+        job()
+
+
+def without_umask(mode: int) -> int:
+    """``mode`` as the user's umask allows it: an explicit chmod must not widen what
+    ``open``/``mkdir`` would have created (a umask of 077 keeps a dataset private)."""
+    return mode & ~_umask()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask sets it: racy with threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:  # no /proc (macOS): set and restore it once
+        current = os.umask(0o22)
+        os.umask(current)
+    return current
+
+
+def _empty(folder: str) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
 
 
 def _inside(path: str, root: str) -> bool:
