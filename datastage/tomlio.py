@@ -26,7 +26,9 @@ MAX_DEPTH = 64  # tables and arrays inside each other; no real manifest gets nea
 # A dotted key of more than MAX_DEPTH parts (a.b.c...). tomllib's time grows with the square of
 # a key's parts (50,000 parts: a minute), so such a key is refused before parsing.
 # Only where a key can start (a line, a [table] header, after "{" or ","), not inside values.
-_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*')[ \t]*\.[ \t]*"""
+# A basic-string part may hold escaped quotes ("a\"b"): they are skipped, not taken for its end,
+# else 50,000 such parts pass unseen and take tomllib a minute.
+_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')[ \t]*\.[ \t]*"""
 _LONG_DOTTED_KEY = re.compile(
     rf"(?:^|[{{,\[])[ \t]*(?:{_KEY_PART}){{{MAX_DEPTH + 1},}}", re.MULTILINE
 )

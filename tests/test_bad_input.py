@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import pytest
 
-from datastage import api, errors, manifest, userconfig
+from datastage import api, errors, manifest, tomlio, userconfig
 from datastage.errors import ManifestError, UsageError
 from tests.conftest import run_cli, sha256, tree
 from tests.inprocess import cli
@@ -93,6 +93,26 @@ DEEP = {
     "dotted keys": "name = 'x'\n" + "a." * 50_000 + "b = 1\n",
     "moderately deep": "name = 'x'\nfiles = " + "[" * 200 + "]" * 200 + "\n",
 }
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        '"a\\"b"',  # an escaped quote used to end the pre-parse check's count of parts
+        '"\\\\x"',
+        "'lit'",
+        ' "a\\"b" ',
+    ],
+)
+@pytest.mark.parametrize("where", ["{} = 1", "[{}]", "[[{}]]", "t = {{ {} = 1 }}"])
+def test_long_dotted_key_of_quoted_parts_is_refused_before_parsing(key, where):
+    """tomllib's time grows with the square of a dotted key's parts (20,000 escaped-quote parts:
+    ten seconds): every spelling of a part counts, so such a key never reaches it."""
+    text = "name = 'x'\n" + where.format(".".join([key] * 2 * tomlio.MAX_DEPTH)) + "\n"
+    with pytest.raises(tomlio.BadTOML, match="a dotted key nested more than"):
+        tomlio.loads(text)
+    short = "name = 'x'\n" + where.format(".".join([key] * 3)) + "\n"
+    assert tomlio.loads(short)["name"] == "x"
 
 
 NESTED = re.compile(r"nested (too deeply|more than \d+ levels deep)")
