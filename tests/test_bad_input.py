@@ -498,3 +498,34 @@ def test_manifest_of_a_non_utf8_file_loads_and_stages_the_same_name(ds, tmp_path
     done = ds("get", str(out), "--to", str(tmp_path / "out"), "-q")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "odd" / os.fsdecode(b"\xe9t\xe9.bin")).read_bytes() == DATA
+
+
+@pytest.mark.parametrize(
+    "variable, value, target",
+    [
+        ("HF_ENDPOINT", "http://[::1", "hf://datasets/a/b"),
+        ("HF_ENDPOINT", "https://m.example,http://127.0.0.1:99999", "hf://datasets/a/b"),
+        ("AWS_ENDPOINT_URL", "http://[::1", "s3://b/k.zip"),
+        ("DATASTAGE_GDRIVE_ENDPOINT", "http://[::1", "gdrive://abc"),
+        ("DATASTAGE_SHARED_CACHE", "s3://[::1", "FILE"),
+    ],
+)
+def test_malformed_urls_in_the_environment_are_usage_errors(
+    ds, tmp_path, monkeypatch, variable, value, target
+):
+    """The environment is checked like the flags: it used to be an internal error (exit 1)."""
+    (tmp_path / "f.txt").write_bytes(DATA)
+    monkeypatch.setenv(variable, value)
+    target = str(tmp_path / "f.txt") if target == "FILE" else target
+    done = ds("get", target, "--to", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stderr
+    _one_error(done.stderr, variable, "not a valid URL")
+    assert done.stderr.splitlines()[1] == f"hint: fix or unset {variable}"
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_set_refuses_a_shared_cache_url_that_cannot_be_parsed(ds):
+    done = ds("config", "set", "shared_cache", "s3://[::1")
+    assert done.returncode == 2, done.stderr
+    _one_error(done.stderr, "shared_cache")
+    assert not Path(os.environ["DATASTAGE_CONFIG"]).exists()
