@@ -284,6 +284,11 @@ def check_url(url: str) -> Optional[str]:
     if bad is not None:
         return f"{_shown(url)} contains the control character {bad.group()!r}; percent-encode it"
     netloc = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]
+    if url[:7].lower() == "file://":  # read as a local path (sources/local.py): decoded bytes
+        if netloc not in ("", "localhost"):
+            return f"{_shown(url)} names the host {_shown(netloc)}; a file:// URL is a local path"
+        if "%00" in url:
+            return f"{_shown(url)} contains a NUL character (%00)"
     if url.isascii() and netloc and not _TRICKY_NETLOC.search(netloc):
         return None  # a plain host name: nothing below can fail (fast for 100k-file listings)
     try:

@@ -529,3 +529,25 @@ def test_config_set_refuses_a_shared_cache_url_that_cannot_be_parsed(ds):
     assert done.returncode == 2, done.stderr
     _one_error(done.stderr, "shared_cache")
     assert not Path(os.environ["DATASTAGE_CONFIG"]).exists()
+
+
+@pytest.mark.parametrize(
+    "url, words",
+    [
+        ("file://{dir}/f%00.txt", ["NUL"]),  # %00 decodes to a NUL in the path: exit 1 before
+        ("file://{dir}/%00", ["NUL"]),
+        ("file://elsewhere{dir}/f.txt", ["names the host"]),  # read the local path instead
+    ],
+)
+def test_file_urls_that_name_no_local_path_are_refused(ds, tmp_path, url, words):
+    (tmp_path / "f.txt").write_bytes(DATA)
+    url = url.format(dir=tmp_path)
+    path = tmp_path / "m.toml"
+    path.write_text(f'name = "t"\n[[files]]\nurl = "{url}"\nname = "x.txt"\n')
+    done = ds("get", str(path), "--to", str(tmp_path / "out"))
+    assert done.returncode == 3, done.stderr
+    assert "files[0].url" in _one_error(done.stderr, *words)
+    done = ds("get", url, "--to", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stderr
+    _one_error(done.stderr, *words)
+    assert not (tmp_path / "out").exists()
