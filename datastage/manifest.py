@@ -184,11 +184,13 @@ class Manifest:
 def load(path: Path) -> Manifest:
     """Read and validate a manifest file; every problem is a ManifestError naming the file."""
     try:
-        raw = path.read_bytes()
+        raw = tomlio.read(path)
     except FileNotFoundError:
         raise ManifestError(f"manifest {path}: no such file") from None
     except OSError as e:
         raise ManifestError(f"manifest {path}: cannot read: {e.strerror or e}") from e
+    except tomlio.BadTOML as e:
+        raise ManifestError(f"manifest {path}: cannot read: {e}") from None
     try:
         text = tomlio.decode(raw)
     except tomlio.BadTOML as e:

@@ -12,9 +12,12 @@ Python parses.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 if sys.version_info >= (3, 11):
@@ -34,8 +37,28 @@ _LONG_DOTTED_KEY = re.compile(
 )
 
 
+MAX_BYTES = 256 * 1024 * 1024  # a 100,000-file manifest is ~20 MB; /dev/zero is endless
+
+
 class BadTOML(ValueError):
     """Why some text is not TOML datastage can use; ``str()`` is one line."""
+
+
+def read(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_BYTES, or BadTOML.
+
+    A FIFO (or a link to one) named ``x.toml`` in a registry folder would block ``open`` for
+    ever, and ``/dev/zero`` would fill the memory: the file is opened without blocking and
+    refused unless it is a regular file. OSError (missing, unreadable) is the caller's to word.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadTOML("not a regular file")
+        data = f.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise BadTOML(f"larger than {MAX_BYTES // (1024 * 1024)} MiB")
+    return data
 
 
 def decode(data: bytes) -> str:

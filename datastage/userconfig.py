@@ -65,11 +65,14 @@ def load() -> dict[str, Any]:
     """
     where = path()
     try:
-        raw = where.read_bytes()
+        raw = tomlio.read(where)
     except FileNotFoundError:
         return {}
     except OSError as e:
         raise UsageError(f"cannot read config file {where}: {e.strerror or e}", _hint(where)) from e
+    except tomlio.BadTOML as e:  # a FIFO or /dev/zero: never "delete" it, point elsewhere
+        hint = f"{PATH_ENV}=FILE uses another file"
+        raise UsageError(f"cannot read config file {where}: {e}", hint) from None
     try:
         data = tomlio.loads(tomlio.decode(raw))
     except tomlio.BadTOML as e:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 import random
 import re
+import resource
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Optional
@@ -551,3 +554,62 @@ def test_file_urls_that_name_no_local_path_are_refused(ds, tmp_path, url, words)
     assert done.returncode == 2, done.stderr
     _one_error(done.stderr, *words)
     assert not (tmp_path / "out").exists()
+
+
+def _not_a_file(tmp_path: Path, kind: str, name: str) -> Path:
+    """A FIFO (``open`` blocks for ever) or a link to /dev/zero (reading fills the memory)."""
+    path = tmp_path / name
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    return path
+
+
+def _run_capped(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """run_cli with 2 GiB of address space: reading /dev/zero ends in MemoryError, not swap."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    return subprocess.run(
+        [sys.executable, "-m", "datastage", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **env},
+        preexec_fn=cap,
+    )
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero"])
+def test_a_registry_manifest_that_is_no_regular_file_is_one_error(tmp_path, kind):
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    _not_a_file(registry, kind, "trap.toml")
+    env = {"DATASTAGE_REGISTRY": str(registry)}
+    for args in (["info", "trap"], ["info", str(registry / "trap.toml")]):
+        done = _run_capped(*args, env=env)
+        assert done.returncode == 3, done.stderr
+        _one_error(done.stderr, "trap.toml", "not a regular file")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero"])
+def test_a_config_file_that_is_no_regular_file_is_one_error(tmp_path, folder, kind):
+    config = _not_a_file(tmp_path, kind, "config.toml")
+    done = _run_capped(
+        "get", str(folder), "--to", str(tmp_path / "out"), env={"DATASTAGE_CONFIG": str(config)}
+    )
+    assert done.returncode == 2, done.stderr
+    _one_error(done.stderr, str(config), "not a regular file")
+    assert "delete" not in done.stderr  # never "delete /dev/zero"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_manifest_larger_than_the_limit_is_one_error(ds, tmp_path, monkeypatch):
+    monkeypatch.setattr(tomlio, "MAX_BYTES", 1000)
+    path = tmp_path / "big.toml"
+    path.write_text("name = 'x'\n" + "# padding\n" * 200)
+    done = ds("info", str(path))
+    assert done.returncode == 3, done.stderr
+    _one_error(done.stderr, str(path), "larger than")
