@@ -613,3 +613,21 @@ def test_a_manifest_larger_than_the_limit_is_one_error(ds, tmp_path, monkeypatch
     done = ds("info", str(path))
     assert done.returncode == 3, done.stderr
     _one_error(done.stderr, str(path), "larger than")
+
+
+@pytest.mark.parametrize(
+    "raw", [b"back\\slash", b"p%25 #?.bin", b"nl\nx", b"\xe9\\t\xe9 %2F#?.bin", b"%", b"\\"]
+)
+def test_local_file_names_are_staged_byte_for_byte(tmp_path, raw):
+    """A backslash is an ordinary character of a local name (it became a folder); %, #, ?,
+    spaces and newlines, UTF-8 or not, come back as the same bytes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / os.fsdecode(raw)).write_bytes(DATA)
+    to = tmp_path / "out"
+    for target, name in ((src / os.fsdecode(raw), "one"), (src, "all")):
+        done = run_cli("get", str(target), "--to", str(to), "--name", name)
+        assert done.returncode == 0, done.stderr
+        staged = to / name
+        assert sorted(os.listdir(os.fsencode(staged))) == sorted([b".datastage.json", raw])
+        assert (staged / os.fsdecode(raw)).read_bytes() == DATA
