@@ -390,12 +390,12 @@ def test_bad_name_option_is_a_usage_error(ds, tmp_path, folder, name):
     assert not (tmp_path / "out").exists()
 
 
-
 def test_name_option_keeps_its_case(ds, tmp_path, folder):
     """A one-liner's folder keeps the case the user gives it, as it keeps a file's own name."""
     done = ds("get", "./", "--to", str(tmp_path / "out"), "--name", "My_Corpus", cwd=folder)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "My_Corpus").is_dir()
+
 
 # -- a small fuzz of both loaders ----
 
