@@ -631,3 +631,16 @@ def test_local_file_names_are_staged_byte_for_byte(tmp_path, raw):
         staged = to / name
         assert sorted(os.listdir(os.fsencode(staged))) == sorted([b".datastage.json", raw])
         assert (staged / os.fsdecode(raw)).read_bytes() == DATA
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_manifest_problems_seen_from_python_hide_credentials(count):
+    """``e.problems`` and ``e.summary`` are what a notebook shows: redacted like ``str(e)``."""
+    urls = ["http://u:SECRETPW@[::1/x?token=SECRETTOK", "htps://u:SECRETPW@h/x"][:count]
+    with pytest.raises(errors.InvalidManifest) as caught:
+        manifest.from_dict({"name": "x", "files": [{"url": u} for u in urls]})
+    e = caught.value
+    assert len(e.problems) == count
+    for text in (*e.problems, e.summary, str(e)):
+        assert "SECRET" not in text, text
+    assert "***@" in e.problems[0]
