@@ -235,7 +235,7 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
     )
     for sub in subsets:
         if sub.whole:
-            files += tuple(f for f in sub.files if f not in files)
+            files = _union(files, sub.files)
             if sub.root == root:  # a layout is relative to its root
                 layout = layout.merged(sub.layout)
     if not files and not v.problems:
@@ -426,9 +426,16 @@ def _with_includes(
     for other in includes:
         if other not in parsed or parsed[other][1]:
             v.fail(f"subsets.{sub}.includes", f"{_shown(other)} is not a subset with its own files")
-        files += tuple(f for f in parsed[other][0].files if f not in files)
+        files = _union(files, parsed[other][0].files)
         layout = layout.merged(parsed[other][0].layout)
     return replace(manifest, files=files, layout=layout)
+
+
+def _union(files: tuple[FileEntry, ...], more: tuple[FileEntry, ...]) -> tuple[FileEntry, ...]:
+    """``files`` then those of ``more`` not among them, in order. A set, not ``f not in files``:
+    that compared every entry with every earlier one (10,000 + 10,000 files: a minute)."""
+    seen = set(files)
+    return files + tuple(f for f in more if f not in seen)
 
 
 def _subset_key(name: str) -> str:

@@ -7,6 +7,8 @@ For each size N, seconds to refuse (median of 3):
 
     problems      a manifest of N ``[[files]]`` entries, each with an unknown key: N problems
                   collected (InvalidManifest); each note used to scan the list of earlier ones
+    whole subset  a valid manifest of N files and a subset of N more: merging the subset's files
+                  into the whole dataset compared each with every earlier one (N*N)
     dotted key    one key of N escaped-quote parts ("a\\"b"."a\\"b"....); tomllib's parse of it
                   is quadratic, tomlio refuses it before parsing
 
@@ -45,6 +47,19 @@ def _problems(n: int) -> Callable[[], None]:
     return run
 
 
+def _subset(n: int) -> Callable[[], None]:
+    text = "name = 'x'\n" + "".join(f'[[files]]\nurl = "http://h/{i}"\n' for i in range(n))
+    text += "[subsets.a]\n" + "".join(
+        f'[[subsets.a.files]]\nurl = "http://h/a{i}"\n' for i in range(n)
+    )
+    data = tomlio.loads(text)
+
+    def run() -> None:
+        assert len(manifest.from_dict(data).files) == 2 * n
+
+    return run
+
+
 def _dotted(n: int) -> Callable[[], None]:
     text = "name = 'x'\n" + ".".join(['"a\\"b"'] * n) + " = 1\n"
 
@@ -72,7 +87,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="5000,10000,20000")
     sizes = [int(s) for s in parser.parse_args().sizes.split(",")]
     print(f"{'case':<12} " + " ".join(f"{n:>10}" for n in sizes))
-    for label, make in (("problems", _problems), ("dotted key", _dotted)):
+    cases = (("problems", _problems), ("whole subset", _subset), ("dotted key", _dotted))
+    for label, make in cases:
         print(f"{label:<12} " + " ".join(f"{_median(make(n)):>9.3f}s" for n in sizes))
 
 
