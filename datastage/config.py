@@ -81,11 +81,34 @@ def resolve(**flags: Any) -> Settings:
         elif os.environ.get(ENV[f.name], "").strip():
             values[f.name] = _from_env(f.name, os.environ[ENV[f.name]].strip())
     _add_file_and_platform_values(values)
+    _check_urls(values, flags)
     if "cache_dir" not in values:
         values["cache_dir"] = default_cache_dir()
     values["cache_dir"] = Path(values["cache_dir"]).expanduser().absolute()
     _check_patience(values)
     return replace(Settings(cache_dir=values["cache_dir"]), **values)
+
+
+URL_SETTINGS = ("hf_endpoint", "s3_endpoint", "gdrive_endpoint", "shared_cache")
+
+
+def _check_urls(values: dict[str, Any], flags: dict[str, Any]) -> None:
+    """Endpoints (HF_ENDPOINT may list several, comma-separated) and the shared cache must be
+    URLs the libraries can parse: ``http://[::1`` in the environment or the config file used to
+    end in a traceback inside huggingface_hub, botocore or urllib, far from where it was set."""
+    from .manifest import check_url
+
+    for name in URL_SETTINGS:
+        text = str(values.get(name) or "")
+        for url in text.split(",") if name == "hf_endpoint" else [text]:
+            reason = check_url(url.strip()) if url.strip() else None
+            if not reason:
+                continue
+            if flags.get(name) is not None:
+                raise UsageError(f"--{name.replace('_', '-')}: {reason}")
+            if os.environ.get(ENV[name], "").strip():
+                raise UsageError(f"{ENV[name]}: {reason}", hint=f"fix or unset {ENV[name]}")
+            raise UsageError(f"{name}: {reason}")  # the config file refuses one at load
 
 
 def _check_patience(values: dict[str, Any]) -> None:

@@ -68,7 +68,13 @@ def manifest_for(
             raise UsageError(f"--sha256: {e}") from None
     url = target if URL_SCHEME.match(target) else str(Path(target).expanduser().absolute())
     remember(url)  # a listing error names it before any manifest entry exists
-    files = sources.for_url(url, settings).list(url)
+    source = sources.for_url(url, settings)
+    files = source.list(url)
+    from .sources.local import LocalSource
+
+    # A remote listing may put a backslash between folders (a Windows upload); in a local POSIX
+    # name it is an ordinary character: a file named back\slash is staged under that name.
+    local = isinstance(source, LocalSource)
     if sha256 and len(files) != 1:
         raise UsageError(
             f"--sha256 names one file, but {target} holds {len(files)} files",
@@ -76,7 +82,8 @@ def manifest_for(
         )
     entries: list[dict[str, Any]] = []
     for f in files:
-        folder, _, file_name = f.name.replace("\\", "/").rpartition("/")
+        relative = f.name if local else f.name.replace("\\", "/")
+        folder, _, file_name = relative.rpartition("/")
         entry: dict[str, Any] = {"url": f.url, "name": file_name or file_name_from_url(f.url)}
         if folder:
             entry["dest"] = folder

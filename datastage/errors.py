@@ -98,14 +98,17 @@ class InvalidManifest(ManifestError):
     """
 
     def __init__(self, where: str, problems: Sequence[tuple[str, str]]) -> None:
-        self.problems = tuple(f"{where}: {key}: {reason}" for key, reason in problems)
+        # redacted here like every message: a notebook prints ``e.problems`` and ``e.summary``
+        self.problems = tuple(redact_text(f"{where}: {key}: {reason}") for key, reason in problems)
         if len(problems) == 1:
             message = self.problems[0]
         else:
             listed = "; ".join(f"{key}: {reason}" for key, reason in problems)
             message = f"{where}: {len(problems)} problems: {listed}"
         super().__init__(message)
-        self.summary = f"{where}: {len(problems)} problems" if len(problems) > 1 else message
+        self.summary = (
+            self.problems[0] if len(problems) == 1 else f"{where}: {len(problems)} problems"
+        )
 
 
 class MissingDependency(DatastageError):

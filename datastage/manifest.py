@@ -189,11 +189,13 @@ class Manifest:
 def load(path: Path) -> Manifest:
     """Read and validate a manifest file; every problem is a ManifestError naming the file."""
     try:
-        raw = path.read_bytes()
+        raw = tomlio.read(path)
     except FileNotFoundError:
         raise ManifestError(f"manifest {path}: no such file") from None
     except OSError as e:
         raise ManifestError(f"manifest {path}: cannot read: {e.strerror or e}") from e
+    except tomlio.BadTOML as e:
+        raise ManifestError(f"manifest {path}: cannot read: {e}") from None
     try:
         text = tomlio.decode(raw)
     except tomlio.BadTOML as e:
@@ -238,7 +240,7 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
     )
     for sub in subsets:
         if sub.whole:
-            files += tuple(f for f in sub.files if f not in files)
+            files = _union(files, sub.files)
             if sub.root == root:  # a layout is relative to its root
                 layout = layout.merged(sub.layout)
     if not files and not v.problems:
@@ -289,6 +291,11 @@ def check_url(url: str) -> Optional[str]:
     if bad is not None:
         return f"{_shown(url)} contains the control character {bad.group()!r}; percent-encode it"
     netloc = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]
+    if url[:7].lower() == "file://":  # read as a local path (sources/local.py): decoded bytes
+        if netloc not in ("", "localhost"):
+            return f"{_shown(url)} names the host {_shown(netloc)}; a file:// URL is a local path"
+        if "%00" in url:
+            return f"{_shown(url)} contains a NUL character (%00)"
     if url.isascii() and netloc and not _TRICKY_NETLOC.search(netloc):
         return None  # a plain host name: nothing below can fail (fast for 100k-file listings)
     try:
@@ -424,9 +431,16 @@ def _with_includes(
     for other in includes:
         if other not in parsed or parsed[other][1]:
             v.fail(f"subsets.{sub}.includes", f"{_shown(other)} is not a subset with its own files")
-        files += tuple(f for f in parsed[other][0].files if f not in files)
+        files = _union(files, parsed[other][0].files)
         layout = layout.merged(parsed[other][0].layout)
     return replace(manifest, files=files, layout=layout)
+
+
+def _union(files: tuple[FileEntry, ...], more: tuple[FileEntry, ...]) -> tuple[FileEntry, ...]:
+    """``files`` then those of ``more`` not among them, in order. A set, not ``f not in files``:
+    that compared every entry with every earlier one (10,000 + 10,000 files: a minute)."""
+    seen = set(files)
+    return files + tuple(f for f in more if f not in seen)
 
 
 def _subset_key(name: str) -> str:
@@ -546,13 +560,15 @@ class _Validator:
 
     def __init__(self, where: str) -> None:
         self.where = where
-        self.problems: list[tuple[str, str]] = []  # (key, reason)
+        self.problems: list[tuple[str, str]] = []  # (key, reason), in the order found
+        self._noted: set[tuple[str, str]] = set()  # the same, to skip repeats in O(1)
         self.keys: dict[int, str] = {}  # id(entry) -> where it was written, for messages
 
     # -- collecting ---------------------------------------------------------------------------
     def note(self, key: str, reason: str) -> None:
         key, reason = _cut(key), _cut(reason)
-        if (key, reason) not in self.problems:
+        if (key, reason) not in self._noted:  # a list scan here made 30,000 problems take 20 s
+            self._noted.add((key, reason))
             self.problems.append((key, reason))
 
     def fail(self, key: str, reason: str) -> NoReturn:

@@ -12,9 +12,12 @@ Python parses.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 if sys.version_info >= (3, 11):
@@ -26,14 +29,36 @@ MAX_DEPTH = 64  # tables and arrays inside each other; no real manifest gets nea
 # A dotted key of more than MAX_DEPTH parts (a.b.c...). tomllib's time grows with the square of
 # a key's parts (50,000 parts: a minute), so such a key is refused before parsing.
 # Only where a key can start (a line, a [table] header, after "{" or ","), not inside values.
-_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*')[ \t]*\.[ \t]*"""
+# A basic-string part may hold escaped quotes ("a\"b"): they are skipped, not taken for its end,
+# else 50,000 such parts pass unseen and take tomllib a minute.
+_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')[ \t]*\.[ \t]*"""
 _LONG_DOTTED_KEY = re.compile(
     rf"(?:^|[{{,\[])[ \t]*(?:{_KEY_PART}){{{MAX_DEPTH + 1},}}", re.MULTILINE
 )
 
 
+MAX_BYTES = 256 * 1024 * 1024  # a 100,000-file manifest is ~20 MB; /dev/zero is endless
+
+
 class BadTOML(ValueError):
     """Why some text is not TOML datastage can use; ``str()`` is one line."""
+
+
+def read(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_BYTES, or BadTOML.
+
+    A FIFO (or a link to one) named ``x.toml`` in a registry folder would block ``open`` for
+    ever, and ``/dev/zero`` would fill the memory: the file is opened without blocking and
+    refused unless it is a regular file. OSError (missing, unreadable) is the caller's to word.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadTOML("not a regular file")
+        data = f.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise BadTOML(f"larger than {MAX_BYTES // (1024 * 1024)} MiB")
+    return data
 
 
 def decode(data: bytes) -> str:

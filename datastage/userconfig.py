@@ -67,11 +67,14 @@ def load() -> dict[str, Any]:
     """
     where = path()
     try:
-        raw = where.read_bytes()
+        raw = tomlio.read(where)
     except FileNotFoundError:
         return {}
     except OSError as e:
         raise UsageError(f"cannot read config file {where}: {e.strerror or e}", _hint(where)) from e
+    except tomlio.BadTOML as e:  # a FIFO or /dev/zero: never "delete" it, point elsewhere
+        hint = f"{PATH_ENV}=FILE uses another file"
+        raise UsageError(f"cannot read config file {where}: {e}", hint) from None
     try:
         data = tomlio.loads(tomlio.decode(raw))
     except tomlio.BadTOML as e:
@@ -178,7 +181,11 @@ def _typed(key: str, value: Any, where: Path) -> Any:
 
 def _valid(kind: str, value: Any) -> bool:
     """Whether a TOML value fits a key's kind (the same rule for the file and `config set`)."""
-    if kind in ("path", "url"):
+    if kind == "url":  # one urllib cannot parse (s3://[::1) would be a traceback in every get
+        from .manifest import check_url
+
+        return _is_path(value) and check_url(value) is None
+    if kind == "path":
         return _is_path(value)
     if kind == "paths":
         return isinstance(value, list) and all(_is_path(v) for v in value)

@@ -9,13 +9,16 @@ from __future__ import annotations
 import os
 import random
 import re
+import resource
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Optional
 
 import pytest
 
-from datastage import api, errors, manifest, userconfig
+from datastage import api, errors, manifest, tomlio, userconfig
 from datastage.errors import ManifestError, UsageError
 from tests.conftest import run_cli, sha256, tree
 from tests.inprocess import cli
@@ -93,6 +96,26 @@ DEEP = {
     "dotted keys": "name = 'x'\n" + "a." * 50_000 + "b = 1\n",
     "moderately deep": "name = 'x'\nfiles = " + "[" * 200 + "]" * 200 + "\n",
 }
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        '"a\\"b"',  # an escaped quote used to end the pre-parse check's count of parts
+        '"\\\\x"',
+        "'lit'",
+        ' "a\\"b" ',
+    ],
+)
+@pytest.mark.parametrize("where", ["{} = 1", "[{}]", "[[{}]]", "t = {{ {} = 1 }}"])
+def test_long_dotted_key_of_quoted_parts_is_refused_before_parsing(key, where):
+    """tomllib's time grows with the square of a dotted key's parts (20,000 escaped-quote parts:
+    ten seconds): every spelling of a part counts, so such a key never reaches it."""
+    text = "name = 'x'\n" + where.format(".".join([key] * 2 * tomlio.MAX_DEPTH)) + "\n"
+    with pytest.raises(tomlio.BadTOML, match="a dotted key nested more than"):
+        tomlio.loads(text)
+    short = "name = 'x'\n" + where.format(".".join([key] * 3)) + "\n"
+    assert tomlio.loads(short)["name"] == "x"
 
 
 NESTED = re.compile(r"nested (too deeply|more than \d+ levels deep)")
@@ -478,3 +501,148 @@ def test_manifest_of_a_non_utf8_file_loads_and_stages_the_same_name(ds, tmp_path
     done = ds("get", str(out), "--to", str(tmp_path / "out"), "-q")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "odd" / os.fsdecode(b"\xe9t\xe9.bin")).read_bytes() == DATA
+
+
+@pytest.mark.parametrize(
+    "variable, value, target",
+    [
+        ("HF_ENDPOINT", "http://[::1", "hf://datasets/a/b"),
+        ("HF_ENDPOINT", "https://m.example,http://127.0.0.1:99999", "hf://datasets/a/b"),
+        ("AWS_ENDPOINT_URL", "http://[::1", "s3://b/k.zip"),
+        ("DATASTAGE_GDRIVE_ENDPOINT", "http://[::1", "gdrive://abc"),
+        ("DATASTAGE_SHARED_CACHE", "s3://[::1", "FILE"),
+    ],
+)
+def test_malformed_urls_in_the_environment_are_usage_errors(
+    ds, tmp_path, monkeypatch, variable, value, target
+):
+    """The environment is checked like the flags: it used to be an internal error (exit 1)."""
+    (tmp_path / "f.txt").write_bytes(DATA)
+    monkeypatch.setenv(variable, value)
+    target = str(tmp_path / "f.txt") if target == "FILE" else target
+    done = ds("get", target, "--to", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stderr
+    _one_error(done.stderr, variable, "not a valid URL")
+    assert done.stderr.splitlines()[1] == f"hint: fix or unset {variable}"
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_set_refuses_a_shared_cache_url_that_cannot_be_parsed(ds):
+    done = ds("config", "set", "shared_cache", "s3://[::1")
+    assert done.returncode == 2, done.stderr
+    _one_error(done.stderr, "shared_cache")
+    assert not Path(os.environ["DATASTAGE_CONFIG"]).exists()
+
+
+@pytest.mark.parametrize(
+    "url, words",
+    [
+        ("file://{dir}/f%00.txt", ["NUL"]),  # %00 decodes to a NUL in the path: exit 1 before
+        ("file://{dir}/%00", ["NUL"]),
+        ("file://elsewhere{dir}/f.txt", ["names the host"]),  # read the local path instead
+    ],
+)
+def test_file_urls_that_name_no_local_path_are_refused(ds, tmp_path, url, words):
+    (tmp_path / "f.txt").write_bytes(DATA)
+    url = url.format(dir=tmp_path)
+    path = tmp_path / "m.toml"
+    path.write_text(f'name = "t"\n[[files]]\nurl = "{url}"\nname = "x.txt"\n')
+    done = ds("get", str(path), "--to", str(tmp_path / "out"))
+    assert done.returncode == 3, done.stderr
+    assert "files[0].url" in _one_error(done.stderr, *words)
+    done = ds("get", url, "--to", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stderr
+    _one_error(done.stderr, *words)
+    assert not (tmp_path / "out").exists()
+
+
+def _not_a_file(tmp_path: Path, kind: str, name: str) -> Path:
+    """A FIFO (``open`` blocks for ever) or a link to /dev/zero (reading fills the memory)."""
+    path = tmp_path / name
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    return path
+
+
+def _run_capped(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """run_cli with 2 GiB of address space: reading /dev/zero ends in MemoryError, not swap."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    return subprocess.run(
+        [sys.executable, "-m", "datastage", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **env},
+        preexec_fn=cap,
+    )
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero"])
+def test_a_registry_manifest_that_is_no_regular_file_is_one_error(tmp_path, kind):
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    _not_a_file(registry, kind, "trap.toml")
+    env = {"DATASTAGE_REGISTRY": str(registry)}
+    for args in (["info", "trap"], ["info", str(registry / "trap.toml")]):
+        done = _run_capped(*args, env=env)
+        assert done.returncode == 3, done.stderr
+        _one_error(done.stderr, "trap.toml", "not a regular file")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero"])
+def test_a_config_file_that_is_no_regular_file_is_one_error(tmp_path, folder, kind):
+    config = _not_a_file(tmp_path, kind, "config.toml")
+    done = _run_capped(
+        "get", str(folder), "--to", str(tmp_path / "out"), env={"DATASTAGE_CONFIG": str(config)}
+    )
+    assert done.returncode == 2, done.stderr
+    _one_error(done.stderr, str(config), "not a regular file")
+    assert "delete" not in done.stderr  # never "delete /dev/zero"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_manifest_larger_than_the_limit_is_one_error(ds, tmp_path, monkeypatch):
+    monkeypatch.setattr(tomlio, "MAX_BYTES", 1000)
+    path = tmp_path / "big.toml"
+    path.write_text("name = 'x'\n" + "# padding\n" * 200)
+    done = ds("info", str(path))
+    assert done.returncode == 3, done.stderr
+    _one_error(done.stderr, str(path), "larger than")
+
+
+@pytest.mark.parametrize(
+    "raw", [b"back\\slash", b"p%25 #?.bin", b"nl\nx", b"\xe9\\t\xe9 %2F#?.bin", b"%", b"\\"]
+)
+def test_local_file_names_are_staged_byte_for_byte(tmp_path, raw):
+    """A backslash is an ordinary character of a local name (it became a folder); %, #, ?,
+    spaces and newlines, UTF-8 or not, come back as the same bytes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / os.fsdecode(raw)).write_bytes(DATA)
+    to = tmp_path / "out"
+    for target, name in ((src / os.fsdecode(raw), "one"), (src, "all")):
+        done = run_cli("get", str(target), "--to", str(to), "--name", name)
+        assert done.returncode == 0, done.stderr
+        staged = to / name
+        assert sorted(os.listdir(os.fsencode(staged))) == sorted(
+            [b".datastage.json", b".datastage-files.json", raw]
+        )
+        assert (staged / os.fsdecode(raw)).read_bytes() == DATA
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_manifest_problems_seen_from_python_hide_credentials(count):
+    """``e.problems`` and ``e.summary`` are what a notebook shows: redacted like ``str(e)``."""
+    urls = ["http://u:SECRETPW@[::1/x?token=SECRETTOK", "htps://u:SECRETPW@h/x"][:count]
+    with pytest.raises(errors.InvalidManifest) as caught:
+        manifest.from_dict({"name": "x", "files": [{"url": u} for u in urls]})
+    e = caught.value
+    assert len(e.problems) == count
+    for text in (*e.problems, e.summary, str(e)):
+        assert "SECRET" not in text, text
+    assert "***@" in e.problems[0]
