@@ -405,7 +405,7 @@ def test_pack_keeps_links_inside_and_refuses_links_out(tmp_path):
     assert not (tmp_path / "packs2" / "data.tar").exists()
 
 
-@pytest.mark.parametrize("folder", ['line\nbreak', 'say "hi" \\ back\\slash', "tab\there'"])
+@pytest.mark.parametrize("folder", ["line\nbreak", 'say "hi" \\ back\\slash', "tab\there'"])
 def test_pack_manifest_loads_whatever_the_path(tmp_path, folder):
     src = _corpus(tmp_path / folder / "corpus", n=2)
     (src / 'odd "name"\n.txt').write_text("odd")
