@@ -49,7 +49,7 @@ from typing import Any, Optional, TextIO
 
 from . import __version__, config, locks
 from .digests import READ_CHUNK
-from .errors import UsageError
+from .errors import IntegrityError, UsageError
 from .fsutil import disk_full_as_error, ensure_free, remove_tree, write_atomic
 from .manifest import NAME_PATTERN
 from .names import strip_archive_suffix
@@ -331,6 +331,7 @@ class _Stager:
         self, partial: Path, todo: list[str], journal: TextIO, pool: ThreadPoolExecutor
     ) -> None:
         files = self.listing.files
+        src = str(self.src)
         needed = sum(files[r].size for r in todo)
         ensure_free(self.target.parent, needed, f"to stage {self.src}")
         bar = self.reporter.bar(f"staging {self.src.name}", needed)
@@ -338,7 +339,7 @@ class _Stager:
         def copy(rel: str) -> None:
             info = files[rel]
             sha = _copy_file(
-                str(self.src / rel), partial / rel, info, self.file_mode(info), bar.update
+                f"{src}/{rel}", f"{partial}/{rel}", info, self.file_mode(info), bar.update
             )
             self.record(journal, rel, info, sha)
 
@@ -389,7 +390,7 @@ class _Stager:
             "files": dict(sorted(files.items())),
             "empty_dirs": sorted(self.listing.empty_dirs),
         }
-        write_atomic(partial / MARKER, json.dumps(marker, indent=1).encode())
+        write_atomic(partial / MARKER, json.dumps(marker, separators=(",", ":")).encode())
         os.chmod(partial / MARKER, 0o644 & ~self.umask)
         (partial / JOURNAL).unlink()
         (partial / PARTIAL_OWNER).unlink()
@@ -464,32 +465,55 @@ def _sha256_of(path: Path, size: int) -> Optional[str]:
     return h.hexdigest()
 
 
-def _copy_file(src: str, dest: Path, info: FileInfo, mode: int, on_bytes: Any) -> str:
-    """Copy one listed file, hashing it as it is read; check the written copy; rename."""
-    tmp = dest.with_name(f".{dest.name}.{threading.get_ident()}.tmp")
+def _copy_file(src: str, dest: str, info: FileInfo, mode: int, on_bytes: Any) -> str:
+    """Copy one listed file, hashing it as it is read, then read the copy back and compare.
+
+    Written straight under its final name: the partial folder is private, and a copy counts
+    only once its journal line is written, after this returns (a killed run's half-written file
+    has none and is removed by the next run).
+    """
     h = hashlib.sha256()
     copied = 0
     fd = open_listed(src, info)
     try:
-        with os.fdopen(fd, "rb", buffering=0) as fin, open(tmp, "wb") as fout:
-            # never more than listed (+1 to notice growth): a file cannot fill the disk
-            while chunk := fin.read(min(COPY_CHUNK, info.size + 1 - copied)):
-                fout.write(chunk)
-                h.update(chunk)
-                copied += len(chunk)
-                on_bytes(len(chunk))
-                if copied > info.size:
-                    break
-            check_unchanged(fin.fileno(), src, info, copied)
-        sha = h.hexdigest()
-        if _sha256_of(tmp, info.size) != sha:
-            from .errors import IntegrityError
-
-            raise IntegrityError(f"the copy of {src} differs from what was read")
-        os.chmod(tmp, mode)
-        os.replace(tmp, dest)
+        with os.fdopen(fd, "rb", buffering=0) as fin:
+            out = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            try:
+                # never more than listed (+1 to notice growth): a file cannot fill the disk
+                while chunk := fin.read(min(COPY_CHUNK, info.size + 1 - copied)):
+                    _write_all(out, chunk)
+                    h.update(chunk)
+                    copied += len(chunk)
+                    on_bytes(len(chunk))
+                    if copied > info.size:
+                        break
+                check_unchanged(fin.fileno(), src, info, copied)
+                if _sha256_fd(out, info.size) != h.hexdigest():
+                    raise IntegrityError(f"the copy of {src} differs from what was read")
+                os.fchmod(out, mode)
+            finally:
+                os.close(out)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(dest)
         raise
-    return sha
+    return h.hexdigest()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _sha256_fd(fd: int, size: int) -> str:
+    """sha256 of what an open file holds now (read back with pread: no second open)."""
+    h = hashlib.sha256()
+    offset = 0
+    while offset < size + 1:
+        chunk = os.pread(fd, min(COPY_CHUNK, size + 1 - offset), offset)
+        if not chunk:
+            break
+        h.update(chunk)
+        offset += len(chunk)
+    return h.hexdigest()
