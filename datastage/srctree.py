@@ -17,6 +17,7 @@ while they are read. The rules, for both commands:
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import IntegrityError, UnsafeArchiveMember
+from .errors import IntegrityError, UnsafeArchiveMember, UsageError
 
 #: Top-level names of the folder that are datastage's own (a staged copy used as SRC).
 OWN_PREFIX = ".datastage"
@@ -64,7 +65,10 @@ def list_tree(src: Path, warn: Callable[[str], None]) -> Listing:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             if not rel_dir and entry.name.startswith(OWN_PREFIX):
                 continue
-            st = entry.stat(follow_symlinks=False)
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as e:
+                raise UsageError(f"cannot read {entry.path}: {e.strerror or e}") from e
             kind = stat.S_IFMT(st.st_mode)
             if kind == stat.S_IFREG:
                 listing.files[rel] = FileInfo(
@@ -88,8 +92,12 @@ def _walk(top: str) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
     stack = [""]
     while stack:
         rel_dir = stack.pop()
-        with os.scandir(os.path.join(top, rel_dir) if rel_dir else top) as it:
-            entries = sorted(it, key=lambda e: e.name)
+        folder = os.path.join(top, rel_dir) if rel_dir else top
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            raise UsageError(f"cannot list {folder}: {e.strerror or e}") from e
         yield rel_dir, entries
         subdirs = [
             f"{rel_dir}/{e.name}" if rel_dir else e.name
@@ -132,7 +140,9 @@ def open_listed(path: str, info: FileInfo) -> int:
     try:
         fd = os.open(path, flags)
     except OSError as e:
-        raise changed(path, e.strerror or "cannot open") from e
+        if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENXIO, errno.ENOTDIR):
+            raise changed(path, e.strerror or "cannot open") from e  # gone, or swapped for a link
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from e
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
