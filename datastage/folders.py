@@ -41,8 +41,9 @@ import stat
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, TextIO
@@ -100,6 +101,11 @@ def stage(
     src = src.expanduser().absolute()
     name = checked_name(src, name)
     if src.is_file():
+        if force:  # an archive is staged by `get`, whose staging has its own rules
+            raise UsageError(
+                f"--force re-copies a folder; {src} is a file",
+                hint=f"to stage the archive again, remove {to / name} first",
+            )
         return _stage_archive(src, to, name, quiet)
     if not src.is_dir():
         raise UsageError(f"{src}: no such folder or file")
@@ -272,11 +278,11 @@ class _Stager:
             for line in f:
                 try:
                     rec = json.loads(line)
-                    rel, sha = rec["path"], rec["sha256"]
+                    rel, sha = str(rec["path"]), str(rec["sha256"])
                     seen = (rec["size"], rec["mtime_ns"], rec["ino"])
                 except (ValueError, KeyError, TypeError):
                     continue  # a line cut short by a crash
-                info = self.listing.files.get(rel)
+                info = self.listing.files.get(rel)  # only names SRC has: no path from the file
                 if info is not None and seen == (info.size, info.mtime_ns, info.ino):
                     claimed[rel] = sha
                 else:
@@ -343,12 +349,19 @@ class _Stager:
             )
             self.record(journal, rel, info, sha)
 
-        futures = [pool.submit(copy, rel) for rel in todo]
+        # A bounded window of queued copies: memory stays flat at 100,000s of files.
+        window: deque[Future[None]] = deque()
         try:
-            for future in futures:
-                future.result()
+            for rel in todo:
+                window.append(pool.submit(copy, rel))
+                if len(window) >= 4 * self.workers:
+                    window.popleft().result()
+            while window:
+                window.popleft().result()
         except BaseException:
             # Fail (or stop on Ctrl-C) now, not after every queued file was copied anyway.
+            for future in window:
+                future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         finally:
