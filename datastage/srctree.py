@@ -38,6 +38,7 @@ class FileInfo(NamedTuple):
     mtime_ns: int
     ino: int
     mode: int  # permission bits only
+    dev: int = 0
 
 
 @dataclass
@@ -70,8 +71,9 @@ def list_tree(src: Path, warn: Callable[[str], None]) -> Listing:
                 raise UsageError(f"cannot read {entry.path}: {e.strerror or e}") from e
             kind = stat.S_IFMT(st.st_mode)
             if kind == stat.S_IFREG:
+                mode = stat.S_IMODE(st.st_mode)
                 listing.files[rel] = FileInfo(
-                    st.st_size, st.st_mtime_ns, st.st_ino, stat.S_IMODE(st.st_mode)
+                    st.st_size, st.st_mtime_ns, st.st_ino, mode, st.st_dev
                 )
             elif kind == stat.S_IFLNK:
                 listing.links[rel] = safe_link(entry.path, root_real, rel_dir)
@@ -146,7 +148,9 @@ def open_listed(path: str, info: FileInfo) -> int:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise changed(path, "no longer a regular file")
-        if (st.st_ino, st.st_size, st.st_mtime_ns) != (info.ino, info.size, info.mtime_ns):
+        seen = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if seen != (info.dev, info.ino, info.size, info.mtime_ns):
+            # (a folder of SRC swapped for a link since the listing opens another file: caught)
             raise changed(path, "size, time or inode differ from the listing")
     except BaseException:
         os.close(fd)
