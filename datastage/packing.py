@@ -123,8 +123,8 @@ def pack(src: Path, dest: Path, name: Optional[str] = None, quiet: bool = False)
                     if isinstance(content, bytes):
                         tar.addfile(member, io.BytesIO(content))
                     else:
-                        with content:
-                            tar.addfile(member, io.BufferedReader(content, 1 << 20))
+                        with content, io.BufferedReader(content, 1 << 20) as buffered:
+                            tar.addfile(member, buffered)
                             content.check()
                     bar.update(info.size)
     finally:

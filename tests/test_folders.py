@@ -133,6 +133,7 @@ def test_stage_resumes_after_kill_and_recopies_changed_files(tmp_path):
 
 def test_pack_then_get_round_trip(tmp_path):
     src = _corpus(tmp_path / "LJSpeech-1.1", n=30)
+    (src / "long.wav").write_bytes(payload(3 << 20, 7))  # streamed, not read whole
     drive = tmp_path / "drive" / "packs"
     done = run_cli("pack", str(src), "--to", str(drive))
     assert done.returncode == 0, done.stderr
