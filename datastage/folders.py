@@ -120,6 +120,9 @@ def stage(
     with locks.hold(lock, f"staging {src}", config.resolve().lock_timeout, reporter.say):
         _refuse_foreign(target)
         previous = None if force else _previous(target, src)
+        if previous is not None and not _has_source_times(previous):
+            reporter.say("the staged copy records no source times (an older datastage): copying")
+            previous = None
         if previous is not None:
             change = _Change.between(previous, listing)
             if change.any():
@@ -149,6 +152,10 @@ def _previous(target: Path, src: Path) -> Optional[dict[str, Any]]:
     if marker and marker.get("source") == str(src) and marker.get("root") == "":
         return marker
     return None
+
+
+def _has_source_times(marker: dict[str, Any]) -> bool:
+    return all("mtime_ns" in r for r in marker["files"].values() if "symlink" not in r)
 
 
 @dataclass(frozen=True)
