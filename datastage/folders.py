@@ -230,6 +230,9 @@ class _Stager:
         """The source's permission bits less the umask: never wider than the source."""
         return info.mode & 0o777 & ~self.umask
 
+    def dir_mode(self, mode: int) -> int:
+        return (mode & 0o777 & ~self.umask) | 0o700
+
     def run(self) -> Path:
         partial = self.open_partial()
         self.make_dirs(partial)
@@ -392,10 +395,13 @@ class _Stager:
     # -- the end -----------------------------------------------------------------------------
 
     def finish(self, partial: Path) -> None:
-        """Folder modes, the marker, then the swap; the journal and owner record go first."""
+        """Folder modes, the marker, then the swap; the journal and owner record go first.
+
+        The partial folder itself stays 0700 (provably ours, for a resume) until it is in place.
+        """
         for rel, mode in sorted(self.listing.dirs.items(), reverse=True):
-            # never wider than the source; the owner keeps rwx to update and remove its copy
-            os.chmod(partial / rel if rel else partial, (mode & 0o777 & ~self.umask) | 0o700)
+            if rel:  # never wider than the source; the owner keeps rwx to update and remove it
+                os.chmod(partial / rel, self.dir_mode(mode))
         files: dict[str, Any] = {rel: {"symlink": text} for rel, text in self.listing.links.items()}
         for rel, info in self.listing.files.items():
             files[rel] = {"size": info.size, "sha256": self.done[rel], "mtime_ns": info.mtime_ns}
@@ -415,6 +421,7 @@ class _Stager:
         (partial / JOURNAL).unlink()
         (partial / PARTIAL_OWNER).unlink()
         _swap_into_place(partial, self.target)
+        os.chmod(self.target, self.dir_mode(self.listing.dirs[""]))
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -255,6 +255,7 @@ def test_staged_modes_are_never_wider_than_the_source(tmp_path):
     (src / "run.sh").write_text("#!/bin/sh\n")
     (src / "run.sh").chmod(0o750)
     (src / "extra").chmod(0o700)
+    src.chmod(0o750)
     done = _stage(src, tmp_path / "fast")
     assert done.returncode == 0, done.stderr
     staged = tmp_path / "fast" / "src"
@@ -267,6 +268,7 @@ def test_staged_modes_are_never_wider_than_the_source(tmp_path):
     for rel in ("wavs/LJ001-0000.wav", "wavs/LJ001-0001.wav", "metadata.csv", "run.sh"):
         assert mode(staged / rel) == mode(src / rel) & ~umask, rel
     assert mode(staged / "extra") & 0o077 == 0  # a private folder stays private
+    assert mode(staged) & 0o007 == 0
 
 
 def _plant_journal(partial: Path, src: Path, rel: str, forged: bytes) -> None:
