@@ -10,7 +10,39 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import fetch, get, info, list_datasets, verify
+import functools as _functools
+from typing import Any as _Any
+from typing import Callable as _Callable
+from typing import TypeVar as _TypeVar
+
+from . import api as _api
 from .errors import DatastageError
+from .errors import note_hint as _note_hint
+from .redact import scrubbed as _scrubbed
+
+_F = _TypeVar("_F", bound=_Callable[..., _Any])
+
+
+def _public(function: _F) -> _F:
+    """An error leaving the API shows no URL secret, not even in the exceptions chained behind
+    it (redact.scrubbed), and shows its hint: a notebook prints no separate ``hint:`` line."""
+    scrubbed = _scrubbed(function)
+
+    @_functools.wraps(function)
+    def wrapper(*args: _Any, **kwargs: _Any) -> _Any:
+        try:
+            return scrubbed(*args, **kwargs)
+        except DatastageError as e:
+            _note_hint(e)
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+fetch = _public(_api.fetch)
+get = _public(_api.get)
+info = _public(_api.info)
+list_datasets = _public(_api.list_datasets)
+verify = _public(_api.verify)
 
 __all__ = ["DatastageError", "__version__", "fetch", "get", "info", "list_datasets", "verify"]

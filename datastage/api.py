@@ -12,25 +12,30 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional, Union, cast
+from typing import Any, Callable, Optional, TypeVar, Union, cast
 
-from . import config, registry, stage
+from . import config, registry, stage, writable
 from .errors import (
     AllMirrorsFailed,
-    ArchiveError,
     ChecksumMismatch,
+    CorruptArchive,
+    DamagedBlob,
     InsufficientSpace,
     SizeMismatch,
     UsageError,
+    VerifyFailed,
 )
 from .fsutil import SPACE_MARGIN, existing_ancestor, free_bytes
-from .manifest import FileEntry, Manifest
+from .manifest import URL_SCHEME, FileEntry, Manifest
 from .progress import Reporter
+from .redact import redact_url
 
 PathLike = Union[str, "os.PathLike[str]"]
+T = TypeVar("T")
 
 
 def get(
@@ -41,10 +46,13 @@ def get(
     *,
     sha256: Optional[str] = None,
     name: Optional[str] = None,
+    name_encoding: Optional[str] = None,
     hf_endpoint: Optional[str] = None,
     s3_endpoint: Optional[str] = None,
     connections: Optional[int] = None,
     mirror: Optional[str] = None,
+    force: bool = False,
+    repair: bool = False,
 ) -> Path:
     """Stage ``target`` under ``to``; return its root.
 
@@ -55,47 +63,120 @@ def get(
     Safe to call from every process at once: the data is downloaded and staged once; under
     torchrun the ranks of one machine take turns on a local lock (see ranks.py).
     ``connections`` caps the connections open at once (segments and files together);
-    ``mirror`` prefers the URLs that contain it (e.g. a host name).
+    ``mirror`` prefers the URLs that contain it (e.g. a host name); ``name_encoding`` decodes
+    a URL/path archive's member names that are not UTF-8 (default: detected, with a warning).
+    ``force`` stages again even when a current staging is in place (the cached files it
+    reuses are re-hashed, as in every staging; a damaged one is fetched again).
+    ``repair`` re-hashes the staged files and the cached files they came from, as ``verify``
+    does, and stages again only if something differs (a same-size change included).
+    Without either, a staged dataset is trusted by its marker and sizes: instant.
     """
     endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
-    manifest = _manifest(target, sha256, name, cache_dir=cache, **endpoints)
     dest = config.resolve_to(to)
-    if stage.is_current(manifest, dest):
+    target = _checked_target(target, name)
+    if URL_SCHEME.match(target):  # listing a URL may use the network: fail before it
+        writable.check(dest, config.resolve(cache_dir=cache).cache_dir)
+    manifest = _manifest(target, sha256, name, name_encoding, cache_dir=cache, **endpoints)
+    if not (force or repair) and stage.is_current(manifest, dest):
         return stage.root_of(manifest, dest)
     settings = config.resolve(
         cache_dir=cache, quiet=quiet, connections=connections, mirror=mirror, **endpoints
     )
+    writable.check(dest, settings.cache_dir)  # before any download
     from . import ranks
 
     if not ranks.distributed():
-        return get_manifest(manifest, dest, settings)
+        return _get(manifest, dest, settings, force, repair)
+    # --force/--repair under torchrun: the first rank to take the turn does it; the others
+    # find a staging that changed while they waited, and take it.
+    before = stage.Owned.of(stage.dataset_dir(manifest, dest))
+
+    def done() -> bool:
+        if (force or repair) and stage.Owned.of(stage.dataset_dir(manifest, dest)) == before:
+            return False
+        return stage.is_current(manifest, dest)
+
     with ranks.machine_turn(
-        f"get {manifest.name} {dest}",
-        lambda: stage.is_current(manifest, dest),
-        settings.lock_timeout,
-        Reporter(settings.quiet).say,
+        f"get {manifest.name} {dest}", done, settings.lock_timeout, Reporter(settings.quiet).say
     ):
-        if stage.is_current(manifest, dest):
+        if done():
             return stage.root_of(manifest, dest)
-        return get_manifest(manifest, dest, settings)
+        return _get(manifest, dest, settings, force, repair)
 
 
-def get_manifest(manifest: Manifest, dest: Path, settings: config.Settings) -> Path:
-    """Fetch and stage an already resolved manifest (no is-current shortcut, no rank turn)."""
+def _get(
+    manifest: Manifest, dest: Path, settings: config.Settings, force: bool, repair: bool
+) -> Path:
+    if repair and not force and not _needs_repair(manifest, dest, settings):
+        return stage.root_of(manifest, dest)
+    return get_manifest(manifest, dest, settings, force=force or repair)
+
+
+def get_manifest(
+    manifest: Manifest, dest: Path, settings: config.Settings, *, force: bool = False
+) -> Path:
+    """Fetch and stage an already resolved manifest (no is-current shortcut, no rank turn).
+    ``force``: stage again even if a current staging is in place."""
+    from .cache import Cache
+    from .cachetool import in_use
+
     reporter = Reporter(settings.quiet)
-    overlapped = _overlapped(manifest, dest, settings, reporter)
-    if overlapped is not None:
-        return overlapped
-    blobs = list(zip(manifest.files, _obtain_all(manifest, dest, settings, reporter)))
+    stage.refuse_foreign(manifest, dest)  # before a byte is downloaded
+
+    def attempt() -> Path:
+        overlapped = _overlapped(manifest, dest, settings, reporter, force)
+        if overlapped is not None:
+            return overlapped
+        blobs = list(zip(manifest.files, _obtain_all(manifest, dest, settings, reporter)))
+        return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout, force=force)
+
     try:
-        return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout)
-    except ArchiveError:
-        _forget_unvouched(manifest, settings)
-        raise
+        with in_use(Cache(settings.cache_dir)):  # cache rm/prune wait until it is staged
+            return _fetching_damaged_again(attempt, settings, reporter)
+    except CorruptArchive as e:
+        raise _with_unpin_hint(e, manifest, settings) from None
+
+
+def _fetching_damaged_again(action: Callable[[], T], settings: Any, reporter: Reporter) -> T:
+    """Run ``action``; if it found cache blobs altered on disk, drop them and run it again
+    (they are then downloaded, or copied from the persistent tier, hashed on the way in)."""
+    from .cache import Cache
+
+    try:
+        return action()
+    except DamagedBlob as e:
+        store = Cache(settings.cache_dir)
+        for blob in e.blobs:
+            reporter.warn(f"the cached {blob.path} no longer matches its sha256; fetching it again")
+            try:
+                store.discard(blob)
+            except OSError as why:
+                raise DamagedBlob(
+                    f"{e.message}; it cannot be removed: {why.strerror or why}",
+                    e.blobs,
+                    hint=f"remove it by hand (rm {blob.path}) and try again",
+                ) from None
+    return action()
+
+
+def _with_unpin_hint(
+    error: CorruptArchive, manifest: Manifest, settings: config.Settings
+) -> CorruptArchive:
+    """A damaged archive whose bytes match their first-use pin stays an archive error, and the
+    pin stays (only `unpin` replaces one): say how to accept a fixed file."""
+    from .pins import Pins
+
+    book = Pins(settings.cache_dir)
+    if any(book.status(entry)[1] is not None for entry in manifest.files):
+        error.hint = (
+            "a file pinned on first use is damaged; if its server now has a sound copy: "
+            f"datastage unpin {manifest.address}, then try again"
+        )
+    return error
 
 
 def _overlapped(
-    manifest: Manifest, dest: Path, settings: config.Settings, reporter: Reporter
+    manifest: Manifest, dest: Path, settings: config.Settings, reporter: Reporter, force: bool
 ) -> Optional[Path]:
     """Extract while downloading (overlap.py) when that is safe; None: take the usual path."""
     from . import overlap
@@ -109,21 +190,7 @@ def _overlapped(
         return None
     _warn_license(manifest, reporter)
     _check_space_before_download(replace(manifest, files=tuple(pinned)), store, dest)
-    return overlap.get(manifest, pinned, dest, settings, reporter, store)
-
-
-def _forget_unvouched(manifest: Manifest, settings: config.Settings) -> None:
-    """Bytes no manifest checksum vouched for turned out broken: drop their cache record and
-    first-use pin, so a rerun after the server is fixed downloads them again."""
-    from .cache import Cache
-    from .pins import Pins, needs_pin
-
-    store = Cache(settings.cache_dir)
-    book = Pins(store.root)
-    for entry in manifest.files:
-        store.forget(entry)
-        if needs_pin(entry):
-            book.forget(entry)
+    return overlap.get(manifest, pinned, dest, settings, reporter, store, force)
 
 
 def fetch(
@@ -139,12 +206,20 @@ def fetch(
 ) -> list[Path]:
     """Download and verify every file of ``target`` into the cache, without staging it."""
     endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
+    writable.check(config.resolve(cache_dir=cache).cache_dir)  # before any network access
     manifest = _manifest(target, sha256, None, cache_dir=cache, **endpoints)
     settings = config.resolve(
         cache_dir=cache, quiet=quiet, connections=connections, mirror=mirror, **endpoints
     )
+    from .cache import Cache
+    from .cachetool import in_use
+
     reporter = Reporter(settings.quiet)
-    return [blob.path for blob in _obtain_all(manifest, None, settings, reporter)]
+    with in_use(Cache(settings.cache_dir)):
+        blobs = _fetching_damaged_again(
+            lambda: _obtain_all(manifest, None, settings, reporter), settings, reporter
+        )
+    return [blob.path for blob in blobs]
 
 
 def _obtain_all(
@@ -158,7 +233,11 @@ def _obtain_all(
     _warn_license(manifest, reporter)
     pinned = _pinned_entries(manifest, store)
     _check_space_before_download(replace(manifest, files=tuple(pinned)), store, dest)
-    blobs = _download_all(manifest, pinned, store, settings, reporter)
+    pinned_now: Optional[list[str]] = [] if len(manifest.files) > 1 else None
+    try:
+        blobs = _download_all(manifest, pinned, store, settings, reporter, pinned_now)
+    finally:
+        _say_pinned(manifest, pinned_now or [], reporter)
     cachetool.record_use(store, manifest, list(zip(manifest.files, blobs)))
     return blobs
 
@@ -169,11 +248,22 @@ def _warn_license(manifest: Manifest, reporter: Reporter) -> None:
         note = f" ({manifest.license_note})" if manifest.license_note else ""
         reporter.warn(
             f"{manifest.address} is licensed {manifest.license or 'restrictively'}: "
-            f"non-commercial use only{note}; "
-            f"check the terms at {manifest.homepage or 'its homepage'}"
+            f"non-commercial use only{note}; {_where_terms_are(manifest)}"
         )
     elif manifest.license_note:
         reporter.warn(f"{manifest.address}: {manifest.license_note}")
+
+
+def _where_terms_are(manifest: Manifest) -> str:
+    """Somewhere real to read the terms: the homepage, else who publishes the files."""
+    if manifest.homepage:
+        return f"check the terms at {manifest.homepage}"
+    from urllib.parse import urlsplit
+
+    hosts = dict.fromkeys(urlsplit(url).hostname or "" for f in manifest.files for url in f.urls)
+    published = ", ".join(h for h in hosts if h)
+    where = f" ({published})" if published else ""
+    return f"the manifest names no homepage: check the terms with its publisher{where}"
 
 
 def _pinned_entries(manifest: Manifest, store: Any) -> list[FileEntry]:
@@ -193,9 +283,11 @@ def _download_pinned(
     reporter: Reporter,
     budget: Any = None,
     on_prefix: Any = None,
+    pinned_now: Optional[list[str]] = None,
 ) -> Any:
     """Download ``expected``; record a first-use pin, or say which pin a mismatch broke.
-    ``on_prefix`` (overlap.py) is told how much of the ``.part`` is written, when it downloads."""
+    ``on_prefix`` (overlap.py) is told how much of the ``.part`` is written, when it downloads.
+    A new pin is said at once, or added to ``pinned_now`` for one line about all files."""
     from . import tiers
     from .download import download
     from .pins import Pins
@@ -211,28 +303,139 @@ def _download_pinned(
         raise type(e)(
             f"{e} (expected value pinned on first use, {pin.pinned_at})",
             hint="if the dataset was re-released on purpose: "
-            f"datastage unpin {manifest.address}, then try again",
+            f"datastage unpin {shlex.quote(manifest.target)}, then try again",
         ) from e
     pin = book.record(entry, blob.size, blob.sha256, manifest.dataset or manifest.name)
-    if pin:
+    if pin and pinned_now is not None:
+        pinned_now.append(entry.name)
+    elif pin:
         reporter.say(f"{entry.name}: pinned on first use (size {pin.size}, sha256:{pin.sha256})")
     return blob
 
 
+def _say_pinned(manifest: Manifest, names: list[str], reporter: Reporter) -> None:
+    """One line for the files of a run that were pinned on first use, not one per file."""
+    if names:
+        reporter.say(
+            f"pinned on first use: {len(names)} of {len(manifest.files)} files had no sha256 in "
+            "the manifest; their sizes and sha256 are recorded and later downloads must match "
+            f"(see: datastage info {shlex.quote(manifest.target)})"
+        )
+
+
 def unpin(target: str, cache: Optional[PathLike] = None) -> list[str]:
-    """Forget the first-use pins of ``target``'s files; returns the names of files unpinned."""
+    """Forget the first-use pins of ``target``'s files; returns the names of files unpinned.
+    The only way a pin is ever replaced: the next download is pinned anew (the cache's URL
+    record goes too, so that that download really happens)."""
+    from .cache import Cache
     from .pins import Pins
 
-    manifest = registry.resolve(target)
-    book = Pins(config.resolve(cache_dir=cache).cache_dir)
-    return [entry.name for entry in manifest.files if book.forget(entry)]
+    manifest = _manifest(target, None, None, cache_dir=cache)  # a URL or path too, as hints say
+    store = Cache(config.resolve(cache_dir=cache).cache_dir)
+    book = Pins(store.root)
+    unpinned = []
+    for entry in manifest.files:
+        if book.forget(entry):
+            store.forget(entry)
+            unpinned.append(entry.name)
+    return unpinned
 
 
-def verify(target: str, to: PathLike, quiet: Optional[bool] = None) -> Path:
-    """Re-hash the staged copy of ``target`` under ``to``; VerifyFailed if anything changed."""
-    manifest = _manifest(target, None, None)
-    reporter = Reporter(config.resolve(quiet=quiet).quiet)
-    return stage.verify(manifest, config.given_path(to, "--to"), reporter)
+def verify(
+    target: str,
+    to: PathLike,
+    quiet: Optional[bool] = None,
+    *,
+    cache: Optional[PathLike] = None,
+    repair: bool = False,
+    name: Optional[str] = None,
+) -> Path:
+    """Re-hash the staged copy of ``target`` under ``to`` and the cached files it was built
+    from; VerifyFailed if anything changed (the next ``get`` then stages it again).
+    ``repair``: instead of failing, stage again what differs (as ``get --repair``).
+    ``name``: the folder a URL/path one-liner was staged in with ``get(..., name=)``."""
+    manifest = _manifest(target, None, name, cache_dir=cache)
+    settings = config.resolve(cache_dir=cache, quiet=quiet)
+    dest = config.given_path(to, "--to")
+    if repair:
+        return _get(manifest, dest, settings, force=False, repair=True)
+    reporter = Reporter(settings.quiet)
+    folder = stage.dataset_dir(manifest, dest)
+    marker = stage.read_marker(folder)
+    if marker is None or marker.get("content_key") != manifest.content_key:
+        return stage.verify(manifest, dest, reporter)  # says what is wrong with the marker
+    problems = _inspect(manifest, dest, marker, settings, reporter)
+    if problems is not None:
+        stage.record_damage(folder, problems[0])
+        cached = f" --cache {shlex.quote(str(cache))}" if cache is not None else ""
+        raise VerifyFailed(
+            problems[0], hint=f"repair with: {stage.get_command(manifest, dest)}{cached} --repair"
+        )
+    stage.clear_damage(folder)
+    return stage.root_of(manifest, dest)
+
+
+def _needs_repair(manifest: Manifest, dest: Path, settings: config.Settings) -> bool:
+    """For ``repair``: must the dataset be staged again? Damaged cache blobs are dropped here
+    (so they are fetched again); a staging found intact is left alone."""
+    from .cache import Cache
+
+    reporter = Reporter(settings.quiet)
+    folder = stage.dataset_dir(manifest, dest)
+    marker = stage.read_marker(folder)
+    if marker is None or marker.get("content_key") != manifest.content_key:
+        return True  # not staged, or from another version: an ordinary staging
+    if stage.damage_reported(folder):
+        reporter.say(f"repairing {folder}: verify found it damaged")
+        return True
+    problems = _inspect(manifest, dest, marker, settings, reporter)
+    if problems is None:
+        reporter.say(f"{folder}: every staged and cached file matches; nothing to repair")
+        return False
+    message, damaged = problems
+    reporter.say(f"repairing: {message}")
+    store = Cache(settings.cache_dir)
+    for blob in damaged:
+        store.discard(blob)
+    return True
+
+
+def _inspect(
+    manifest: Manifest,
+    dest: Path,
+    marker: dict[str, Any],
+    settings: config.Settings,
+    reporter: Reporter,
+) -> Optional[tuple[str, list[Any]]]:
+    """Re-hash a staging and the cache blobs its marker says it was built from (those still
+    in the cache). None: all intact; else (what differs, the damaged blobs)."""
+    from .cache import Blob, Cache, damaged
+
+    store = Cache(settings.cache_dir)
+    blobs = [
+        Blob(store.blob_path(sha), size, sha)
+        for _, sha, size in stage.built_from(marker)
+        if store.blob_path(sha).is_file()
+    ]
+    bad = []
+    bar = reporter.bar("verifying cached files", sum(b.size for b in blobs))
+    try:
+        for blob in blobs:
+            why = damaged(blob, on_bytes=bar.update)
+            if why is not None:
+                bad.append((blob, why))
+    finally:
+        bar.close()
+    try:
+        stage.verify(manifest, dest, reporter)
+        found = None
+    except VerifyFailed as e:
+        found = e.message
+    if bad:
+        cached = stage.damaged_blobs_error(bad).message
+        where = stage.dataset_dir(manifest, dest)
+        found = f"{found}; and {cached}" if found else f"{where} was built from {cached}"
+    return None if found is None else (found, [b for b, _ in bad])
 
 
 def list_datasets() -> list[Manifest]:
@@ -259,7 +462,7 @@ def info(
         files.append(
             {
                 "name": entry.name,
-                "urls": list(entry.urls),
+                "urls": [redact_url(url) for url in entry.urls],
                 "size": entry.size,
                 "digests": [str(d) for d in entry.digests],
                 "pinned": pinned,
@@ -273,7 +476,7 @@ def info(
         "name": manifest.address,
         "staged_as": manifest.name,
         "description": manifest.description,
-        "homepage": manifest.homepage,
+        "homepage": redact_url(manifest.homepage),
         "license": manifest.license,
         "citation": manifest.citation,
         "version": manifest.version,
@@ -317,19 +520,80 @@ def search(word: str) -> list[Manifest]:
     return hits
 
 
-def _manifest(target: str, sha256: Optional[str], name: Optional[str], **settings: Any) -> Manifest:
+def _manifest(
+    target: str,
+    sha256: Optional[str],
+    name: Optional[str],
+    name_encoding: Optional[str] = None,
+    **settings: Any,
+) -> Manifest:
     """The registry's (or a manifest file's) manifest, or one synthesised for a URL/path."""
     from . import direct
 
+    target = _checked_target(target, name)
+    _check_endpoints(settings)
     if direct.is_direct(target):
-        return direct.manifest_for(target, config.resolve(**settings), name=name, sha256=sha256)
-    if sha256 or name:
+        resolved = config.resolve(**settings)
+        found = direct.manifest_for(
+            target, resolved, name=name, sha256=sha256, name_encoding=name_encoding
+        )
+    elif sha256 or name:
         raise UsageError("--sha256 and --name apply to a URL or path, not to a dataset name")
-    return registry.resolve(target)
+    elif name_encoding:
+        raise UsageError(
+            "--name-encoding applies to a URL or path, not to a dataset name",
+            hint='a manifest says name_encoding = "..." in the file\'s entry',
+        )
+    else:
+        found = registry.resolve(target)
+    # hints repeat the target (and --name) as the user typed them
+    return replace(found, typed=target, typed_name=name or "")
+
+
+def _checked_target(target: Any, name: Optional[str] = None) -> str:
+    """The target as a string; refuse one (or a ``--name``) that could only go wrong later: ""
+    would stage the current folder, a malformed URL would be a traceback in a source, a name
+    with "/" a folder outside ``to``."""
+    from .direct import MAX_FOLDER_NAME
+    from .manifest import URL_SCHEME, check_name, check_url
+
+    if isinstance(target, os.PathLike):
+        target = os.fspath(target)
+    if not isinstance(target, str) or not target.strip():
+        raise UsageError(
+            f"the target is empty ({target!r})",
+            hint="give a dataset name, a manifest file, a URL or a path (./ for this folder)",
+        )
+    reason = check_url(target) if URL_SCHEME.match(target) or "\x00" in target else None
+    if reason:
+        raise UsageError(f"target {reason}")
+    if name is not None:  # a one-liner's folder: the file's own case is allowed (direct.py)
+        reason = check_name(name.lower()) if name.strip() else "is empty"
+        if not reason and len(name.encode()) > MAX_FOLDER_NAME:
+            reason = f"{name[:12]!r}... is too long: at most {MAX_FOLDER_NAME} characters"
+        if reason:
+            raise UsageError(f"--name {reason}")
+    return target
+
+
+def _check_endpoints(settings: dict[str, Any]) -> None:
+    """--hf-endpoint (comma-separated) and --s3-endpoint must be URLs a library can parse."""
+    from .manifest import check_url
+
+    for key in ("hf_endpoint", "s3_endpoint"):
+        for url in str(settings.get(key) or "").split(","):
+            reason = check_url(url.strip()) if url.strip() else None
+            if reason:
+                raise UsageError(f"--{key.replace('_', '-')}: {reason}")
 
 
 def _download_all(
-    manifest: Manifest, pinned: list[FileEntry], store: Any, settings: Any, reporter: Reporter
+    manifest: Manifest,
+    pinned: list[FileEntry],
+    store: Any,
+    settings: Any,
+    reporter: Reporter,
+    pinned_now: Optional[list[str]] = None,
 ) -> list[Any]:
     """Every file's blob, in manifest order, several at once within one budget of connections.
 
@@ -345,7 +609,9 @@ def _download_all(
     budget = Budget(settings.connections)
 
     def one(entry: FileEntry, expected: FileEntry) -> Any:
-        return _download_pinned(manifest, entry, expected, store, settings, reporter, budget)
+        return _download_pinned(
+            manifest, entry, expected, store, settings, reporter, budget, pinned_now=pinned_now
+        )
 
     pairs = list(zip(manifest.files, pinned))
     if len(pairs) == 1 or settings.connections == 1:

@@ -47,6 +47,11 @@ def measure(target: str, settings: Any, reporter: Any) -> Measured:
     if URL_SCHEME.match(target) and not target.startswith("file://"):
         from .cache import Cache
         from .download import download
+        from .manifest import check_url
+
+        reason = check_url(target)
+        if reason:  # never sent on the wire, never a traceback
+            raise UsageError(f"target {reason}")
 
         entry = FileEntry(url=target, name=file_name_from_url(target) or "download")
         blob = download(entry, Cache(settings.cache_dir), settings, reporter)
@@ -58,7 +63,10 @@ def measure(target: str, settings: Any, reporter: Any) -> Measured:
             raise UsageError(f"{target}: no such file (give a URL or a path to a file)")
         reporter.say(f"hashing {local}")
         hashed = hash_file(local)
-        url, size, sha256, name = str(local), hashed.size, hashed.hexdigests()["sha256"], local.name
+        from .sources.local import url_of
+
+        url = url_of(local)  # a non-UTF-8 path becomes a file:// URL a (UTF-8) manifest can hold
+        size, sha256, name = hashed.size, hashed.hexdigests()["sha256"], local.name
     fmt = detect(local)
     return Measured(url, local, name, size, sha256, fmt, _members(local, fmt, name))
 
@@ -91,16 +99,11 @@ def _clean(member: str) -> str:
 
 def common_root(measured: Sequence[Measured]) -> str:
     """The one top-level folder every staged file lives in, or "" if there is none."""
-    tops = set()
-    for m in measured:
-        if m.members is None or not m.members:
-            return ""
-        for member in m.members:
-            first, sep, _ = member.partition("/")
-            if not sep:
-                return ""  # a file at the top level: no single root
-            tops.add(first)
-    return tops.pop() if len(tops) == 1 else ""
+    from .layout import single_top_folder
+
+    if any(not m.members for m in measured):
+        return ""  # an archive we cannot list here (or an empty one): no root to promise
+    return single_top_folder(member for m in measured for member in m.members or ())
 
 
 def dataset_name(measured: Sequence[Measured]) -> str:
@@ -165,7 +168,9 @@ def hash_lines(paths: Iterable[str], algorithms: Sequence[str] = DEFAULT_ALGORIT
         if not path.is_file():
             raise UsageError(f"{raw}: no such file")
         hashed = hash_file(path, algorithms).hexdigests()
-        lines = ["[[files]]", f"url = {_q(raw)}", f"size = {path.stat().st_size}"]
+        from .sources.local import url_of
+
+        lines = ["[[files]]", f"url = {_q(url_of(path, raw))}", f"size = {path.stat().st_size}"]
         lines += [f"{alg} = {_q(hashed[alg])}" for alg in algorithms]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"

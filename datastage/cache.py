@@ -8,9 +8,13 @@
     ├── partial/<key>.json               its state: URL, size, ETag/Last-Modified
     └── .locks/<key>.lock                one downloader per file, across processes
 
-Owns: where things live, looking a file entry up, and committing a verified file
-(fsync, read-only, ``os.replace``). A blob is only ever created from bytes whose digest was
-checked, so finding it (with the right size) is enough: it is never re-hashed on reuse.
+Owns: where things live, looking a file entry up, committing a verified file (fsync,
+read-only, ``os.replace``) and dropping a blob found damaged. A blob is only ever created from
+bytes whose sha256 was computed on the way in (download, persistent tier, source folder, S3),
+so ``find`` trusts a blob of the right size without hashing it: a repeated ``get`` stays
+instant. Bytes altered on disk later are caught where they matter: a staging built from a blob
+not verified in this run re-hashes it beside the extraction (stage.py), ``verify`` re-hashes the
+blobs a staging was built from, and ``get --repair`` drops a damaged one and fetches it again.
 Does not own: downloading (download.py) or deciding what "verified" means (digests.py).
 """
 
@@ -21,13 +25,14 @@ import hashlib
 import json
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from .digests import CACHE_ALGORITHM, HEX_LENGTHS
 from .fsutil import fsync_dir, write_atomic
 from .manifest import FileEntry
+from .redact import redact_url
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,9 @@ class Blob:
     path: Path
     size: int
     sha256: str
+    #: Committed by this process, from bytes hashed on the way in: no need to re-hash it.
+    #: False for a blob found in the cache (another run made it; its bytes may have changed).
+    fresh: bool = field(default=False, compare=False)
 
 
 class Cache:
@@ -99,6 +107,13 @@ class Cache:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._url_index(entry.url))
 
+    def discard(self, blob: Blob) -> None:
+        """Drop a blob whose bytes no longer match its name, so ``find`` stops returning it."""
+        if blob.path != self.blob_path(blob.sha256):
+            raise ValueError(f"{blob.path} is not a blob of {self.root}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(blob.path)
+
     # -- commit --------------------------------------------------------------------------
     def commit(
         self, part: Path, entry: FileEntry, digests: dict[str, str], extra: dict[str, Any]
@@ -116,9 +131,33 @@ class Cache:
             if algorithm != CACHE_ALGORITHM and algorithm in HEX_LENGTHS:
                 write_atomic(self._alias(algorithm, hexdigest), sha256.encode())
         if not entry.digests:
-            record = {"url": entry.url, "sha256": sha256, "size": target.stat().st_size, **extra}
+            url = redact_url(entry.url)  # the file is named by the full URL's hash, not this
+            record = {"url": url, "sha256": sha256, "size": target.stat().st_size, **extra}
             write_atomic(self._url_index(entry.url), json.dumps(record).encode())
-        return Blob(target, target.stat().st_size, sha256)
+        return Blob(target, target.stat().st_size, sha256, fresh=True)
+
+
+def damaged(blob: Blob, on_bytes: Any = None, stop: Any = None) -> Optional[str]:
+    """Why ``blob``'s bytes do not match its name (sha256 and size), or None when they do.
+    ``stop`` (a threading.Event) ends the read early; the answer is then None."""
+    h = hashlib.sha256()
+    size = 0
+    try:
+        with open(blob.path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                if stop is not None and stop.is_set():
+                    return None
+                h.update(chunk)
+                size += len(chunk)
+                if on_bytes is not None:
+                    on_bytes(len(chunk))
+    except OSError as e:
+        return f"unreadable: {e.strerror or e}"
+    if size != blob.size:
+        return f"size {size}, expected {blob.size}"
+    if h.hexdigest() != blob.sha256:
+        return f"sha256 is {h.hexdigest()}, its name says {blob.sha256}"
+    return None
 
 
 def _read_text(path: Path) -> Optional[str]:

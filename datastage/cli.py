@@ -22,8 +22,9 @@ import click
 from . import __version__, api
 from . import cli_options as options
 from .config import DEBUG_ENV
-from .errors import DatasetNotFound, DatastageError, InsufficientSpace
+from .errors import DatasetNotFound, DatastageError, InsufficientSpace, InvalidManifest
 from .manifest import Manifest
+from .redact import redact_text, redact_url
 from .units import human_bytes
 
 EXIT_INTERRUPTED = 130
@@ -79,6 +80,14 @@ _s3_endpoint = click.option(
 )
 
 
+_repair = click.option(
+    "--repair",
+    is_flag=True,
+    help="Re-hash the staged files and the cached files they came from; re-stage (and "
+    "re-download damaged cached files) only if something differs.",
+)
+
+
 @cli.command()
 @click.argument("target")
 @options.to(
@@ -88,10 +97,19 @@ _s3_endpoint = click.option(
 @_cache
 @_sha256
 @click.option("--name", default=None, help="Name of a URL/path target's dataset folder.")
+@click.option(
+    "--name-encoding",
+    default=None,
+    metavar="CODEC",
+    help="Encoding of a URL/path archive's member names that are not UTF-8 (e.g. gbk, cp932) "
+    "[default: detected, with a warning].",
+)
 @_hf_endpoint
 @_s3_endpoint
 @_connections
 @_mirror
+@click.option("--force", is_flag=True, help="Stage again even if a current staging is in place.")
+@_repair
 @_quiet
 @_debug
 def get(
@@ -100,10 +118,13 @@ def get(
     cache: Optional[str],
     sha256: Optional[str],
     name: Optional[str],
+    name_encoding: Optional[str],
     hf_endpoint: Optional[str],
     s3_endpoint: Optional[str],
     connections: Optional[int],
     mirror: Optional[str],
+    force: bool,
+    repair: bool,
     quiet: Optional[bool],
 ) -> None:
     """Download, verify and stage TARGET (a dataset name or a manifest file).
@@ -119,10 +140,13 @@ def get(
         quiet=quiet,
         sha256=sha256,
         name=name,
+        name_encoding=name_encoding,
         hf_endpoint=hf_endpoint,
         s3_endpoint=s3_endpoint,
         connections=connections,
         mirror=mirror,
+        force=force,
+        repair=repair,
     )
     click.echo(root)
 
@@ -165,11 +189,24 @@ def fetch(
 @cli.command()
 @click.argument("target")
 @_to
+@click.option("--name", default=None, help="The --name a URL/path target was staged with.")
+@_cache
+@_repair
 @_quiet
 @_debug
-def verify(target: str, to: str, quiet: Optional[bool]) -> None:
-    """Re-hash the staged copy of TARGET against what was recorded when it was staged."""
-    click.echo(api.verify(target, to=to, quiet=quiet))
+def verify(
+    target: str,
+    to: str,
+    name: Optional[str],
+    cache: Optional[str],
+    repair: bool,
+    quiet: Optional[bool],
+) -> None:
+    """Re-hash the staged copy of TARGET and the cached files it was built from.
+
+    Anything changed: exit 5 listing it, and the next `get` stages it again (or use --repair).
+    """
+    click.echo(api.verify(target, to=to, quiet=quiet, cache=cache, repair=repair, name=name))
 
 
 @cli.command(name="list")
@@ -206,7 +243,7 @@ def _summary(m: Manifest) -> dict[str, Any]:
         "size": m.total_size,
         "license": m.license,
         "noncommercial": m.noncommercial,
-        "sources": [url for f in m.files for url in f.urls],
+        "sources": [redact_url(url) for f in m.files for url in f.urls],
         "subsets": [s.address for s in m.subsets],
         "description": m.description,
     }
@@ -240,7 +277,7 @@ def _sources(m: Manifest) -> str:
 def _host(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme in ("http", "https"):
-        return parts.hostname or url
+        return parts.hostname or redact_url(url)  # no host ("http://u:pw@/x"): the whole URL
     return f"{parts.scheme}://" if parts.scheme else "local file"
 
 
@@ -390,6 +427,8 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
         _fail(e.format_message(), "run 'datastage --help' for usage", e.exit_code, debug)
     except (KeyboardInterrupt, click.Abort):
         _fail("interrupted; re-run to resume", None, EXIT_INTERRUPTED, debug)
+    except InvalidManifest as e:  # one summary line, then one line per problem
+        _fail(e.summary, e.hint, e.exit_code, debug, details=e.problems)
     except DatastageError as e:
         _fail(e.message, e.hint, e.exit_code, debug)
     except BrokenPipeError:
@@ -400,12 +439,7 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
             error = InsufficientSpace(e.filename or "the target", None, 0)
             _fail(error.message, error.hint, error.exit_code, debug)
         if e.filename:  # a folder or file the user pointed at cannot be read or written
-            _fail(
-                f"{e.strerror or e}: {e.filename}",
-                "check the path and its permissions, or choose another --to / --cache",
-                EXIT_BAD_PATH,
-                debug,
-            )
+            _fail(f"{e.strerror or e}: {e.filename}", _path_hint(e), EXIT_BAD_PATH, debug)
         _fail(f"{e.strerror or e}", "re-run with --debug and report the traceback", 1, debug)
     except Exception as e:  # a bug: still one line, with a way to learn more
         _fail(
@@ -417,12 +451,31 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
     sys.exit(result if isinstance(result, int) else 0)
 
 
-def _fail(message: str, hint: Optional[str], code: int, debug: bool) -> NoReturn:
-    if debug:
-        traceback.print_exc()
-    print(f"error: {_one_line(message)}", file=sys.stderr)
+def _path_hint(e: OSError) -> str:
+    """What to check for a path that failed: permissions only when they are the cause."""
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "check the path and its permissions, or choose another --to / --cache"
+    if e.errno == errno.ENOTDIR:
+        return "a part of the path is a file, not a folder: check the path"
+    return "check the path, or choose another --to / --cache"
+
+
+MAX_DETAILS = 20  # problem lines under one error; a fuzzed manifest can have thousands
+
+
+def _fail(
+    message: str, hint: Optional[str], code: int, debug: bool, details: Sequence[str] = ()
+) -> NoReturn:
+    if debug:  # the chain names URLs (requests: "with url: /x?token=..."): redacted too
+        print(redact_text(traceback.format_exc()), end="", file=sys.stderr)
+    print(f"error: {redact_text(_one_line(message))}", file=sys.stderr)
+    if len(details) > 1:
+        for line in details[:MAX_DETAILS]:
+            print(f"  {redact_text(_one_line(line))}", file=sys.stderr)
+        if len(details) > MAX_DETAILS:
+            print(f"  ... and {len(details) - MAX_DETAILS} more", file=sys.stderr)
     if hint:
-        print(f"hint: {_one_line(hint)}", file=sys.stderr)
+        print(f"hint: {redact_text(_one_line(hint))}", file=sys.stderr)
     sys.exit(code)
 
 

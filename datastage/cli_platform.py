@@ -7,12 +7,14 @@ call one function, print (results on stdout, messages on stderr).
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any, Optional
 
 import click
 
 from . import cli_options as options
+from .redact import redact_url
 from .units import human_bytes
 
 _debug = options.debug
@@ -55,7 +57,7 @@ def environment() -> dict[str, Any]:
             }
             for s in found.stores
         ],
-        "network": dict(found.network),
+        "network": {key: redact_url(value) for key, value in found.network},  # proxy passwords
         "defaults": {
             "to": to,
             "cache_dir": str(settings.cache_dir),
@@ -63,7 +65,7 @@ def environment() -> dict[str, Any]:
             if settings.persistent_cache
             else None,
             "sources": [str(p) for p in settings.sources],
-            "shared_cache": settings.shared_cache,
+            "shared_cache": settings.shared_cache and redact_url(settings.shared_cache),
         },
         "suggested_persistent_cache": str(found.suggested_persistent)
         if found.suggested_persistent and any(s.available for s in found.of_role("persistent"))
@@ -135,9 +137,11 @@ def config_get(key: str) -> None:
 @_debug
 def config_set(key: str, value: str) -> None:
     """Set KEY to VALUE (a list takes paths separated by ':')."""
-    from . import userconfig
+    from . import config, userconfig
 
-    userconfig.set_value(key, value)
+    saved = userconfig.set_value(key, value)
+    if key == "persistent_cache":  # say now, not at the next get, that it cannot be used yet
+        config.on_a_mounted_store(config.given_path(saved, "persistent_cache"))
 
 
 @config.command(name="unset")
@@ -262,24 +266,29 @@ def cache_ls(cache_dir: Optional[str], as_json: bool) -> None:
 
     store = _store(cache_dir)
     rows = cachetool.ls(store)
+    total = cachetool.total_size(rows)
     if as_json:
         out = [
             {
                 "name": r.name,
                 "size": r.size,
+                "shared": r.shared,
                 "files": r.files,
                 "last_used": r.last_used,
                 "paths": [str(p) for p in r.paths],
             }
             for r in rows
         ]
-        click.echo(json.dumps({"cache": str(store.root), "entries": out}, indent=2))
+        click.echo(json.dumps({"cache": str(store.root), "total": total, "entries": out}, indent=2))
         return
     click.echo(f"# {store.root}")
     for r in rows:
         where = os.path.commonpath([str(p) for p in r.paths]) if len(r.paths) > 1 else r.paths[0]
-        click.echo(f"{r.name:24} {_size(r.size):>10}  {r.files:4} file(s)  {where}")
-    click.echo(f"{'total':24} {_size(sum(r.size for r in rows)):>10}")
+        shared = f"  ({_size(r.shared)} shared with other datasets)" if r.shared else ""
+        click.echo(f"{r.name:24} {_size(r.size):>10}  {r.files:4} file(s)  {where}{shared}")
+    shared_note = "  (files shared by several datasets counted once)"
+    note = shared_note if any(r.shared for r in rows) else ""
+    click.echo(f"{'total':24} {_size(total):>10}{note}")
 
 
 @cache.command(name="rm")
@@ -300,30 +309,43 @@ def cache_rm(name: str, cache_dir: Optional[str]) -> None:
     "--partial-age", default=24.0, type=float, show_default=True,
     help="Hours after which an unlocked partial download counts as stale.",
 )  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 @_cache_opt
 @_debug
-def cache_prune(max_size: Optional[str], partial_age: float, cache_dir: Optional[str]) -> None:
-    """Remove stale partial downloads, then least recently used datasets down to --max-size."""
+def cache_prune(
+    max_size: Optional[str], partial_age: float, dry_run: bool, cache_dir: Optional[str]
+) -> None:
+    """Remove stale partial downloads, then least recently used datasets down to --max-size.
+
+    Sizes are decimal (500M = 500,000,000 bytes; 500MiB = 500 x 1024^2), as `cache ls` shows.
+    """
     from . import cachetool
 
     limit = _parse_size(max_size) if max_size is not None else None
-    removed = cachetool.prune(_store(cache_dir), limit, partial_age * 3600)
+    if math.isnan(partial_age) or partial_age < 0:  # -1 would sweep every partial file (inf: none)
+        from .errors import UsageError
+
+        raise UsageError(f"--partial-age: {partial_age!r} is not a number of hours, 0 or more")
+    store = _store(cache_dir)
+    removed = cachetool.prune(store, limit, partial_age * 3600, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
     for what, size in removed:
-        click.echo(f"removed {what} ({_size(size)})")
+        click.echo(f"{verb} {what} ({_size(size)})")
+    if limit is not None:
+        left = cachetool.verified_size(store)
+        if dry_run:
+            left -= sum(size for what, size in removed if not os.path.isabs(what))
+        click.echo(f"{'would leave' if dry_run else 'left'}: {_size(left)} of verified downloads")
 
 
 def _parse_size(text: str) -> int:
     from .errors import UsageError
+    from .units import parse_size
 
-    units = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    raw = text.strip().upper().removesuffix("IB").removesuffix("B") if text else text
-    number, unit = raw, ""
-    if raw and raw[-1] in units:
-        number, unit = raw[:-1], raw[-1]
     try:
-        value = float(number) * units[unit]
+        return parse_size(text)
     except ValueError:
-        raise UsageError(f"--max-size: {text!r} is not a size (e.g. 500M, 20G)") from None
-    if value < 0:
-        raise UsageError(f"--max-size: {text!r} is negative")
-    return int(value)
+        raise UsageError(
+            f"--max-size: {text!r} is not a size (e.g. 500M, 20G; 1M = 1,000,000 bytes, "
+            "1MiB = 1,048,576)"
+        ) from None

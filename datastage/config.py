@@ -31,7 +31,6 @@ ENV = {
     "gdrive_endpoint": "DATASTAGE_GDRIVE_ENDPOINT",
     "persistent_cache": "DATASTAGE_PERSISTENT_CACHE",
     "sources": "DATASTAGE_SOURCES",  # os.pathsep-separated folders
-    "verify_persistent": "DATASTAGE_VERIFY_PERSISTENT",
     "shared_cache": "DATASTAGE_SHARED_CACHE",  # s3://bucket/prefix (s3cache.py)
     "connections": "DATASTAGE_CONNECTIONS",
     "mirror": "DATASTAGE_MIRROR",
@@ -57,9 +56,8 @@ class Settings:
     gdrive_endpoint: Optional[str] = None  # None: Google's hosts; tests point it at 127.0.0.1
     persistent_cache: Optional[Path] = None  # the persistent tier (tiers.py); None: none
     sources: tuple[Path, ...] = ()  # read-only folders searched before downloading
-    verify_persistent: bool = False  # re-hash copies from the persistent tier
     shared_cache: Optional[str] = None  # s3://bucket/prefix asked before the dataset's URLs
-    connections: int = 8  # connections at once per get/fetch (segments of a file, files)
+    connections: int = 16  # connections at once per get/fetch (segments of a file, files)
     mirror: Optional[str] = None  # prefer URLs containing this (a host or any substring)
     min_segment: int = 4 * 1024 * 1024  # bytes; files under 8x this use one connection
     probe: float = 0.1  # seconds one connection runs alone before a split is decided
@@ -128,6 +126,27 @@ def _add_file_and_platform_values(values: dict[str, Any]) -> None:
     for key in ("persistent_cache",):
         if values.get(key) is not None:
             values[key] = Path(values[key]).expanduser().absolute()
+    if values.get("persistent_cache") is not None and not on_a_mounted_store(
+        values["persistent_cache"]
+    ):
+        values["persistent_cache"] = None
+
+
+def on_a_mounted_store(path: Path) -> bool:
+    """False (with one warning) for a path on the platform's mount that is not mounted: an
+    unmounted Drive's folder is the VM's own disk, lost with the session, and creating it
+    would stand in the way of the real mount."""
+    from .platform import detect
+    from .progress import warn_once
+
+    store = detect().unmounted(path)
+    if store is None:
+        return True
+    warn_once(
+        f"not using the persistent cache {path}: {store.label} is not mounted at {store.mount}; "
+        f"to keep downloads across sessions: {store.mount_hint}"
+    )
+    return False
 
 
 def resolve_to(flag: Any = None) -> Path:
@@ -174,7 +193,6 @@ def _from_env(name: str, raw: str) -> Any:
         "gdrive_endpoint": str,
         "persistent_cache": Path,
         "sources": lambda s: tuple(Path(p).expanduser() for p in s.split(os.pathsep) if p),
-        "verify_persistent": _boolean,
         "shared_cache": str,
         "connections": _positive,
         "mirror": str,
@@ -195,11 +213,10 @@ def _positive(raw: str) -> int:
 
 
 def _byte_size(raw: str) -> int:
-    """``4194304``, ``4M``, ``512K``, ``1G`` (powers of 1024)."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = raw.strip().upper().removesuffix("B").removesuffix("I")
-    factor = units.get(text[-1:], 1)
-    value = int(text[:-1] if factor > 1 else text) * factor
+    """``4194304``, ``4MiB``, ``4M`` (4,000,000), ``512K``: units.py's one convention."""
+    from .units import parse_size
+
+    value = parse_size(raw)
     if value < 1:
         raise ValueError(raw)
     return value

@@ -2,8 +2,9 @@
 
 Owns: the life of one file from "not in the cache" to "verified blob": one downloader per file
 across processes (lock), trying each URL of an entry in turn (mirrors), resuming a ``.part``
-after any interruption (kill -9 included), retrying failures that made no progress with
-urllib3's Retry backoff, hashing while streaming, and refusing HTML pages served as files.
+after any interruption (kill -9 included), retrying failures that made no progress
+(``retrying.py``: each retry said on stderr, quick for a dead host), hashing while streaming,
+and refusing HTML pages served as files.
 Does not own: how bytes are requested (sources/), where blobs live (cache.py).
 
 Resume protocol (pip/huggingface_hub style): ``partial/<key>.json`` records the URL, size and
@@ -16,10 +17,10 @@ Segments: when the first response announces a size worth splitting (``segments.c
 ``connections`` and ``min_segment`` settings), the open response becomes segment 0 and
 ``segmented.py`` fetches the rest over more connections into a preallocated ``.part``. The
 state file then also holds the plan (``segments``: ``[start, pos, end]`` each, saved
-atomically about once a second and on exit), and a re-run asks only for the missing ranges,
-each with If-Range. Any source whose ``open_range`` reports a size and honours ranges gets
-this for free. With a pinned digest, segments are spread over every mirror of the entry that
-serves the same size; the final digest proves the mix.
+atomically every second or 32 MiB received, whichever first, and on exit), and a re-run
+asks only for the missing ranges, each with If-Range. Any source whose ``open_range`` reports
+a size and honours ranges gets this for free. With a pinned digest, segments are spread over
+every mirror of the entry that serves the same size; the final digest proves the mix.
 
 Mirrors: the entry's URLs are tried in order, those matching the preferred ``mirror`` setting
 first. A URL that fails (error, HTML page, digest mismatch) is dropped and the next one used;
@@ -45,9 +46,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Optional
 
-from urllib3.exceptions import MaxRetryError
-from urllib3.util.retry import Retry
-
 from . import locks, segments, sources
 from .cache import Blob, Cache
 from .config import Settings
@@ -55,6 +53,7 @@ from .digests import Hasher, check, hash_file
 from .errors import (
     AllMirrorsFailed,
     DatastageError,
+    HTTPStatusError,
     IntegrityError,
     MissingDependency,
     NetworkError,
@@ -64,9 +63,11 @@ from .errors import (
     SourceError,
     UnexpectedHTML,
 )
-from .fsutil import disk_full_as_error, ensure_free, write_atomic
+from .fsutil import disk_full_as_error, ensure_free
 from .manifest import FileEntry
 from .progress import Bar, Reporter
+from .redact import redact_url, same_url
+from .retrying import Patience, origin, safe_url
 from .segmented import Budget, Mirror, Restart, SegmentedTransfer
 from .units import human_bytes
 
@@ -160,7 +161,7 @@ def _from_any_url(
         urls = [u for u in rest if u not in dropped]
     if len(failures) == 1:
         raise failures[0][1]
-    reasons = "; ".join(f"{url}: {e}" for url, e in failures)
+    reasons = "; ".join(f"{safe_url(url)}: {e}" for url, e in failures)
     raise AllMirrorsFailed(f"all {len(failures)} sources of {entry.name} failed: {reasons}")
 
 
@@ -250,9 +251,10 @@ class _Download:
     # -- state -----------------------------------------------------------------------------
     def _load_state(self) -> Optional[_State]:
         try:
-            return _State(**json.loads(self.state_path.read_text()))
+            state = _State(**json.loads(self.state_path.read_text()))
         except (OSError, ValueError, TypeError):
             return None
+        return replace(state, url=self.url) if same_url(state.url, self.url) else state
 
     def _resumable_offset(self) -> int:
         state = self._load_state()
@@ -282,7 +284,19 @@ class _Download:
         return segments.from_json(state.segments, state.size)
 
     def _save_state(self, state: _State) -> None:
-        write_atomic(self.state_path, json.dumps(asdict(state)).encode())
+        """Replace the state file atomically, without fsync: a kill -9 keeps the page cache,
+        and after a power cut the .part's own unsynced bytes are as uncertain as the plan (the
+        final digest catches either). Saved up to ~30 times a second at loopback speed."""
+        tmp = self.state_path.with_name(
+            f".{self.state_path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        )
+        try:
+            stored = {**asdict(state), "url": redact_url(state.url)}  # _load_state matches it back
+            tmp.write_bytes(json.dumps(stored).encode())
+            os.replace(tmp, self.state_path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def _discard(self) -> None:
         for path in (self.part, self.state_path):
@@ -304,6 +318,11 @@ class _Download:
                 etag=state.etag,
                 last_modified=state.last_modified,
             )
+        if offset and known.size == offset and self.entry.digests:
+            # Every byte arrived before the last run stopped (killed between the last write
+            # and the commit): the digest decides, no request (a range at the end is a 416).
+            hasher = hash_file(self.part, self.algorithms, limit=offset)
+            return self._verify_and_commit(hasher, offset)
         if offset:
             self.reporter.say(f"resuming {self.entry.name} at {human_bytes(offset)}")
             hasher = hash_file(self.part, self.algorithms, limit=offset)
@@ -322,7 +341,7 @@ class _Download:
 
         ``hasher.size`` is always the number of bytes in ``.part``: the offset to resume from.
         """
-        retry = Retry(total=self.settings.retries, backoff_factor=self.settings.backoff)
+        patience = self._patience()
         bar = None
         handed_over = False
         holding = self.budget.acquire(threading.Event())
@@ -368,25 +387,25 @@ class _Download:
                     self._write(stream, hasher, bar)
                     if size is not None and hasher.size < size:
                         raise NetworkError(
-                            f"connection to {self.url} closed at {hasher.size} of {size} bytes"
+                            f"connection to {origin(self.url)} closed at {hasher.size} of "
+                            f"{size} bytes"
                         )
                     return hasher, size
-                except NetworkError as e:
+                except (NetworkError, HTTPStatusError) as e:
                     if handed_over:
                         raise  # segments retry on their own; this loop would start over
+                    if body is not None:
+                        body.close()
                     if hasher.size > start:  # progress resets the patience
-                        retry = Retry(
-                            total=self.settings.retries, backoff_factor=self.settings.backoff
-                        )
+                        patience.reset()
                     try:
-                        retry = retry.increment(method="GET", url=self.url, error=e)
-                    except MaxRetryError:
-                        raise NetworkError(
-                            f"{e}; gave up after {self.settings.retries + 1} tries "
-                            "without progress "
-                            f"({human_bytes(hasher.size)} kept in the cache; re-run to resume)"
-                        ) from e
-                    retry.sleep()
+                        patience.wait(e, self.url, self.budget.cancelled.is_set)
+                    except SourceError:
+                        if hasher.size:
+                            e.message += (
+                                f" ({human_bytes(hasher.size)} kept in the cache; re-run to resume)"
+                            )
+                        raise
                 except BaseException:
                     if body is not None and not handed_over:
                         body.close()  # let the server know now, not at garbage collection
@@ -396,6 +415,9 @@ class _Download:
                 self.budget.release()
             if bar is not None:
                 bar.close()
+
+    def _patience(self) -> Patience:
+        return Patience(self.settings.retries, self.settings.backoff, self.reporter.say)
 
     # -- segments --------------------------------------------------------------------------
     def _segmentable(self, size: int) -> bool:
@@ -463,6 +485,7 @@ class _Download:
             save=save,
             refuse_html=self._refuse_html_from,
             warn=self.reporter.warn,
+            say=self.reporter.say,
             on_prefix=self.on_prefix,
             first=first,
             pinned=self.entry.pinned,
@@ -554,10 +577,6 @@ class _Download:
         except IntegrityError:
             self._discard()  # a file that failed verification is never kept
             raise
-        if not self.entry.pinned:
-            self.reporter.say(
-                f"{self.entry.name}: not pinned by the manifest; sha256:{digests['sha256']}"
-            )
         extra: dict[str, Optional[str]] = {"etag": None, "last_modified": None}
         state = self._load_state()
         if state:

@@ -9,11 +9,24 @@ differed so the user (or the manifest's author) can act on it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from .manifest import Layout
 
 MAX_LISTED = 3
+
+
+def single_top_folder(paths: Iterable[str]) -> str:
+    """The one top-level folder every path lies in ("" if a file is at the top, or there are
+    several). The rule `datastage manifest` writes as ``root`` and one-liners print."""
+    tops = set()
+    for path in paths:
+        first, sep, _ = path.partition("/")
+        if not sep:
+            return ""
+        tops.add(first)
+    return tops.pop() if len(tops) == 1 else ""
 
 
 def problems(layout: Layout, root: Path) -> list[str]:

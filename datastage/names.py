@@ -10,6 +10,7 @@ from __future__ import annotations
 # Compound suffixes first, so "x.tar.gz" loses ".tar.gz", not just ".gz".
 ARCHIVE_SUFFIXES = (
     *(".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst", ".tgz", ".tbz2", ".txz", ".tar"),
+    *(".tar.lz4", ".tar.lz", ".tar.lzma", ".tar.z", ".tar.lzo"),  # read through bsdtar
     *(".zip", ".7z", ".rar", ".gz", ".bz2", ".xz", ".zst"),
 )
 

@@ -5,7 +5,10 @@ in the first bytes is tar.* or a single compressed file), the "growing file" rea
 ``.part``, and running the download (a thread) beside the extraction (this thread) into the
 usual hidden partial folder under the usual stage lock. The staging is committed (marker,
 rename) only after the download's final digest verified; otherwise the partial folder goes
-and the download's error is what the user sees. A corrupt archive stops the download.
+and the download's error is what the user sees. A corrupt archive stops the download, unless
+a digest can still explain it: several mirrors (the next may be sound) or a first-use pin
+(bytes that differ from the pin are a checksum mismatch, exit 5, not an archive error; a pin is
+never forgotten because of a broken archive, see api.py).
 Everything else (zip, 7z, plain files, several files, nested archives, a tier or source-folder
 hit, DATASTAGE_OVERLAP=0) takes the usual path: download, then stage.
 
@@ -34,6 +37,7 @@ from .extract import Format, SafeWriter, extract_stream, output_name
 from .extract.streams import ReadStream
 from .extract.writer import Budget
 from .fsutil import SPACE_MARGIN, disk_full_as_error, ensure_free, free_bytes, remove_tree
+from .links import check_links
 from .manifest import FileEntry, Manifest
 from .progress import Reporter
 
@@ -254,8 +258,10 @@ def get(
     settings: Settings,
     reporter: Reporter,
     store: Cache,
+    force: bool = False,
 ) -> Path:
-    """Download the manifest's one file and stage it, extracting while it downloads."""
+    """Download the manifest's one file and stage it, extracting while it downloads.
+    ``force``: stage it again even if a current staging is in place."""
     from . import api, cachetool
 
     entry, expected = manifest.files[0], pinned[0]
@@ -296,18 +302,17 @@ def get(
         """Download, then stage from the verified blob: what api.get_manifest does."""
         blob = _must(settled())
         cachetool.record_use(store, manifest, [(entry, blob)])
-        try:
-            return stage.stage(manifest, [(entry, blob)], dest, reporter, settings.lock_timeout)
-        except ArchiveError:
-            api._forget_unvouched(manifest, settings)
-            raise
+        return stage.stage(
+            manifest, [(entry, blob)], dest, reporter, settings.lock_timeout, force=force
+        )
 
     if fmt.kind not in ("tar", "compressed"):  # not streamable
         return usual()
     try:
         root = _stage_streaming(
-            manifest, entry, fmt, _Headed(head, reader), reader, dest, reporter, settings, settled
-        )
+            manifest, expected, fmt, _Headed(head, reader), reader, dest, reporter, settings,
+            settled, force,
+        )  # fmt: skip
     except _Restarted:
         # the bytes changed under the extraction (the download started over): stage from the
         # verified blob instead
@@ -316,7 +321,6 @@ def get(
         reader.cancel()
         thread.join()
         _discard_download(store, expected, settings, reporter)
-        api._forget_unvouched(manifest, settings)
         raise
     except BaseException:
         reader.cancel()
@@ -335,17 +339,19 @@ def _stage_streaming(
     reporter: Reporter,
     settings: Settings,
     settled: Any,
+    force: bool,
 ) -> Path:
-    """``stage.stage`` with the one file extracted from ``stream`` as it grows."""
+    """``stage.stage`` with the one file extracted from ``stream`` as it grows.
+    ``entry`` carries the expected digests: the manifest's, or its first-use pin's."""
     to.mkdir(parents=True, exist_ok=True)
     lock = stage.lock_for(stage.dataset_dir(manifest, to))
     with locks.hold(lock, f"staging {manifest.name} in {to}", settings.lock_timeout, reporter.say):
-        if stage.is_current(manifest, to):
+        if not force and stage.is_current(manifest, to):
             settled()
             return stage.root_of(manifest, to)
         stage._remove_leftovers(manifest, to)
         target = stage.dataset_dir(manifest, to)
-        stage._refuse_foreign(target)
+        owned = stage._refuse_foreign(target)
         declared = entry.unpacked_size
         if declared is None and fmt.kind == "tar" and fmt.compression is None:
             declared = entry.size  # members + headers: an upper bound
@@ -362,13 +368,16 @@ def _stage_streaming(
                 )  # fmt: skip
                 out_name = output_name(entry.name, fmt.compression)
                 try:
-                    extract_stream(stream, fmt, writer, out_name)  # type: ignore[arg-type]
+                    extract_stream(stream, fmt, writer, out_name, entry.name_encoding)  # type: ignore[arg-type]
                 except (_DownloadFailed, ArchiveError):
                     # Let the download finish when stale bytes (a restart) may explain the
                     # damage, or when a digest can tell a bad mirror from a bad archive: the
                     # download then moves on to the next mirror itself, as on the usual path.
-                    # Otherwise stop it now (its .part is dropped: a rerun starts afresh).
-                    if not reader.restarted and not (entry.pinned and len(entry.urls) > 1):
+                    # A first-use pin decides too: bytes that differ from it are a checksum
+                    # mismatch (exit 5, both values), never an archive error, so a server
+                    # cannot pass off other content as "damaged". Otherwise stop it now (its
+                    # .part is dropped: a rerun starts afresh).
+                    if not reader.restarted and not _digest_decides(manifest, entry):
                         reader.cancel()
                     if settled() is not None:  # it finished first: let the blob decide
                         raise _Restarted("the download finished despite the damage") from None
@@ -376,14 +385,23 @@ def _stage_streaming(
                 blob = _must(settled())  # verified: only now may the staging become visible
                 if reader.digest_to_end() != blob.sha256:
                     raise _Restarted("the extracted bytes are not the verified file's")
+                check_links(partial)
                 stage._check_root(manifest, partial)
                 stage._check_layout(manifest, partial, reporter)
-                stage._write_marker(manifest, [(entry, blob)], partial, record)
-            stage._swap_into_place(partial, target)
+                stage._write_marker(manifest, [(manifest.files[0], blob)], partial, record)
+            stage._swap_into_place(partial, target, owned, links_checked=True)
         except BaseException:
             remove_tree(partial)
             raise
     return stage.root_of(manifest, to)
+
+
+def _digest_decides(manifest: Manifest, expected: FileEntry) -> bool:
+    """Wait for the download's digest after an archive error? Yes for a first-use pin (its
+    verdict is exit 5 or a genuine archive error) and for several mirrors (the next one may
+    be sound); a single URL pinned by the manifest stops at once (the bytes are lost anyway)."""
+    pinned_on_first_use = expected.pinned and not manifest.files[0].pinned
+    return pinned_on_first_use or (expected.pinned and len(expected.urls) > 1)
 
 
 def _must(blob: Optional[Blob]) -> Blob:

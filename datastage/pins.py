@@ -2,6 +2,8 @@
 
     $DATASTAGE_CACHE/pins/<sha256(url)[:40]>.json   {"url", "size", "sha256", "dataset", ...}
 
+(the file is named by the full URL; its "url" is redacted, as everything stored: redact.py)
+
 A manifest entry without a sha256 (its publisher gives none, or only an md5) is downloaded
 once; the observed size and sha256 are recorded here, and every later download of the same
 URL is checked against them (``apply`` turns a pin into an expected digest before the
@@ -25,6 +27,7 @@ from typing import Optional
 from .digests import CACHE_ALGORITHM, Digest
 from .fsutil import write_atomic
 from .manifest import FileEntry
+from .redact import redact_url, same_url
 
 PINS_DIR = "pins"
 
@@ -58,7 +61,7 @@ class Pins:
             pin = Pin(**raw)
         except (OSError, ValueError, TypeError):
             return None  # no pin (or an unreadable one: the next download records it again)
-        return pin if pin.url == entry.url else None
+        return pin if same_url(pin.url, entry.url) else None
 
     def record(self, entry: FileEntry, size: int, sha256: str, dataset: str) -> Optional[Pin]:
         """Pin ``entry`` unless the manifest pins it or it is pinned already; return new pin."""
@@ -67,7 +70,8 @@ class Pins:
         pin = Pin(
             entry.url, size, sha256, dataset, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         )
-        write_atomic(self._path(entry.url), json.dumps(pin.__dict__, indent=1).encode())
+        stored = {**pin.__dict__, "url": redact_url(pin.url)}  # keyed by the full URL's hash
+        write_atomic(self._path(entry.url), json.dumps(stored, indent=1).encode())
         return pin
 
     def forget(self, entry: FileEntry) -> bool:

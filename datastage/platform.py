@@ -22,6 +22,7 @@ Does not own: the precedence between flags, environment and config file (config.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,9 +37,11 @@ NAMES = ("colab", "autodl", "sagemaker", "local")
 NETWORK_VARS = (
     "http_proxy",
     "https_proxy",
+    "all_proxy",
     "no_proxy",
     "HTTP_PROXY",
     "HTTPS_PROXY",
+    "ALL_PROXY",
     "NO_PROXY",
     "HF_ENDPOINT",
     "HF_HOME",
@@ -55,6 +58,20 @@ class Store:
     path: Path
     available: bool  # the folder exists (for a mount: it is mounted)
     free: Optional[int]  # bytes free, None when unavailable
+    # A store that lives on a mount: the mount point (``/content/drive``), and how to mount it.
+    # Until it is mounted, the folder (if any) is the VM's own disk and keeps nothing.
+    mount: Optional[Path] = None
+    mount_hint: str = ""
+
+    def holds(self, path: Path) -> bool:
+        """``path`` is on this store's mount (at or below the mount point)."""
+        if self.mount is None:
+            return False
+        for mount in {Path(os.path.abspath(self.mount)), Path(os.path.realpath(self.mount))}:
+            for candidate in {Path(os.path.abspath(path)), Path(os.path.realpath(path))}:
+                if candidate == mount or mount in candidate.parents:
+                    return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,14 @@ class Platform:
     def of_role(self, role: str) -> list[Store]:
         return [s for s in self.stores if s.role == role]
 
+    def unmounted(self, path: Path) -> Optional[Store]:
+        """The store whose mount ``path`` is on, when that mount is not there; else None.
+
+        Writing there would create the mount's folder on the VM's disk and lose it with the
+        session (and would then hide the real mount), so such a path must not be used.
+        """
+        return next((s for s in self.stores if s.holds(path) and not is_mounted(s.mount)), None)
+
     @property
     def default_sources(self) -> tuple[Path, ...]:
         return tuple(s.path for s in self.of_role("source") if s.available)
@@ -82,6 +107,13 @@ def detect(environ: Optional[Mapping[str, str]] = None) -> Platform:
     env = os.environ if environ is None else environ
     root = Path(env.get(ROOT_ENV, "") or "/")
     forced = env.get(FORCE_ENV, "").strip().lower()
+    if forced and forced not in NAMES:
+        from .progress import warn_once
+
+        warn_once(
+            f"{FORCE_ENV}={env[FORCE_ENV]!r} is not a platform datastage knows "
+            f"({', '.join(NAMES)}); detecting the platform instead"
+        )
     name = forced if forced in NAMES else _guess(env, root)
     build = {"colab": _colab, "autodl": _autodl, "sagemaker": _sagemaker, "local": _local}[name]
     network = tuple((k, env[k]) for k in NETWORK_VARS if env.get(k))
@@ -107,32 +139,61 @@ def _guess(env: Mapping[str, str], root: Path) -> str:
     return "local"
 
 
-def _store(role: str, label: str, path: Path) -> Store:
-    available = path.is_dir()
+def is_mounted(path: Optional[Path]) -> bool:
+    """A mount point is there: the store is real. The well-known path may be a symlink to the
+    mount, and a bind mount (a container volume from the host's disk) has its parent's device
+    number, which ``os.path.ismount`` alone takes for "not mounted": the kernel's table says."""
+    if path is None:
+        return False
+    real = os.path.realpath(path)
+    return os.path.ismount(real) or real in _mount_points()
+
+
+def _mount_points() -> frozenset[str]:
+    """Every mount point the kernel lists for this process (empty where there is no /proc)."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return frozenset()
+    # field 5 is the mount point, with space, tab, newline and backslash written as \ooo
+    unescape = re.compile(r"\\([0-7]{3})")
+    return frozenset(
+        unescape.sub(lambda m: chr(int(m.group(1), 8)), line.split(" ")[4])
+        for line in lines
+        if len(line.split(" ")) > 4
+    )
+
+
+def _store(
+    role: str, label: str, path: Path, mount: Optional[Path] = None, mount_hint: str = ""
+) -> Store:
+    available = path.is_dir() and (mount is None or is_mounted(mount))
     free = None
     if available:
         try:
             free = shutil.disk_usage(path).free
         except OSError:
             available = False
-    return Store(role, label, path, available, free)
+    return Store(role, label, path, available, free, mount, mount_hint)
+
+
+DRIVE_MOUNT_HINT = "from google.colab import drive; drive.mount('/content/drive')"
+AUTODL_FS_HINT = "turn on file storage (autodl-fs) for this instance in the AutoDL console"
 
 
 def _colab(root: Path, env: Mapping[str, str], network: tuple[tuple[str, str], ...]) -> Platform:
     content = _at(root, "/content")
     drive = _at(root, "/content/drive/MyDrive")
+    drive_store = _store(
+        "persistent", "Google Drive", drive, _at(root, "/content/drive"), DRIVE_MOUNT_HINT
+    )
     hints: tuple[str, ...] = ()
-    if not drive.is_dir():
-        hints = (
-            "mount Google Drive to keep downloads across sessions: "
-            "from google.colab import drive; drive.mount('/content/drive')",
-        )
+    if not drive_store.available:
+        hints = (f"mount Google Drive to keep downloads across sessions: {DRIVE_MOUNT_HINT}",)
     return Platform(
         name="colab",
-        stores=(
-            _store("fast", "/content (local disk)", content),
-            _store("persistent", "Google Drive", drive),
-        ),
+        stores=(_store("fast", "/content (local disk)", content), drive_store),
         default_to=content / "datasets",
         # /content is the fast local disk; the home folder's cache is on the same disk anyway,
         # but keeping it under /content makes `datastage env` show one place to look.
@@ -154,7 +215,7 @@ def _autodl(root: Path, env: Mapping[str, str], network: tuple[tuple[str, str], 
         name="autodl",
         stores=(
             _store("fast", "autodl-tmp (data disk)", tmp),
-            _store("persistent", "autodl-fs", fs),
+            _store("persistent", "autodl-fs", fs, fs, AUTODL_FS_HINT),
             _store("source", "autodl-pub (public datasets)", _at(root, "/root/autodl-pub")),
         ),
         # The system disk is small (30 GB): both the data and the cache belong on the data disk.

@@ -52,14 +52,29 @@ def is_path(target: str) -> bool:
     return os.sep in target and Path(target).is_file()
 
 
+def file_subset(target: str) -> Optional[tuple[str, str]]:
+    """``path/to/x.toml/<subset>`` -> (``path/to/x.toml``, subset); None for other targets.
+
+    Decided before anything treats the target as a path of data: ``x.toml`` is a file, so
+    ``x.toml/sub`` can never exist on disk (the OS says "Not a directory"). Only a real
+    folder whose name ends in ``.toml`` keeps such a target a path.
+    """
+    file, sep, subset = target.partition(".toml" + SUBSET_SEPARATOR)
+    if not sep or os.path.exists(os.path.expanduser(target)):  # keeps a trailing "/"
+        return None
+    return file + ".toml", subset.strip(SUBSET_SEPARATOR)
+
+
 def resolve(target: str) -> Manifest:
     """A registry name, ``name/subset`` or a path to a manifest file -> a validated Manifest."""
+    in_file = file_subset(target)
+    if in_file is not None:  # "x.toml/subset" (or "x.toml/": the whole manifest)
+        file, subset = in_file
+        from_file = manifest_mod.load(Path(file).expanduser())
+        sep = SUBSET_SEPARATOR if subset else ""
+        return _pick_subset(from_file, file, sep, subset, target)
     if is_path(target):
-        file, sep, subset = target.partition(".toml" + SUBSET_SEPARATOR)
-        if not sep or Path(target).expanduser().exists():
-            return manifest_mod.load(Path(target).expanduser())
-        from_file = manifest_mod.load(Path(file + ".toml").expanduser())  # "x.toml/subset"
-        return _pick_subset(from_file, file + ".toml", SUBSET_SEPARATOR, subset, target)
+        return manifest_mod.load(Path(target).expanduser())
     name, sep, subset = target.partition(SUBSET_SEPARATOR)
     paths = manifest_paths()
     found = load_named(name, paths[name]) if name in paths else _by_alias(name, paths)
@@ -98,7 +113,7 @@ def _pick_subset(found: Manifest, name: str, sep: str, subset: str, target: str)
         return found
     chosen = found.find_subset(subset)
     if chosen is None:
-        known = [s.address for s in found.subsets]
+        known = [f"{name}{SUBSET_SEPARATOR}{s.subset}" for s in found.subsets]  # as typed
         if not known:
             raise DatasetNotFound(f"{name} has no subsets (asked for {target!r})")
         close = _closest(subset.lower(), [s.subset for s in found.subsets])

@@ -9,7 +9,7 @@ key, or $DATASTAGE_SHARED_CACHE) every ``get`` asks that prefix before the datas
 so N nodes pull from the bucket in parallel and the origin is hit once. Objects are hashed as
 they arrive and checked against the manifest, like any download.
 
-boto3 is imported lazily (``pip install 'datastage[s3]'``); credentials, region and endpoint
+boto3 is imported lazily (``pip install 'datastage-ml[s3]'``); credentials, region and endpoint
 come from the usual AWS configuration (``AWS_ENDPOINT_URL`` points it at MinIO or moto).
 Upload only here: reading ``s3://`` URLs listed in manifests belongs to ``sources/s3.py``.
 """
@@ -28,7 +28,14 @@ from . import locks
 from .cache import Blob, Cache
 from .config import Settings
 from .digests import CACHE_ALGORITHM, HEX_LENGTHS, check, hash_file
-from .errors import AccessDenied, IntegrityError, MissingDependency, SourceError, UsageError
+from .errors import (
+    AccessDenied,
+    IntegrityError,
+    MissingDependency,
+    SourceError,
+    UsageError,
+    install_hint,
+)
 from .manifest import FileEntry, Manifest
 from .progress import Reporter
 from .tiers import SIDECAR, sidecar_for, sidecar_matches
@@ -47,7 +54,7 @@ def _client() -> Any:
         import boto3
     except ImportError:
         raise MissingDependency(
-            "pushing to or reading from S3 needs boto3", hint="pip install 'datastage[s3]'"
+            "pushing to or reading from S3 needs boto3", hint=install_hint("s3")
         ) from None
     from botocore.exceptions import BotoCoreError
 

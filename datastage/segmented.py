@@ -1,14 +1,22 @@
 """Segmented transfer of one file of known size: several connections, one preallocated ``.part``.
 
 Owns: the worker threads of one file, each fetching a piece with ``Source.open_range(f,
-start, end)`` and writing it at its offset with ``os.pwrite``; retries per piece (urllib3
-Retry; a piece that made progress gets its patience back); the order of pieces (guided
+start, end)`` and writing it at its offset with ``os.pwrite``; retries per piece
+(``retrying.Patience``; a piece that made progress gets its patience back); the order of pieces
+(guided
 self-scheduling: each idle worker cuts the next piece off the front of what nobody has claimed,
 a share of it that shrinks towards the end); work stealing (with nothing left to claim, an idle
 worker halves the largest remaining range, and takes over a piece that made no progress for
 ``stall_after`` seconds, so a stalled connection never holds up the file); spreading pieces over
 mirrors that serve the same bytes, dropping a mirror that fails; one stream when a server
 ignores ranges; hashing; the ``on_prefix`` hook.
+
+No gaps between pieces: one answer time (measured per response, x ``LEAD``) before a worker's
+piece ends, it claims the next piece and sends its request from a helper thread, so the bytes
+of the next piece arrive as the last ones of the current piece are written. Without it every
+"wave" of pieces paid a full round trip on every connection at once (100 ms of latency cost
+0.1 s per wave, 0.4 s on 400 MB). For that round trip a worker has two connections open, so
+``connections`` may be exceeded by one per worker, briefly; the pool keeps them alive.
 Does not own: resume state on disk (``download.py`` saves what ``save`` is given), the plan
 arithmetic (``segments.py``), how bytes are requested (``sources/``).
 
@@ -42,23 +50,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from urllib3.exceptions import MaxRetryError
-from urllib3.util.retry import Retry
-
 from . import segments as seglib
 from .config import Settings
 from .digests import Hasher
-from .errors import NetworkError, SourceError, UnexpectedHTML
+from .errors import HostUnreachable, NetworkError, SourceError, UnexpectedHTML
 from .fsutil import disk_full_as_error
 from .progress import Bar
+from .retrying import Patience, origin
 from .segments import Segment
 from .sources import Body, RemoteFile, Source
 from .units import human_bytes
 
 HASH_READ = 1 << 20
 FLUSH_EVERY = 128 << 20  # write back as we go: the fsync before the commit then has little left
-SAVE_EVERY = 1.0  # seconds between saves of the plan (a kill -9 re-fetches at most this much)
-TICK = 0.2  # how often the calling thread hashes, reports and saves
+SAVE_EVERY = 1.0  # seconds between saves of the plan ...
+SAVE_BYTES = 32 << 20  # ... or bytes received, whichever first: what a kill -9 may re-fetch
+NOTIFY_EVERY = 4 << 20  # bytes written between wake-ups of the calling thread
+HASH_STEP = 16 << 20  # the most the calling thread hashes before it looks at the plan again
+LEAD = 1.5  # ask for the next piece this many answer times before the current one ends
+TICK = 0.2  # the longest the calling thread or an idle worker sleeps without news
 BUSY_STATUSES = (429, 503)  # "too many connections": fewer workers, not a failed file
 
 
@@ -131,6 +141,7 @@ class SegmentedTransfer:
         on_prefix: Optional[Callable[[int], None]] = None,
         first: Optional[tuple[Body, Iterator[bytes]]] = None,
         pinned: bool = False,
+        say: Optional[Callable[[str], None]] = None,
     ) -> None:
         """``first``: a response already open at byte 0, whose budget token the caller holds
         and hands over (it is released when that response is done)."""
@@ -139,6 +150,7 @@ class SegmentedTransfer:
         self.reference = mirrors[0]
         self.hasher, self.settings, self.bar, self.budget = hasher, settings, bar, budget
         self.save, self.refuse_html, self.warn, self.on_prefix = save, refuse_html, warn, on_prefix
+        self.say = say or warn  # retry lines
         self.first = first
         self.first_at = seglib.contiguous_prefix(plan)  # where the open response has got to
         self._token_held = first is not None
@@ -158,35 +170,59 @@ class SegmentedTransfer:
         self._tokens = itertools.count(1)
         self.fd = -1
         self._flushed = 0
+        self._fresh = 0  # bytes written since the calling thread was last woken
+        self._unsaved = 0  # bytes written since the plan was last saved
+        self._saved_at = time.monotonic()
+        self._plans = itertools.count(1)
+        self._saved_number = 0
+        self._save_lock = threading.Lock()
+        self._ahead: dict[int, _Ahead] = {}  # worker -> its next piece, already asked for
 
     # -- the calling thread ----------------------------------------------------------------
     def run(self) -> Hasher:
-        """Fetch every segment, hash the prefix as it lands; return the hasher of the file."""
+        """Fetch every segment, hash the prefix as it lands; return the hasher of the file.
+
+        Woken by the workers (every ``NOTIFY_EVERY`` bytes and at each finished piece), not by
+        a clock. The plan is saved every ``SAVE_EVERY`` seconds (here) or ``SAVE_BYTES``
+        received (by the worker whose write crosses the mark), whichever comes first.
+        """
         reported = seglib.written(self.segments)
-        saved_at = time.monotonic()
         try:
             self.fd = os.open(self.part, os.O_RDWR)
             self._start_workers()
             while True:
                 self.budget.check()
                 with self.cond:
-                    self.cond.wait(TICK)
+                    if self.hasher.size >= seglib.contiguous_prefix(self.segments):
+                        self.cond.wait(TICK)  # nothing to hash: wait for the workers
                     if self.error is not None:
                         raise self.error
                     prefix = seglib.contiguous_prefix(self.segments)
                     done_bytes = seglib.written(self.segments)
-                    plan = seglib.to_json(self.segments)
-                self._hash_to(prefix)
+                    due = time.monotonic() - self._saved_at >= SAVE_EVERY
+                    snapshot = self._snapshot() if due else None
+                if snapshot is not None:
+                    self._save(*snapshot)
+                self._hash_to(min(prefix, self.hasher.size + HASH_STEP))
                 if done_bytes > reported:
                     self.bar.update(done_bytes - reported)
                     reported = done_bytes
-                if time.monotonic() - saved_at >= SAVE_EVERY:
-                    self.save(plan)
-                    saved_at = time.monotonic()
                 if self.hasher.size >= self.size:
                     return self.hasher
         finally:
             self._close()
+
+    def _snapshot(self) -> tuple[int, list[list[int]]]:
+        """(Under the lock) the plan to save now, numbered so an older one never wins."""
+        self._unsaved = 0
+        self._saved_at = time.monotonic()
+        return next(self._plans), seglib.to_json(self.segments)
+
+    def _save(self, number: int, plan: list[list[int]]) -> None:
+        with self._save_lock:
+            if number > self._saved_number:
+                self.save(plan)
+                self._saved_number = number
 
     def _start_workers(self) -> None:
         workers = self.workers
@@ -225,13 +261,13 @@ class SegmentedTransfer:
             self.closed = True
             while self.writers:
                 self.cond.wait(TICK)
-            plan = seglib.to_json(self.segments)
+            number, plan = self._snapshot()
             self.cond.notify_all()
         if self.first is not None:
             self.first[0].close()
         try:
             if self.hasher.size < self.size:
-                self.save(plan)  # what a re-run (or kill -9 survivor) resumes from
+                self._save(number, plan)  # what a re-run (or kill -9 survivor) resumes from
         finally:
             if self.fd >= 0:
                 os.close(self.fd)
@@ -239,6 +275,7 @@ class SegmentedTransfer:
     # -- workers ---------------------------------------------------------------------------
     def _worker(self, wid: int, initial: Optional[tuple[Segment, int]]) -> None:
         held = initial is not None  # the caller's connection (and budget token) comes with it
+        ahead: Optional[_Ahead] = None
         with self.cond:
             self.active += 1
         try:
@@ -248,13 +285,19 @@ class SegmentedTransfer:
                 held = False
                 try:
                     with self.cond:
-                        claim = initial or self._claim()
+                        if ahead is not None:
+                            claim: Optional[tuple[Segment, int]] = (ahead.seg, ahead.token)
+                        else:
+                            claim = initial or self._claim()
                         initial = None
                         finished = all(s.done for s in self.segments)
                     if claim is not None:
-                        self._fetch(wid, *claim)
+                        self._fetch(wid, *claim, ahead=ahead)
+                    ahead = self._ahead.pop(wid, None)
+                    held = ahead is not None  # the next piece is on its way: keep the token
                 finally:
-                    self.budget.release()
+                    if not held:
+                        self.budget.release()
                 if claim is None:
                     if finished:
                         return
@@ -268,6 +311,12 @@ class SegmentedTransfer:
                     self.error = e
                 self.stop.set()
                 self.cond.notify_all()
+        finally:
+            for left in (ahead, self._ahead.pop(wid, None)):
+                if left is not None:
+                    self._abandon(left)
+            if held:
+                self.budget.release()
 
     def _claim(self) -> Optional[tuple[Segment, int]]:
         """(Under the lock) a segment for an idle worker: unowned, split off, or stalled."""
@@ -290,56 +339,67 @@ class SegmentedTransfer:
         seg.owner, seg.progress_at = next(self._tokens), now
         return seg, seg.owner
 
-    def _fetch(self, wid: int, seg: Segment, token: int) -> None:
-        """Fetch ``seg`` until it is done, retrying and switching mirrors; stop if abandoned."""
-        retry = self._new_retry()
+    def _fetch(self, wid: int, seg: Segment, token: int, ahead: Optional[_Ahead] = None) -> None:
+        """Fetch ``seg`` until it is done, retrying and switching mirrors; stop if abandoned.
+
+        ``ahead``: the request for ``seg`` was sent before the previous piece ended."""
+        patience = self._patience()
         while True:
             with self.cond:
                 if seg.owner != token or seg.done or self.stop.is_set():
+                    if ahead is not None:
+                        self._abandon(ahead)
                     return
                 start, end = seg.pos, seg.end
                 at = self.first_at
                 first, self.first = (self.first, None) if start == at else (None, self.first)
-            mirror = self.reference if first else self._pick(wid)
+            mirror = self.reference if first else ahead.mirror if ahead else self._pick(wid)
             body: Optional[Body] = first[0] if first else None
             try:
+                asked = time.monotonic()
                 if first is not None:
                     chunks = first[1]
                 else:
-                    body = mirror.source.open_range(
-                        mirror.remote, start, end - 1 if self.ranges else None
-                    )
+                    if ahead is not None:
+                        sent, ahead = ahead, None  # a failure retries the usual way
+                        body = sent.result()
+                    else:
+                        body = mirror.source.open_range(
+                            mirror.remote, start, end - 1 if self.ranges else None
+                        )
                     chunks = iter(body)
                     seg, skip = self._accept(mirror, body, seg, token)
                     if skip:
                         chunks = _skip(chunks, skip)
-                self._pump(seg, token, chunks, mirror.url)
+                self._pump(wid, seg, token, chunks, mirror.url, time.monotonic() - asked)
                 with self.cond:
                     if seg.owner == token and not seg.done:
                         raise NetworkError(
-                            f"connection to {mirror.url} closed at byte {seg.pos} of {self.size}"
+                            f"connection to {origin(mirror.url)} closed at byte {seg.pos} "
+                            f"of {self.size}"
                         )
                 return
-            except NetworkError as e:
-                if seg.pos > start:
-                    retry = self._new_retry()  # progress resets the patience
-                try:
-                    retry = retry.increment(method="GET", url=mirror.url, error=e)
-                except MaxRetryError:
-                    if not self._drop(mirror, e):
-                        raise NetworkError(
-                            f"{e}; gave up after {self.settings.retries + 1} tries without "
-                            f"progress ({human_bytes(seglib.written(self.segments))} kept in "
-                            "the cache; re-run to resume)"
-                        ) from e
-                    retry = self._new_retry()
-                    continue
-                retry.sleep()
             except SourceError as e:
+                if body is not None:
+                    body.close()
+                    body = None
+                if seg.pos > start:
+                    patience.reset()  # progress resets the patience
+                try:
+                    patience.wait(e, mirror.url, self.stop.is_set)
+                    continue
+                except SourceError:
+                    pass
                 if self._retire(seg, token, e):
                     raise _Retire from e
                 if not self._drop(mirror, e):
+                    if isinstance(e, NetworkError) and not isinstance(e, HostUnreachable):
+                        e.message += (
+                            f" ({human_bytes(seglib.written(self.segments))} kept in the cache;"
+                            " re-run to resume)"
+                        )
                     raise
+                patience = self._patience()
             finally:
                 if body is not None:
                     body.close()
@@ -361,8 +421,8 @@ class SegmentedTransfer:
             self.warn(f"{error}; continuing {self.name} with fewer connections")
         return True
 
-    def _new_retry(self) -> Retry:
-        return Retry(total=self.settings.retries, backoff_factor=self.settings.backoff)
+    def _patience(self) -> Patience:
+        return Patience(self.settings.retries, self.settings.backoff, self.say)
 
     def _pick(self, wid: int) -> Mirror:
         with self.cond:
@@ -438,14 +498,48 @@ class SegmentedTransfer:
             self.segments[:] = [Segment(0, prefix, self.size, token, time.monotonic())]
             return self.segments[0]
 
-    def _pump(self, seg: Segment, token: int, chunks: Iterator[bytes], url: str) -> None:
+    def _pump(
+        self, wid: int, seg: Segment, token: int, chunks: Iterator[bytes], url: str, wait: float
+    ) -> None:
+        """Write the response into ``seg``. ``wait``: how long its request took to answer; that
+        long before the piece ends, the next piece is asked for (no gap between pieces)."""
+        began, at = time.monotonic(), seg.pos
         for chunk in chunks:
             if not self._write(seg, token, chunk, url):
                 return
+            if wid in self._ahead or not self.ranges:
+                continue
+            rate = (seg.pos - at) / max(time.monotonic() - began, 1e-6)
+            if seg.remaining <= rate * wait * LEAD + len(chunk):
+                self._ask_ahead(wid)
+
+    def _ask_ahead(self, wid: int) -> None:
+        """Claim the next unclaimed piece and send its request now, from a helper thread."""
+        with self.cond:
+            if self.stop.is_set():
+                return
+            seg = next((s for s in self.segments if not s.owner and not s.done), None)
+            if seg is None:
+                return  # nothing left to claim in order; stealing waits for an idle worker
+            piece = seglib.piece_size(self.segments, self.workers, self.settings.min_segment)
+            seg = seglib.take_piece(self.segments, seg, piece)
+            seg.owner, seg.progress_at = next(self._tokens), time.monotonic()
+            ahead = _Ahead(seg, seg.owner, self._pick(wid))
+            self._ahead[wid] = ahead
+        threading.Thread(target=ahead.open, name=f"datastage-{self.name}-ask", daemon=True).start()
+
+    def _abandon(self, ahead: _Ahead) -> None:
+        """A piece asked for ahead that its worker will not fetch: free it for the others."""
+        ahead.discard()
+        with self.cond:
+            if ahead.seg.owner == ahead.token:
+                ahead.seg.owner = 0
+            self.cond.notify_all()
 
     def _write(self, seg: Segment, token: int, chunk: bytes, url: str) -> bool:
         """pwrite ``chunk`` at the segment's position; False once the segment is not ours."""
         view = memoryview(chunk)
+        snapshot: Optional[tuple[int, list[list[int]]]] = None
         while view:
             with self.cond:
                 if seg.owner != token or self.closed:
@@ -467,12 +561,62 @@ class SegmentedTransfer:
                         # are the same ones the new segment will write, so only clamp.
                         seg.pos = min(offset + n, seg.end)
                         seg.progress_at = time.monotonic()
-                        if seg.done:
-                            self.cond.notify_all()  # the prefix may have grown; idle may split
+                        self._fresh += n
+                        self._unsaved += n
+                        if self._unsaved >= SAVE_BYTES:
+                            snapshot = self._snapshot()
+                        if seg.done or self._fresh >= NOTIFY_EVERY:
+                            # the prefix may have grown, a save may be due; idle may split
+                            self._fresh = 0
+                            self.cond.notify_all()
                     if self.closed:
                         self.cond.notify_all()
+            if snapshot is not None:
+                self._save(*snapshot)  # a kill -9 from now on re-fetches < SAVE_BYTES
+                snapshot = None
             view = view[n:]
         return True
+
+
+class _Ahead:
+    """The request for a worker's next piece, sent shortly before its current piece ends."""
+
+    def __init__(self, seg: Segment, token: int, mirror: Mirror) -> None:
+        self.seg, self.token, self.mirror = seg, token, mirror
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._body: Optional[Body] = None
+        self._error: Optional[BaseException] = None
+        self._discarded = False
+
+    def open(self) -> None:
+        try:
+            body = self.mirror.source.open_range(self.mirror.remote, self.seg.pos, self.seg.end - 1)
+        except BaseException as e:
+            self._error = e
+        else:
+            with self._lock:
+                if self._discarded:
+                    body.close()
+                else:
+                    self._body = body
+        finally:
+            self._done.set()
+
+    def result(self) -> Body:
+        """The open response (waiting for it), or the error opening it raised."""
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._body is not None
+        return self._body
+
+    def discard(self) -> None:
+        with self._lock:
+            self._discarded = True
+            body, self._body = self._body, None
+        if body is not None:
+            body.close()
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:

@@ -4,21 +4,34 @@
     ├── <name>/                        the staged dataset; the printed path is DIR/<name>/<root>
     │   └── .datastage.json            completion marker: manifest key + every file's size/sha256
     ├── .<name>.partial-XXXX/          work in progress, never under the final name
-    └── .<name>.old-XXXX/              a previous staging being replaced (removed right away)
+    ├── .<name>.old-XXXX/              a previous staging being replaced (removed right away)
+    └── .<name>.damaged                written by a failed ``verify``: the next ``get`` re-stages
     (lock: one stager per dataset folder, across processes: lock_for(DIR/<name>), on local
      disk under ranks.lock_dir(), never in DIR, which may be a mount without working flock)
 
 Owns: deciding whether a staged copy is current, building a new one from verified cache blobs
 (extracting archives, copying plain files), the marker, the swap into place, and ``verify``.
-A folder without a marker is never trusted; a folder that is not ours is never deleted.
+A folder without a marker is never trusted; a folder that is not ours is never deleted: only
+a marker that parses and names the folder's dataset proves ownership (an empty folder is
+replaced by an atomic rename, which fails rather than delete anything that appeared in it).
+Whatever built the tree (archives, nested archives, several files, ``stage SRC``), its links
+are checked as a whole just before it is committed (links.py). A cache blob that this run did
+not verify itself is re-hashed beside the extraction; a damaged one fails the staging with
+DamagedBlob (api.py drops it, fetches it again and re-stages).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import re
+import shlex
 import shutil
+import stat
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,12 +39,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import __version__
-from .cache import Blob
+from .cache import Blob, damaged
 from .digests import hash_file
-from .errors import ManifestError, UnsupportedArchive, UsageError, VerifyFailed
+from .errors import (
+    ArchiveError,
+    DamagedBlob,
+    ManifestError,
+    UnsupportedArchive,
+    UsageError,
+    VerifyFailed,
+)
 from .fsutil import disk_full_as_error, ensure_free, fsync_dir, remove_tree, write_atomic
+from .links import check_links
 from .manifest import FileEntry, Manifest
 from .progress import Reporter
+from .redact import redact_url
 
 if TYPE_CHECKING:  # the extract package (tarfile, zipfile, subprocess, ...) and filelock load
     # only when something is staged: a repeated `get` of a staged dataset needs neither
@@ -54,9 +76,35 @@ def lock_for(target: Path) -> Path:
 
 
 def root_of(manifest: Manifest, to: Path) -> Path:
-    """The path users get: the dataset folder, or the root folder the manifest names in it."""
+    """The path users get: the dataset folder, or the root folder the manifest names in it
+    (for a one-liner's archive: its single top folder, found in the marker's listing)."""
     folder = dataset_dir(manifest, to)
-    return folder / manifest.root if manifest.root else folder
+    if manifest.root:
+        return folder / manifest.root
+    if manifest.detect_root:
+        return folder / _single_top_folder(folder)
+    return folder
+
+
+def _single_top_folder(folder: Path) -> str:
+    """The one top folder of a staged one-liner's archive, or "" (the dataset folder itself).
+
+    The marker lists files only, so the folder's own listing must agree: an empty folder, a
+    link or a hidden file beside the top folder is part of the dataset, and the top folder
+    must be a real folder, never a link that could lead elsewhere.
+    """
+    from .layout import single_top_folder
+
+    marker = read_marker(folder)
+    top = single_top_folder(marker["files"]) if marker else ""
+    if not top:
+        return ""
+    try:
+        entries = set(os.listdir(folder)) - {MARKER}
+    except OSError:
+        return ""
+    real_folder = (folder / top).is_dir() and not (folder / top).is_symlink()
+    return top if entries == {top} and real_folder else ""
 
 
 def read_marker(folder: Path) -> Optional[dict[str, Any]]:
@@ -82,10 +130,13 @@ def _valid_record(record: Any) -> bool:
 
 
 def is_current(manifest: Manifest, to: Path) -> bool:
-    """True if DIR/<name> holds a complete staging of this manifest (sizes checked, not hashes)."""
+    """True if DIR/<name> holds a complete staging of this manifest (sizes checked, not hashes)
+    that no ``verify`` has found damaged since."""
     folder = dataset_dir(manifest, to)
     marker = read_marker(folder)
     if not marker or marker.get("content_key") != manifest.content_key:
+        return False
+    if damage_reported(folder):
         return False
     return not _problems(folder, marker["files"], rehash=False, limit=1)
 
@@ -96,33 +147,92 @@ def stage(
     to: Path,
     reporter: Reporter,
     lock_timeout: Optional[float] = None,
+    *,
+    force: bool = False,
 ) -> Path:
-    """Build DIR/<name> from verified blobs and return the root path users should get."""
+    """Build DIR/<name> from verified blobs and return the root path users should get.
+    ``force``: build it again even if a current staging is in place."""
     to.mkdir(parents=True, exist_ok=True)
     lock = lock_for(dataset_dir(manifest, to))
     from . import locks
 
     with locks.hold(lock, f"staging {manifest.name} in {to}", lock_timeout, reporter.say):
-        if is_current(manifest, to):
+        if not force and is_current(manifest, to):
             return root_of(manifest, to)
         _remove_leftovers(manifest, to)
         target = dataset_dir(manifest, to)
-        _refuse_foreign(target)
-        items = [_Item(entry, blob, _format_of(entry, blob)) for entry, blob in blobs]
-        needed = sum(item.unpacked_size() or 0 for item in items)
-        ensure_free(to, needed, f"to stage {manifest.name}")
-        partial = Path(tempfile.mkdtemp(dir=to, prefix=f".{manifest.name}.partial-"))
+        owned = _refuse_foreign(target)
+        check = BlobCheck([blob for _, blob in blobs])
+        partial: Optional[Path] = None
         try:
+            items = [_Item(entry, blob, _format_of(entry, blob)) for entry, blob in blobs]
+            needed = sum(item.unpacked_size() or 0 for item in items)
+            ensure_free(to, needed, f"to stage {manifest.name}")
+            partial = Path(tempfile.mkdtemp(dir=to, prefix=f".{manifest.name}.partial-"))
             with disk_full_as_error(to, needed or None, f"to stage {manifest.name}"):
                 record = _build(items, partial, reporter)
+                check.raise_if_damaged()
+                check_links(partial)
                 _check_root(manifest, partial)
                 _check_layout(manifest, partial, reporter)
                 _write_marker(manifest, blobs, partial, record)
-            _swap_into_place(partial, target)
-        except BaseException:
-            remove_tree(partial)
+            _swap_into_place(partial, target, owned, links_checked=True)
+        except (ArchiveError, ManifestError):
+            check.raise_if_damaged()  # a cache file altered on disk explains the damage better
             raise
+        except BaseException:
+            check.cancel()
+            raise
+        finally:
+            if partial is not None and partial.exists():
+                remove_tree(partial)
     return root_of(manifest, to)
+
+
+class BlobCheck:
+    """Re-hashes, in a thread beside the extraction, the cache blobs this run did not verify
+    itself (``Blob.fresh`` False): a blob altered on disk must not become a staging whose
+    marker vouches for it. Reading a file the extraction also reads costs little (page cache).
+    """
+
+    def __init__(self, blobs: Sequence[Blob]) -> None:
+        unique = {b.path: b for b in blobs if not b.fresh}
+        self._blobs = list(unique.values())
+        self._stop = threading.Event()
+        self._damaged: list[tuple[Blob, str]] = []
+        self._thread: Optional[threading.Thread] = None
+        if self._blobs:
+            self._thread = threading.Thread(target=self._run, name="datastage-blobcheck")
+            self._thread.daemon = True  # Ctrl-C must not wait for a multi-GB hash
+            self._thread.start()
+
+    def _run(self) -> None:
+        for blob in self._blobs:
+            why = damaged(blob, stop=self._stop)
+            if self._stop.is_set():
+                return
+            if why is not None:
+                self._damaged.append((blob, why))
+
+    def raise_if_damaged(self) -> None:
+        """Wait for the hashes; raise DamagedBlob naming every blob that does not match."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._damaged:
+            raise damaged_blobs_error(self._damaged)
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+
+def damaged_blobs_error(found: Sequence[tuple[Blob, str]]) -> DamagedBlob:
+    listed = "; ".join(f"{blob.path} ({why})" for blob, why in found)
+    return DamagedBlob(
+        f"{len(found)} cached file(s) no longer matching their sha256: {listed}",
+        tuple(blob for blob, _ in found),
+        hint="the cache's disk may be failing; datastage drops such files and downloads "
+        "them again (re-run the command)",
+    )
 
 
 @dataclass(frozen=True)
@@ -147,11 +257,12 @@ class _Item:
 def _format_of(entry: FileEntry, blob: Blob) -> Optional[Format]:
     if entry.extract is False:
         return None
-    from .extract import detect
+    from .extract import detect, refuse_unrecognised
 
     fmt = detect(blob.path)
     if fmt.is_archive:
         return fmt
+    refuse_unrecognised(entry.name, fmt)  # named like an archive: never a copy with exit 0
     if entry.extract:
         raise UnsupportedArchive(
             f"{entry.name} is not an archive datastage recognises, "
@@ -175,6 +286,7 @@ def _build(items: Sequence[_Item], partial: Path, reporter: Reporter) -> dict[st
                 entry.nested,
                 entry.extract_nested,
                 entry.unpacked_size,
+                entry.name_encoding,
             )
             unpack(step, blob.path, fmt, partial, record, reporter.bar)
         else:
@@ -222,7 +334,8 @@ def _write_marker(
         "datastage": __version__,
         "staged_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sources": [
-            {"name": e.name, "url": e.url, "size": b.size, "sha256": b.sha256} for e, b in blobs
+            {"name": e.name, "url": redact_url(e.url), "size": b.size, "sha256": b.sha256}
+            for e, b in blobs
         ],
         # a data file of that name is replaced by the marker, so it cannot be listed in it
         "files": dict(sorted((k, v) for k, v in record.items() if k != MARKER)),
@@ -234,34 +347,186 @@ def _write_marker(
     os.chmod(partial, 0o755)
 
 
-def _swap_into_place(partial: Path, target: Path) -> None:
-    """Rename the finished folder into place; an older staging of ours is moved aside first."""
-    old = None
-    if target.exists() or target.is_symlink():
+def _swap_into_place(
+    partial: Path, target: Path, owned: Optional[Owned] = None, links_checked: bool = False
+) -> None:
+    """Rename the finished folder into place; an older staging of ours is moved aside first.
+
+    The one door into place, so it checks what every caller must: the tree's links
+    (unless the caller just did) and that whatever is at ``target`` is ours to replace
+    (``owned``: what ``_refuse_foreign`` saw; re-checked if the folder changed since).
+    """
+    if not links_checked:
+        check_links(partial)
+    try:  # nothing there, or an empty folder: replaced atomically, nothing can be lost
+        os.rename(partial, target)
+    except OSError as e:
+        if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise
+        if owned is None or not owned.unchanged(target):
+            _refuse_foreign(target)
         old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
         os.replace(target, old / target.name)
-    os.rename(partial, target)
-    fsync_dir(target.parent)
-    if old is not None:
+        os.rename(partial, target)
+        fsync_dir(target.parent)
         remove_tree(old)
+    else:
+        fsync_dir(target.parent)
+    with contextlib.suppress(OSError):  # a report about the staging just replaced
+        os.unlink(_damage_note(target))
 
 
-def _refuse_foreign(target: Path) -> None:
-    """Never replace a folder datastage did not make (an empty one is fine)."""
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise UsageError(f"{target} exists and is not a folder staged by datastage; move it away")
-    if target.is_dir() and not (target / MARKER).exists() and any(target.iterdir()):
+@dataclass(frozen=True)
+class Owned:
+    """What proved a folder ours: its identity and its marker's, to notice a later swap."""
+
+    folder: tuple[int, int]
+    marker: tuple[int, int, int]
+
+    @classmethod
+    def of(cls, target: Path) -> Optional[Owned]:
+        try:
+            f, m = os.lstat(target), os.lstat(target / MARKER)
+        except OSError:
+            return None
+        return cls((f.st_dev, f.st_ino), (m.st_ino, m.st_size, m.st_mtime_ns))
+
+    def unchanged(self, target: Path) -> bool:
+        return Owned.of(target) == self
+
+
+def _refuse_foreign(target: Path) -> Optional[Owned]:
+    """Raise UsageError (exit 2) unless ``target`` is missing, an empty folder, or a staging
+    of ours: a folder holding a marker that parses and names this dataset, and no file the
+    marker does not list (a user's results saved inside a dataset are not ours to delete).
+    Deletes nothing. Returns what proved it ours (None: nothing to replace)."""
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        with os.scandir(target) as entries:
+            if next(entries, None) is None:
+                return None
+        owned = Owned.of(target)
+        marker = _marker_naming(target, target.name) if owned is not None else None
+        if marker is not None:
+            _refuse_unlisted(target, marker)
+            return owned
+    raise UsageError(
+        f"{target} exists and is not a datastage dataset; move it or choose another --to",
+        hint=f"only a folder holding a valid {MARKER} that names {target.name!r} is replaced",
+    )
+
+
+def _refuse_unlisted(target: Path, marker: dict[str, Any]) -> None:
+    """A staging of ours that holds files its marker does not list: refuse to replace it."""
+    listed = marker.get("files")
+    if not isinstance(listed, dict) or not all(map(_valid_record, listed.values())):
+        current = read_marker(target)  # a marker that keeps its listing elsewhere
+        if current is None:
+            return  # damaged, or of another format: ours, but what it listed is unknown
+        listed = current["files"]
+    extra: list[str] = []
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        with os.scandir(target / rel if rel else target) as entries:
+            for entry in entries:
+                child = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(child)
+                elif child not in listed and child != MARKER:
+                    extra.append(child)
+    if extra:
+        shown = ", ".join(sorted(extra)[:MAX_LISTED_PROBLEMS])
+        more = f" and {len(extra) - MAX_LISTED_PROBLEMS} more" if len(extra) > 5 else ""
         raise UsageError(
-            f"{target} exists but was not staged by datastage (no {MARKER}); "
-            "move it away or choose another --to",
+            f"{target} holds {len(extra)} file(s) datastage did not stage ({shown}{more}); "
+            "it is not replaced while they are there",
+            hint="move them out of the dataset folder (or the folder elsewhere), then try again",
         )
 
 
+def refuse_foreign(manifest: Manifest, to: Path) -> None:
+    """Fail before any download when DIR/<name> is a folder datastage may not replace."""
+    _refuse_foreign(dataset_dir(manifest, to))
+
+
+def _marker_naming(folder: Path, name: str) -> Optional[dict[str, Any]]:
+    """The folder's marker, if it parses (as any marker format of ours) and names dataset
+    ``name``. Deliberately not read_marker: a marker too old or too new to be trusted as
+    current still proves the folder is a staging of ours."""
+    try:
+        with open(folder / MARKER, "rb") as f:
+            marker = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if (
+        isinstance(marker, dict)
+        and isinstance(marker.get("format"), int)
+        and marker.get("name") == name
+    ):
+        return marker
+    return None
+
+
 def _remove_leftovers(manifest: Manifest, to: Path) -> None:
-    """Partial and old folders of dead runs (we hold the lock, so no live run owns them)."""
+    """Partial and old folders of dead runs (we hold the lock, so no live run owns them).
+    Only real folders named as ``tempfile.mkdtemp`` names ours, never a link or a file."""
+    ours = re.compile(rf"\.{re.escape(manifest.name)}\.(partial|old)-[a-z0-9_]+")
     for pattern in (f".{manifest.name}.partial-*", f".{manifest.name}.old-*"):
         for leftover in to.glob(pattern):
-            remove_tree(leftover)
+            if ours.fullmatch(leftover.name) and leftover.is_dir() and not leftover.is_symlink():
+                remove_tree(leftover)
+
+
+# -- damage reported by verify ---------------------------------------------------------------
+
+
+def _damage_note(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.damaged"
+
+
+def record_damage(folder: Path, problems: str) -> None:
+    """Remember that ``verify`` found this staging damaged, so the next ``get`` re-stages it
+    (a same-size change is invisible to the size check that keeps a repeated ``get`` instant).
+    The note names the folder's identity: a newer staging in its place is not affected."""
+    try:
+        st = os.stat(folder)
+        note = {"folder": [st.st_dev, st.st_ino], "problems": problems}
+        write_atomic(_damage_note(folder), json.dumps(note).encode())
+    except OSError:
+        pass  # a read-only DIR: `get --repair` still repairs it
+
+
+def clear_damage(folder: Path) -> None:
+    """A ``verify`` found the staging intact (again): forget an earlier report."""
+    with contextlib.suppress(OSError):
+        os.unlink(_damage_note(folder))
+
+
+def damage_reported(folder: Path) -> bool:
+    """True when a ``verify`` found this very staging (not an older one) damaged."""
+    try:
+        note = json.loads(_damage_note(folder).read_text(encoding="utf-8"))
+        st = os.stat(folder)
+    except (OSError, ValueError):
+        return False
+    return isinstance(note, dict) and note.get("folder") == [st.st_dev, st.st_ino]
+
+
+def built_from(marker: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """The cache blobs a staging was built from, as the marker records them:
+    (file name, sha256, size) for each ``sources`` entry."""
+    found = []
+    for source in marker.get("sources") or ():
+        if not isinstance(source, dict):
+            continue
+        sha, size = source.get("sha256"), source.get("size")
+        if isinstance(sha, str) and isinstance(size, int):
+            found.append((str(source.get("name", "")), sha, size))
+    return found
 
 
 # -- verify ----------------------------------------------------------------------------------
@@ -274,12 +539,12 @@ def verify(manifest: Manifest, to: Path, reporter: Reporter) -> Path:
     if marker is None:
         raise VerifyFailed(
             f"{folder} is not a complete staging of {manifest.name} (no valid {MARKER})",
-            hint=f"run: datastage get {manifest.name} --to {to}",
+            hint=f"run: {get_command(manifest, to)}",
         )
     if marker.get("content_key") != manifest.content_key:
         raise VerifyFailed(
             f"{folder} was staged from a different version of the {manifest.name} manifest",
-            hint=f"run: datastage get {manifest.name} --to {to}",
+            hint=f"run: {get_command(manifest, to)}",
         )
     total = sum(v.get("size", 0) for v in marker["files"].values())
     bar = reporter.bar(f"verifying {manifest.name}", total)
@@ -297,9 +562,15 @@ def verify(manifest: Manifest, to: Path, reporter: Reporter) -> Path:
         raise VerifyFailed(
             f"{len(problems)} of {len(marker['files'])} staged files in {folder} differ: "
             f"{listed}{more}",
-            hint=f"re-stage with: datastage get {manifest.name} --to {to}",
+            hint=f"re-stage with: {get_command(manifest, to)}",
         )
     return root_of(manifest, to)
+
+
+def get_command(manifest: Manifest, to: Path) -> str:
+    """The command that stages ``manifest`` again, with the target as the user typed it."""
+    named = f" --name {shlex.quote(manifest.typed_name)}" if manifest.typed_name else ""
+    return f"datastage get {shlex.quote(manifest.target)}{named} --to {shlex.quote(str(to))}"
 
 
 def _problems(

@@ -12,10 +12,13 @@ for it); the shared S3 prefix (s3cache.py, when configured); the network (``down
 a network download or a source-folder hit the archive is saved to the persistent tier, so the
 next session (a new Colab runtime) skips the network.
 
-Copies from a slow mount are one sequential read into the cache's ``partial/`` folder, then a
-normal cache commit. A persistent copy is trusted by its sidecar (size checked, no re-hash of a
-multi-GB file on a slow mount) unless ``verify_persistent`` is set. Saves go to a temporary
-name, are renamed, and the sidecar is written last: a half-written archive is never trusted.
+Copies from a slow mount are one sequential read into the cache's ``partial/`` folder, hashed
+as they are read (the mount is the bottleneck; the hash costs no extra pass), then a normal
+cache commit: nothing enters the cache unhashed, and a copy whose bytes do not match its
+sidecar or the manifest is ignored (its sidecar dropped) and fetched from elsewhere. The sidecar
+only says which copy is worth reading. Saves go to a temporary name, are hashed as they are
+written (a cache blob altered on disk is not spread: DamagedBlob), are renamed, and the sidecar
+is written last: a half-written archive is never trusted.
 Locks for the mount live on local disk (ranks.lock_path), never on the mount itself.
 Does not own: downloading (download.py), the cache layout (cache.py).
 """
@@ -33,11 +36,12 @@ from typing import Any, Callable, Optional
 from . import locks, ranks
 from .cache import Blob, Cache
 from .config import Settings
-from .digests import CACHE_ALGORITHM, HEX_LENGTHS, READ_CHUNK, Hasher, check
-from .errors import IntegrityError
+from .digests import CACHE_ALGORITHM, READ_CHUNK, Hasher, check
+from .errors import DamagedBlob, IntegrityError
 from .fsutil import atomic_file, write_atomic
 from .manifest import FileEntry, Manifest
 from .progress import Reporter
+from .redact import record_matches, url_fields
 
 SIDECAR = ".datastage.json"
 COPY_CHUNK = 8 * READ_CHUNK  # large reads: a network mount pays per request, not per byte
@@ -97,10 +101,7 @@ class Persistent:
         path, sidecar = found
         said = f"copying {entry.name} from the persistent tier ({path.parent})"
         try:
-            return _copy_locked(
-                path, entry, store, settings, reporter, said, sidecar["digests"],
-                rehash=settings.verify_persistent,
-            )  # fmt: skip
+            return _copy_locked(path, entry, store, settings, reporter, said, sidecar["digests"])
         except IntegrityError as e:
             reporter.warn(f"ignoring the persistent copy: {e}")
             # Our own tier: drop the sidecar so the good bytes are saved over it later.
@@ -148,7 +149,7 @@ def from_sources(
         try:
             return _copy_locked(
                 path, entry, store, settings, reporter, said,
-                vouched[1]["digests"] if vouched else None, rehash=True,
+                vouched[1]["digests"] if vouched else None,
             )  # fmt: skip
         except IntegrityError as e:
             reporter.warn(f"ignoring {path}: {e}")
@@ -196,7 +197,6 @@ def _copy_locked(
     reporter: Reporter,
     said: str,
     vouched: Optional[dict[str, str]],
-    rehash: bool,
 ) -> Blob:
     """``_copy_in`` under the entry's cache lock, unless another process cached it meanwhile."""
     with locks.hold(
@@ -206,7 +206,7 @@ def _copy_locked(
         if blob:
             return blob
         reporter.say(said)
-        return _copy_in(path, entry, store, reporter, vouched, rehash)
+        return _copy_in(path, entry, store, reporter, vouched)
 
 
 def _copy_in(
@@ -215,30 +215,28 @@ def _copy_in(
     store: Cache,
     reporter: Reporter,
     vouched: Optional[dict[str, str]],
-    rehash: bool,
 ) -> Blob:
-    """One sequential read of ``source`` into the cache; hashed unless a sidecar vouches for it."""
+    """One sequential read of ``source`` into the cache, hashed on the way: the bytes must
+    match the manifest (or pin) and the sidecar's sha256, whatever the sidecar claims."""
     partial = store.root / "partial"
     partial.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=partial, prefix=f"{store.key(entry)}.", suffix=".copy")
-    hasher = Hasher([d.algorithm for d in entry.digests]) if rehash or not vouched else None
+    hasher = Hasher([d.algorithm for d in entry.digests])
     size = os.stat(source).st_size
     bar = reporter.bar(f"copying {entry.name}", size)
     try:
         with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
             while chunk := src.read(COPY_CHUNK):
                 dst.write(chunk)
-                if hasher:
-                    hasher.update(chunk)
+                hasher.update(chunk)
                 bar.update(len(chunk))
-        if hasher:
-            digests = hasher.hexdigests()
-            check(entry.name, hasher.size, digests, entry.size, entry.digests)
-            if vouched and vouched.get(CACHE_ALGORITHM) != digests[CACHE_ALGORITHM]:
-                raise IntegrityError(f"{source} does not match its sidecar")
-        else:
-            assert vouched is not None
-            digests = {k: v for k, v in vouched.items() if k in HEX_LENGTHS}
+        digests = hasher.hexdigests()
+        check(entry.name, hasher.size, digests, entry.size, entry.digests)
+        if vouched and vouched.get(CACHE_ALGORITHM) != digests[CACHE_ALGORITHM]:
+            raise IntegrityError(
+                f"{source} does not match its sidecar: sha256 is {digests[CACHE_ALGORITHM]}, "
+                f"the sidecar says {vouched.get(CACHE_ALGORITHM)}"
+            )
         return store.commit(Path(tmp), entry, digests, {})
     except BaseException:
         with contextlib.suppress(OSError):
@@ -249,13 +247,24 @@ def _copy_in(
 
 
 def _save(blob: Blob, entry: FileEntry, target: Path, reporter: Reporter) -> None:
+    """Copy a cache blob to the tier, hashed as it is read: a blob altered on disk since it was
+    cached raises DamagedBlob (nothing is saved; the caller fetches it again)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     bar = reporter.bar(f"saving {entry.name}", blob.size)
     try:
         with atomic_file(target) as dst, open(blob.path, "rb") as src:
+            hasher = Hasher()
             while chunk := src.read(COPY_CHUNK):
                 dst.write(chunk)
+                hasher.update(chunk)
                 bar.update(len(chunk))
+            actual = hasher.hexdigests()[CACHE_ALGORITHM]
+            if hasher.size != blob.size or actual != blob.sha256:
+                why = f"sha256 is {actual}, its name says {blob.sha256}"
+                raise DamagedBlob(
+                    f"1 cached file(s) no longer matching their sha256: {blob.path} ({why})",
+                    (blob,),
+                )
             # An old sidecar must never vouch for the new bytes, even if we die right after this.
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{target}{SIDECAR}")
@@ -272,7 +281,7 @@ def sidecar_for(entry: FileEntry, blob: Blob) -> dict[str, Any]:
     digests.update({d.algorithm: d.hexdigest for d in entry.digests})
     return {
         "name": entry.name,
-        "url": entry.url,
+        **url_fields(entry.url),  # the URL redacted, and the full URL's sha256 to match
         "size": blob.size,
         "digests": digests,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -292,4 +301,4 @@ def sidecar_matches(sidecar: Any, entry: FileEntry, size: Optional[int]) -> bool
     if entry.digests:
         known = [d for d in entry.digests if d.algorithm in digests]
         return bool(known) and all(digests[d.algorithm] == d.hexdigest for d in known)
-    return bool(sidecar.get("url") == entry.url)
+    return record_matches(sidecar, entry.url)

@@ -11,21 +11,19 @@ atomically. Precedence (flag > environment > this file > platform default) lives
 
 from __future__ import annotations
 
+import math
 import os
-import sys
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from . import tomlio
 from .errors import UsageError
 from .fsutil import write_atomic
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python < 3.11
-    import tomli as tomllib
-
 PATH_ENV = "DATASTAGE_CONFIG"
+HEADER = "# datastage settings: `datastage config list` shows them, `config set` edits them\n"
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,6 @@ KEYS = {
     "cache_dir": Key("path", "cache of verified downloads (fast local disk)"),
     "persistent_cache": Key("path", "persistent tier: a folder that keeps verified archives"),
     "sources": Key("paths", "read-only folders searched for a file before downloading"),
-    "verify_persistent": Key("bool", "re-hash copies from the persistent tier"),
     "shared_cache": Key("url", "s3://bucket/prefix shared by many machines (datastage push)"),
     "retries": Key("int", "attempts after the first"),
     "backoff": Key("float", "seconds; doubles after each failure"),
@@ -48,6 +45,9 @@ KEYS = {
     "quiet": Key("bool", "no progress bars or messages"),
     "offline": Key("bool", "never use the network"),
 }
+#: Keys older versions knew that no longer mean anything: ignored when read, dropped when the
+#: file is next written (copies from the persistent tier are now always hashed).
+RETIRED = {"verify_persistent"}
 
 
 def path() -> Path:
@@ -60,27 +60,40 @@ def path() -> Path:
 
 
 def load() -> dict[str, Any]:
-    """The file's values, typed; {} when there is no file. A bad file is a one-line error."""
+    """The file's values, typed; {} when there is no file.
+
+    A file that does not load is one UsageError naming it, with a hint: every command reads
+    this file, so a traceback here would break all of them.
+    """
     where = path()
     try:
-        text = where.read_text(encoding="utf-8")
+        raw = where.read_bytes()
     except FileNotFoundError:
         return {}
     except OSError as e:
-        raise UsageError(f"cannot read config file {where}: {e.strerror or e}") from e
+        raise UsageError(f"cannot read config file {where}: {e.strerror or e}", _hint(where)) from e
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"config file {where}: TOML syntax error: {e}") from e
+        data = tomlio.loads(tomlio.decode(raw))
+    except tomlio.BadTOML as e:
+        raise UsageError(f"config file {where}: {e}", _hint(where)) from None
     values = {}
     for key, value in data.items():
+        if key in RETIRED:
+            continue
         if key not in KEYS:
             raise UsageError(
-                f"config file {where}: unknown key {key!r}",
+                f"config file {where}: unknown key {_shown(key)}",
                 hint=f"known keys: {', '.join(KEYS)}",
             )
         values[key] = _typed(key, value, where)
     return values
+
+
+def _hint(where: Path) -> str:
+    return (
+        f"fix or delete {where} (`datastage config list` shows the file in use; "
+        f"{PATH_ENV}=FILE uses another)"
+    )
 
 
 def set_value(key: str, raw: str) -> Any:
@@ -121,9 +134,19 @@ def parse(key: str, raw: str) -> Any:
         "bool": _boolean,
     }
     try:
-        return parsers[kind](raw.strip())
+        raw.encode("utf-8")
+    except UnicodeEncodeError:  # a path with bytes that are not UTF-8 (surrogate escapes)
+        raise UsageError(
+            f"{_shown(raw)} is not valid UTF-8; the config file cannot hold it",
+            hint=f"use {ENV_HINT.get(key, 'the matching flag or environment variable')}",
+        ) from None
+    try:
+        value = parsers[kind](raw.strip())
     except ValueError:
-        raise UsageError(f"{raw!r} is not a valid value for {key} ({kind})") from None
+        raise UsageError(f"{_shown(raw)} is not a valid value for {key} ({kind})") from None
+    if not _valid(kind, _plain(value)):  # what the file would refuse to load, refused now
+        raise UsageError(f"{key} must be {_KINDS[kind]}, got {_shown(raw)}")
+    return value
 
 
 def render(value: Any) -> str:
@@ -141,16 +164,11 @@ def _known(key: str) -> None:
 
 def _typed(key: str, value: Any, where: Path) -> Any:
     kind = KEYS[key].kind
-    ok = {
-        "path": isinstance(value, str) and value != "",
-        "url": isinstance(value, str) and value != "",
-        "paths": isinstance(value, list) and all(isinstance(v, str) and v for v in value),
-        "int": type(value) is int,
-        "float": type(value) in (int, float),
-        "bool": isinstance(value, bool),
-    }[kind]
-    if not ok:
-        raise UsageError(f"config file {where}: {key} must be a {kind}, got {value!r}")
+    if not _valid(kind, value):
+        raise UsageError(
+            f"config file {where}: {key} must be {_KINDS[kind]}, got {_shown(value)}",
+            _hint(where),
+        )
     if kind == "path":
         return Path(value).expanduser()
     if kind == "paths":
@@ -158,21 +176,57 @@ def _typed(key: str, value: Any, where: Path) -> Any:
     return float(value) if kind == "float" else value
 
 
+def _valid(kind: str, value: Any) -> bool:
+    """Whether a TOML value fits a key's kind (the same rule for the file and `config set`)."""
+    if kind in ("path", "url"):
+        return _is_path(value)
+    if kind == "paths":
+        return isinstance(value, list) and all(_is_path(v) for v in value)
+    if kind == "int":
+        return type(value) is int and 0 <= value <= MAX_INT
+    if kind == "float":
+        return type(value) in (int, float) and math.isfinite(value) and value >= 0
+    return isinstance(value, bool)
+
+
+MAX_INT = 1_000_000  # retries: more would never end
+ENV_HINT = {"to": "--to or DATASTAGE_TO", "cache_dir": "--cache or DATASTAGE_CACHE"}
+_KINDS = {
+    "path": "a path (a non-empty string)",
+    "url": "a URL (a non-empty string)",
+    "paths": "a list of paths",
+    "int": f"a whole number from 0 to {MAX_INT}",
+    "float": "a number, 0 or more",
+    "bool": "true or false",
+}
+
+
+def _is_path(value: Any) -> bool:
+    return isinstance(value, str) and value.strip() != "" and "\x00" not in value
+
+
 def _save(values: dict[str, Any]) -> None:
-    lines = ["# datastage settings: `datastage config list` shows them, `config set` edits them"]
-    lines += [f"{key} = {_toml(values[key])}" for key in KEYS if key in values]
-    write_atomic(path(), ("\n".join(lines) + "\n").encode())
+    """Rewrite the file atomically with a real TOML writer: any path (a newline, quotes, a
+    backslash) reads back as it was written."""
+    data = {key: _plain(values[key]) for key in KEYS if key in values}
+    write_atomic(path(), (HEADER + tomlio.dumps(data)).encode("utf-8"))
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+def _plain(value: Any) -> Any:
+    """Path -> str, tuple -> list: the types TOML has."""
+    if isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+
+
+def _shown(value: Any) -> str:
+    return _REPR.repr(value)
 
 
 def _boolean(raw: str) -> bool:

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -68,6 +68,27 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def mount_tmpfs() -> Iterator[Callable[[Path], Path]]:
+    """``mount_tmpfs(folder)``: a real mount point there (a small tmpfs), as a mounted Drive or
+    autodl-fs is; skipped where mounting is not allowed. Unmounted after the test."""
+    mounted: list[Path] = []
+
+    def mount(folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True
+        )
+        if done.returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 @pytest.fixture
@@ -148,3 +169,20 @@ def tree(root: Path) -> dict[str, Any]:
         else:
             out[rel] = sha256(path.read_bytes())
     return out
+
+
+@pytest.fixture
+def datastage_cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``run_cli`` in this process (no interpreter start-up: fast); ``env`` is set for the
+    rest of the test. Returns a CompletedProcess like run_cli's."""
+    from tests.inprocess import cli
+
+    def run(*args: str, env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess[str]:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        code, out, err = cli(capsys, *args)
+        return subprocess.CompletedProcess(list(args), code, out, err)
+
+    return run

@@ -47,7 +47,7 @@ def test_cache_rm_removes_one_dataset_only(tmp_path, server, cache_dir):
     _, _, a, _ = _two_datasets(tmp_path, server)
     done = run_cli("cache", "rm", "alpha")
     assert done.returncode == 0, done.stderr
-    assert done.stderr.strip() == "removed alpha: 30.0 KB freed"
+    assert done.stderr.strip() == "removed alpha: 30.0 kB freed"
     assert set(_ls(cache_dir)) == {"beta"}
     assert not (cache_dir / "blobs" / "sha256" / sha256(a)[:2] / sha256(a)).exists()
     missing = run_cli("cache", "rm", "alpha")

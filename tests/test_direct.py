@@ -16,9 +16,9 @@ HEAVY = ("boto3", "botocore", "huggingface_hub", "gdown", "fsspec", "moto")
 @pytest.mark.parametrize(
     ("url", "names", "expected"),
     [
-        ("https://h/LJSpeech-1.1.tar.bz2", ["LJSpeech-1.1.tar.bz2"], "ljspeech-1.1"),
+        ("https://h/LJSpeech-1.1.tar.bz2", ["LJSpeech-1.1.tar.bz2"], "LJSpeech-1.1"),  # own case
         ("s3://b/data/clip.wav", ["clip.wav"], "clip"),
-        ("hf://datasets/org/Speech@main", ["a", "b/c"], "speech"),
+        ("hf://datasets/org/Speech@main", ["a", "b/c"], "Speech"),
         ("hf://datasets/org/speech/data/*.parquet", ["x.parquet", "y.parquet"], "data"),
         ("s3://bucket/prefix/", ["a", "b"], "prefix"),
         ("https://h/%E4%B8%AD.zip", ["中.zip"], "download"),
@@ -131,5 +131,5 @@ def test_missing_library_names_its_extra(
     assert result.returncode == 3, result.stderr
     assert result.stderr.splitlines() == [
         f"error: {url.split('://')[0]}:// needs {package}, which is not installed",
-        f"hint: pip install 'datastage[{extra}]'",
+        f"hint: pip install 'datastage-ml[{extra}]'",
     ]

@@ -164,6 +164,24 @@ def test_resume_after_partial_file_complete_uses_416(tmp_path, server, cache_dir
     )
     (blob,) = datastage.fetch(str(manifest.path))
     assert blob.read_bytes() == data
+    assert server.requests_for("/f.bin") == [], "the manifest's sha256 decides, no request"
+
+
+def test_a_complete_part_without_a_digest_is_confirmed_with_a_416(tmp_path, server, cache_dir):
+    """Without a digest to check locally, the server confirms the file is unchanged (416)."""
+    data = payload(100_000)
+    url = server.add("/f.bin", data)
+    entry = {"url": url, "size": len(data), "extract": False, "pinned": False}
+    manifest = datastage.manifest.load(write_manifest(tmp_path, "one", [entry]))
+    part, state = Cache(cache_dir).partial_paths(manifest.files[0])
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data)
+    etag = server.files["/f.bin"].etag
+    state.write_text(
+        json.dumps({"url": url, "size": len(data), "etag": etag, "last_modified": None})
+    )
+    (blob,) = datastage.fetch(str(manifest.path))
+    assert blob.read_bytes() == data
     (only,) = server.requests_for("/f.bin")
     assert only.range == f"bytes={len(data)}-" and only.if_range == etag and only.status == 416
 

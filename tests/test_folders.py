@@ -65,7 +65,7 @@ def test_stage_refuses_a_folder_it_did_not_make(tmp_path):
     (tmp_path / "fast" / "src" / "mine.txt").write_text("keep me")
     done = run_cli("stage", str(src), "--to", str(tmp_path / "fast"))
     assert done.returncode == 2 and done.stderr.startswith("error: ")
-    assert "was not staged by datastage" in done.stderr
+    assert "exists and is not a datastage dataset" in done.stderr
     assert (tmp_path / "fast" / "src" / "mine.txt").read_text() == "keep me"
 
 

@@ -40,7 +40,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )  # fmt: skip
     if done.returncode != 0:
         pytest.skip(f"cannot build a wheel offline here: {done.stderr.strip()[-300:]}")
-    (built,) = out.glob("datastage-*.whl")
+    # The distribution is datastage-ml (wheel datastage_ml-*.whl); the import stays datastage.
+    (built,) = out.glob("datastage_ml-*.whl")
     return built
 
 
@@ -66,6 +67,8 @@ def test_wheel_holds_the_registry_and_the_demo_archive(wheel):
         metadata = zf.read(f"{dist_info}/METADATA").decode()
         entry_points = zf.read(f"{dist_info}/entry_points.txt").decode()
     assert "Requires-Python: >=3.9" in metadata
+    assert re.search(r"^Name: datastage-ml$", metadata, re.M)
+    assert re.search(r"^Provides-Extra: notebook$", metadata, re.M)
     assert re.search(r"^datastage = datastage\.cli:main$", entry_points, re.M)
 
 

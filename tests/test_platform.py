@@ -23,7 +23,7 @@ def test_plain_machine_is_local_with_no_default_to(fake_root):
         config.resolve_to()
 
 
-def test_colab_detected_from_folders_and_drive_mount_state(fake_root):
+def test_colab_detected_from_folders_and_drive_mount_state(fake_root, mount_tmpfs):
     (fake_root / "content" / "sample_data").mkdir(parents=True)
     found = platform.detect()
     assert found.name == "colab"
@@ -32,7 +32,11 @@ def test_colab_detected_from_folders_and_drive_mount_state(fake_root):
     (drive,) = found.of_role("persistent")
     assert drive.path == fake_root / "content/drive/MyDrive" and not drive.available
     assert any("drive.mount" in h for h in found.hints)
-    (fake_root / "content" / "drive" / "MyDrive").mkdir(parents=True)
+    (fake_root / "content" / "drive" / "MyDrive").mkdir(parents=True)  # not a mount: the VM disk
+    (drive,) = platform.detect().of_role("persistent")
+    assert not drive.available
+    mount_tmpfs(fake_root / "content" / "drive")
+    (fake_root / "content" / "drive" / "MyDrive").mkdir()
     (drive,) = platform.detect().of_role("persistent")
     assert drive.available and drive.free and drive.free > 0
 
@@ -42,9 +46,10 @@ def test_colab_detected_from_environment(fake_root, monkeypatch):
     assert platform.detect().name == "colab"
 
 
-def test_autodl_detected_with_its_disks_and_public_datasets(fake_root):
-    for folder in ("root/autodl-tmp", "root/autodl-fs", "root/autodl-pub"):
+def test_autodl_detected_with_its_disks_and_public_datasets(fake_root, mount_tmpfs):
+    for folder in ("root/autodl-tmp", "root/autodl-pub"):
         (fake_root / folder).mkdir(parents=True)
+    mount_tmpfs(fake_root / "root" / "autodl-fs")  # network storage: a mount point
     (fake_root / "etc").mkdir()
     (fake_root / "etc" / "network_turbo").write_text("export https_proxy=...\n")
     found = platform.detect()
@@ -71,7 +76,7 @@ def test_forced_platform_wins(fake_root, monkeypatch):
     assert platform.detect().name == "local"
 
 
-def test_env_command_text_and_json(fake_root, monkeypatch):
+def test_env_command_text_and_json(fake_root, monkeypatch, mount_tmpfs):
     for folder in ("root/autodl-tmp", "root/autodl-pub"):
         (fake_root / folder).mkdir(parents=True)
     done = run_cli("env", env={"HF_ENDPOINT": "https://hf-mirror.com", "DATASTAGE_CACHE": ""})
@@ -87,7 +92,7 @@ def test_env_command_text_and_json(fake_root, monkeypatch):
     assert info["defaults"]["sources"] == [f"{fake_root}/root/autodl-pub"]
     free = {s["label"]: s["free"] for s in info["stores"]}
     assert free["autodl-tmp (data disk)"] > 0 and free["autodl-fs"] is None
-    (fake_root / "root" / "autodl-fs").mkdir()
+    mount_tmpfs(fake_root / "root" / "autodl-fs")
     mounted = run_cli("env", env={"DATASTAGE_CACHE": ""}).stdout
     assert (
         f"hint: keep downloads across sessions: datastage config set persistent_cache "
@@ -120,15 +125,15 @@ def test_config_commands_round_trip(tmp_path):
     drive = tmp_path / "drive" / "datastage-cache"
     assert run_cli("config", "set", "persistent_cache", str(drive)).returncode == 0
     assert run_cli("config", "set", "sources", f"{tmp_path}/a:{tmp_path}/b").returncode == 0
-    assert run_cli("config", "set", "verify_persistent", "yes").returncode == 0
+    assert run_cli("config", "set", "quiet", "yes").returncode == 0
     assert run_cli("config", "get", "persistent_cache").stdout.strip() == str(drive)
     listed = run_cli("config", "list").stdout
     assert f"sources = {tmp_path}/a:{tmp_path}/b" in listed
-    assert "verify_persistent = true" in listed
+    assert "quiet = true" in listed
     settings = config.resolve()
     assert settings.persistent_cache == drive
     assert settings.sources == (tmp_path / "a", tmp_path / "b")
-    assert settings.verify_persistent is True
+    assert settings.quiet is True
     assert run_cli("config", "unset", "persistent_cache").returncode == 0
     assert run_cli("config", "get", "persistent_cache").returncode == 1
     assert config.resolve().persistent_cache is None

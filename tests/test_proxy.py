@@ -56,5 +56,7 @@ def test_a_dead_proxy_is_a_one_line_network_error(tmp_path, server):
     env = {"http_proxy": "http://127.0.0.1:9", "DATASTAGE_RETRIES": "1"}
     done = run_cli("fetch", str(_manifest(tmp_path, url, data)), env=env)
     assert done.returncode == 4
-    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()  # each retry said (issue 17), then one error line
+    assert lines[-1].startswith("error: ") and "Traceback" not in done.stderr
+    assert all(line.startswith("retry ") for line in lines[:-1])
     assert not server.log

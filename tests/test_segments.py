@@ -259,7 +259,8 @@ def test_a_big_file_and_small_ones_together(tmp_path, server, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("raw", "expected"), [("4M", 4 * MIB), ("512K", 512 * 1024), ("1GiB", 1 << 30), ("100", 100)]
+    ("raw", "expected"),
+    [("4MiB", 4 * MIB), ("4M", 4_000_000), ("512Ki", 512 * 1024), ("1GiB", 1 << 30), ("100", 100)],
 )
 def test_min_segment_takes_human_sizes(monkeypatch, raw, expected):
     monkeypatch.setenv("DATASTAGE_MIN_SEGMENT", raw)

@@ -59,9 +59,7 @@ def test_persistent_hit_makes_zero_network_requests(tmp_path, server, dataset, m
     assert tree(Path(done.stdout.strip())) == tree(first)
 
 
-def test_persistent_copy_is_trusted_by_sidecar_unless_verify_is_forced(
-    tmp_path, server, dataset, monkeypatch
-):
+def test_persistent_copy_is_always_hashed_on_the_way_in(tmp_path, server, dataset, monkeypatch):
     manifest, archive = dataset
     drive = tmp_path / "drive"
     monkeypatch.setenv("DATASTAGE_PERSISTENT_CACHE", str(drive))
@@ -70,7 +68,6 @@ def test_persistent_copy_is_trusted_by_sidecar_unless_verify_is_forced(
     # Same size, different bytes: only a full hash can tell.
     saved.write_bytes(archive[:-1] + bytes([archive[-1] ^ 1]))
     before = len(server.log)
-    monkeypatch.setenv("DATASTAGE_VERIFY_PERSISTENT", "1")
     root = datastage.get(str(manifest), to=_new_session(tmp_path, monkeypatch, 2))
     assert (root / "b.wav").read_bytes() == payload(7000, 2)
     assert len(server.requests_for("/ds.tar")) > 0 and len(server.log) > before

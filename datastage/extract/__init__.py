@@ -16,6 +16,9 @@ Does not own: where the root is or when it becomes visible (stage.py).
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
+import struct
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -55,12 +58,15 @@ _ARCHIVE_ERRORS = (*DECOMPRESSION_ERRORS, tarfile.TarError, zipfile.BadZipFile)
 
 @dataclass(frozen=True)
 class Format:
-    """What a file is: ``kind`` is tar, zip, 7z, rar, compressed (one file) or plain."""
+    """What a file is: ``kind`` is tar, zip, 7z, rar, compressed (one file), libarchive (a
+    format only bsdtar reads; ``compression`` then names it) or plain."""
 
     kind: str
     compression: Optional[str] = None
 
     def __str__(self) -> str:
+        if self.kind == "libarchive":
+            return self.compression or "archive"
         if self.kind == "tar" and self.compression:
             return f"tar.{self.compression}"
         return (self.compression or self.kind) if self.kind == "compressed" else self.kind
@@ -71,9 +77,16 @@ class Format:
 
 
 def detect(path: Path) -> Format:
-    """Look at the bytes (never only the name) to tell what ``path`` is."""
+    """Look at the bytes (never only the name) to tell what ``path`` is.
+
+    As robust as bsdtar: compressed streams by their magic (zstd after skippable frames),
+    tar by its header checksum (not only the ustar magic), zip by its end-of-central-directory
+    too (self-extracting stubs and padding before the first local header).
+    """
     with open(path, "rb") as f:
         head = f.read(512)
+        if _is_skippable(head):
+            head = _after_skippable_frames(f)
     if head.startswith(_ZIP_MAGIC):
         return Format("zip")
     for magic, name in _OTHER_ARCHIVES.items():
@@ -88,7 +101,66 @@ def detect(path: Path) -> Format:
                 return Format("compressed", compression)  # extraction reports the damage
             kind = "tar" if _is_tar_header(inner_head) else "compressed"
             return Format(kind, compression)
-    return Format("tar") if _is_tar_header(head) else Format("plain")
+    if _is_tar_header(head):
+        return Format("tar")
+    if _has_zip_directory(path):
+        return Format("zip")
+    from .libarchive import detect_other, self_extracting
+
+    sfx = self_extracting(path, head)
+    if sfx:
+        return Format(sfx, "self-extracting" if sfx == "libarchive" else None)
+    other = detect_other(path, head)
+    return Format("libarchive", other) if other else Format("plain")
+
+
+#: Skippable frames are skipped for at most this many bytes while looking for the real one.
+_SKIPPABLE_LIMIT = 16 * 1024 * 1024
+
+
+def _is_skippable(head: bytes) -> bool:
+    """A zstd skippable frame: magic 0x184D2A50..0x184D2A5F (little-endian)."""
+    return len(head) >= 8 and head[0] & 0xF0 == 0x50 and head[1:4] == b"\x2a\x4d\x18"
+
+
+def _after_skippable_frames(f: IO[bytes]) -> bytes:
+    """The first 512 bytes after the skippable frames that start the file, as a zstd head
+    (the zstd reader skips those frames itself); b"" when they go on for too long."""
+    offset = 0
+    while offset < _SKIPPABLE_LIMIT:
+        f.seek(offset)
+        frame = f.read(8)
+        if not _is_skippable(frame):
+            f.seek(offset)
+            head = f.read(512)
+            return head if head.startswith(b"\x28\xb5\x2f\xfd") else b""
+        offset += 8 + int.from_bytes(frame[4:8], "little")
+    return b""
+
+
+def _has_zip_directory(path: Path) -> bool:
+    """unzip and bsdtar find a zip by its end-of-central-directory record, wherever the first
+    local header is; zipfile does the same (and copes with the bytes before it)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return bool(zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return False
+
+
+def refuse_unrecognised(name: str, fmt: Format) -> None:
+    """A file named like an archive whose bytes no reader accepts is an error, not a file
+    to copy as is (a wrong success): the caller says ``extract = false`` to copy it."""
+    from ..names import archive_suffix
+
+    suffix = archive_suffix(name)
+    if fmt.is_archive or not suffix:
+        return
+    raise UnsupportedArchive(
+        f"{name} is named like a {suffix.lstrip('.')} archive but no "
+        f"{suffix.lstrip('.')} reader accepts its bytes; it was not staged",
+        hint="if the file is meant to be copied as it is, set extract = false for it",
+    )
 
 
 def _plain_decompressor(raw: IO[bytes], compression: str) -> Any:
@@ -106,15 +178,22 @@ def _plain_decompressor(raw: IO[bytes], compression: str) -> Any:
 
 
 def _is_tar_header(block: bytes) -> bool:
-    if len(block) < 512:
+    """A tar header: its checksum adds up (unsigned, or signed as old tars summed it).
+
+    The magic alone is not trusted either way: pre-POSIX (v7) tars have none, and an odd
+    field elsewhere in a header must not make the archive a plain file.
+    """
+    if len(block) < 512 or not any(block[:100]):
         return False
-    if block[257:262] == b"ustar":
-        return True
-    try:  # pre-POSIX (v7) tar: no magic, but the header checksum must add up
-        stored = int(block[148:156].split(b"\0", 1)[0].strip() or b"-1", 8)
+    field = block[148:156].replace(b"\0", b" ").strip()
+    try:
+        stored = int(field.split(b" ", 1)[0] or b"-1", 8)
     except ValueError:
-        return False
-    return stored == sum(block[:148]) + 8 * 32 + sum(block[156:512])
+        return block[257:262] == b"ustar"
+    rest = block[:148] + block[156:512]
+    unsigned = sum(rest) + 8 * 32
+    signed = unsigned - 256 * sum(1 for b in rest if b > 127)
+    return stored in (unsigned, signed) or block[257:262] == b"ustar"
 
 
 def declared_size(path: Path, fmt: Format) -> Optional[int]:
@@ -156,19 +235,43 @@ def extract(
             from .sevenz import extract_rar
 
             extract_rar(path, writer)
+        elif fmt.kind == "libarchive":
+            from .external import extract_any
+
+            extract_any(path, writer)
         else:
             raise UnsupportedArchive(f"{path.name}: {fmt} archives are not supported")
         writer.finish()
+    _refuse_empty(writer, fmt)
 
 
-def extract_stream(stream: IO[bytes], fmt: Format, writer: SafeWriter, out_name: str = "") -> None:
+def _refuse_empty(writer: SafeWriter, fmt: Format) -> None:
+    """An archive that staged nothing at all is an error, not an empty dataset with exit 0."""
+    if fmt.kind != "compressed" and not writer.wrote_anything:
+        raise CorruptArchive(
+            f"{writer.archive} holds no files or folders ({fmt}); nothing to stage",
+            hint="the archive is empty or damaged; get it again from its source",
+        )
+
+
+def extract_stream(
+    stream: IO[bytes],
+    fmt: Format,
+    writer: SafeWriter,
+    out_name: str = "",
+    name_encoding: Optional[str] = None,
+) -> None:
     """Unpack a streamable format (tar.*, single compressed file) from any readable file object.
 
     The stream need not be seekable: this is the entry point for extracting while downloading.
+    ``name_encoding`` decodes member names that are not UTF-8 (None: detect them).
     """
-    with _archive_errors(writer, fmt):
+    from .encodings import name_encoding as names_in
+
+    with names_in(name_encoding), _archive_errors(writer, fmt):
         _extract_stream(stream, fmt, writer, out_name)
         writer.finish()
+    _refuse_empty(writer, fmt)
 
 
 def _extract_stream(stream: IO[bytes], fmt: Format, writer: SafeWriter, out_name: str) -> None:
@@ -194,6 +297,12 @@ def _archive_errors(writer: SafeWriter, fmt: Format) -> Iterator[None]:
         yield
     except BaseException as e:
         writer.abort()
+        if _raised_by_a_reader_library(e):
+            raise CorruptArchive(
+                f"{writer.archive} is damaged ({fmt}): its reader failed with "
+                f"{type(e).__name__}: {_one_line(e)}",
+                hint="delete it from the cache if this persists; re-run to download it again",
+            ) from e
         if isinstance(e, ArchiveError) or not isinstance(e, (*_ARCHIVE_ERRORS, OSError)):
             raise
         # gzip.BadGzipFile is an OSError too: only other OSErrors may be the disk's, not data's
@@ -203,6 +312,30 @@ def _archive_errors(writer: SafeWriter, fmt: Format) -> Iterator[None]:
             f"{writer.archive} is damaged or truncated ({fmt}): {_one_line(e)}",
             hint="delete it from the cache if this persists; re-run to download it again",
         ) from e
+
+
+#: What a parsing library raises on bytes it did not expect (fuzzed or damaged archives).
+_PARSER_BUGS = (
+    ValueError, IndexError, KeyError, TypeError, AttributeError, struct.error,
+    OverflowError, UnicodeDecodeError, NotImplementedError, RecursionError, AssertionError,
+)  # fmt: skip
+
+
+def _raised_by_a_reader_library(e: BaseException) -> bool:
+    """An unexpected exception whose innermost frame is in a third-party reader (zipfile,
+    tarfile, py7zr, ...), not in datastage: the archive's bytes, never an internal error."""
+    # a seek to a negative offset read from a damaged header (zipfile) is EINVAL; other
+    # OSErrors (ENOSPC, EIO) are the disk's and stay what they are
+    bad_seek = isinstance(e, OSError) and e.errno == errno.EINVAL
+    if isinstance(e, ArchiveError) or not (isinstance(e, _PARSER_BUGS) or bad_seek):
+        return False
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and _PACKAGE_DIR not in tb.tb_frame.f_code.co_filename
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _is_decompression_oserror(e: BaseException) -> bool:

@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 from typing import Any, Optional, cast
 
-from ..errors import CorruptArchive, MissingDependency, UnsupportedArchive
+from ..errors import CorruptArchive, MissingDependency, UnsupportedArchive, install_hint
 from . import external
-from .tarfmt import extract_tar_stream
+from .tarfmt import MAX_LINK_TARGET
 from .writer import MemberSink, SafeWriter
 
 BACKEND_ENV = "DATASTAGE_7Z"  # "py7zr", "7z" or "bsdtar": force one (benchmarks, tests)
@@ -26,22 +26,50 @@ INSTALL_HINT = "install one: apt-get install libarchive-tools (or 7zip / p7zip-f
 
 
 def extract_7z(path: Path, writer: SafeWriter) -> None:
+    """The first back end that is installed (or forced) and reads this archive's methods.
+
+    Every back end gives the same tree: '\\' in a 7z name is a folder separator (py7zr
+    reads it so), and links are judged by SafeWriter's rules alone.
+    """
     choice = os.environ.get(BACKEND_ENV, "")
     tool = external.seven_zip()
     if tool and choice in ("", "7z"):
-        external.extract_7z(tool, path, writer)
+        external.extract_7z(tool, path, writer, backslash_separates=True)
         return
     if choice in ("", "py7zr") and _have_py7zr():
-        _extract_py7zr(path, writer)
-        return
+        unreadable = _py7zr_cannot_read(path)
+        if not unreadable:
+            _extract_py7zr(path, writer)
+            return
+        if choice or not external.bsdtar():
+            raise UnsupportedArchive(
+                f"{writer.archive} uses 7z methods py7zr cannot read ({', '.join(unreadable)})",
+                hint="install the 7z tool or bsdtar (apt-get install 7zip or libarchive-tools); "
+                "datastage uses them automatically",
+            )
     if external.bsdtar() and choice in ("", "bsdtar"):
-        with external.as_tar_stream(path) as stream:
-            extract_tar_stream(stream, writer)
+        external.extract_with_bsdtar(path, writer, backslash_separates=True)
         return
     raise MissingDependency(
         f"{writer.archive} is a 7z archive; reading it needs py7zr or a 7z tool",
-        hint="pip install 'datastage[7z]' (or apt-get install 7zip / p7zip-full)",
+        hint=f"{install_hint('7z')} (or apt-get install 7zip / p7zip-full)",
     )
+
+
+#: 7z coders and filters py7zr does not implement, by the names py7zr reports.
+PY7ZR_UNREADABLE = {"BCJ2", "LZ4", "LIZARD", "LZ5", "BROTLI", "ZSTD", "ARM64", "RISCV", "SPARC"}
+
+
+def _py7zr_cannot_read(path: Path) -> list[str]:
+    """The archive's methods py7zr cannot decode, found before anything is written."""
+    import py7zr
+
+    try:
+        with py7zr.SevenZipFile(path) as archive:
+            names = archive.archiveinfo().method_names
+    except Exception:  # damage is reported by the extraction itself
+        return []
+    return [n for n in names if n.split(":")[0].rstrip("*").upper() in PY7ZR_UNREADABLE]
 
 
 def extract_rar(path: Path, writer: SafeWriter) -> None:
@@ -51,8 +79,9 @@ def extract_rar(path: Path, writer: SafeWriter) -> None:
         external.extract_7z(tool, path, writer)
         return
     if external.bsdtar():
-        with external.as_tar_stream(path) as stream:
-            extract_tar_stream(stream, writer)
+        from .rarinfo import file_crcs
+
+        external.extract_with_bsdtar(path, writer, crcs=file_crcs(path))
         return
     raise MissingDependency(
         f"{writer.archive} is a RAR archive; datastage reads RAR through a system tool",
@@ -94,8 +123,9 @@ def _extract_py7zr(path: Path, writer: SafeWriter) -> None:
         ) from e
     except py7zr.exceptions.UnsupportedCompressionMethodError as e:
         raise UnsupportedArchive(
-            f"{writer.archive} uses a 7z compression method py7zr cannot read: {e}",
-            hint="install the 7z tool (Debian: apt-get install p7zip-full); datastage uses it",
+            f"{writer.archive} uses a 7z method py7zr cannot read: {' '.join(str(e).split())}",
+            hint="install the 7z tool or bsdtar (apt-get install 7zip or libarchive-tools); "
+            "datastage uses them automatically",
         ) from e
     except (py7zr.exceptions.ArchiveError, lzma.LZMAError, EOFError, ValueError) as e:
         # py7zr's base ArchiveError covers Bad7zFile, CrcError, DecompressionError, ...
@@ -126,6 +156,10 @@ def _extract_py7zr_checked(path: Path, writer: SafeWriter) -> None:
             if f.is_directory:
                 writer.directory(f.filename)
             elif f.is_symlink:
+                if int(f.uncompressed or 0) > MAX_LINK_TARGET:  # refused before it is read
+                    raise writer.refuse(
+                        f.filename, f"symlink target longer than {MAX_LINK_TARGET} bytes"
+                    )
                 links.add(f.filename)
             else:
                 modes[f.filename] = int(getattr(f, "posix_mode", None) or 0o644)
@@ -168,10 +202,17 @@ class _LinkTarget(_SinkIO):
         self._writer = writer
         self._name = name
         self._data = bytearray()
+        self._too_long = False
 
     def write(self, s: Any) -> int:
+        if len(self._data) + len(s) > MAX_LINK_TARGET:  # never held whole: refused at once
+            self._too_long = True
+            raise self._writer.refuse(
+                self._name, f"symlink target longer than {MAX_LINK_TARGET} bytes"
+            )
         self._data += s
         return len(s)
 
     def close(self) -> None:
-        self._writer.symlink(self._name, self._data.decode("utf-8", "surrogateescape"))
+        if not self._too_long:
+            self._writer.symlink(self._name, self._data.decode("utf-8", "surrogateescape"))

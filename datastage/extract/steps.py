@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..errors import ManifestError
+from ..errors import ManifestError, UnsupportedArchive
 from ..fsutil import SPACE_MARGIN, ensure_free, free_bytes, remove_tree
 from . import Format, detect, extract, output_name
+from .encodings import name_encoding
 from .writer import Budget, SafeWriter
 
 #: Names ``extract_nested = true`` looks at (the bytes decide, these only pick candidates).
@@ -27,7 +28,9 @@ NESTED_SUFFIXES = (
     ".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz", ".tar.zst",
     ".7z", ".rar",
 )  # fmt: skip
-MAX_DEPTH = 4
+#: Archives inside archives are unpacked this many levels deep at most; the size guard is
+#: the real limit, this only stops an archive that contains itself (a zip quine).
+MAX_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Step:
     nested: Sequence[str] = ()
     extract_nested: bool = False
     unpacked_size: Optional[int] = None  # declared by the manifest
+    name_encoding: Optional[str] = None  # of member names that are not UTF-8 (None: detect)
 
 
 def unpack(
@@ -54,8 +58,9 @@ def unpack(
     folder = dataset / step.dest if step.dest else dataset
     budget = _budget(path, fmt, folder, step.unpacked_size, "the manifest (unpacked_size)")
     writer = SafeWriter(folder, step.dest, step.name, record, budget, step.strip)
-    _run(path, fmt, writer, output_name(step.name, fmt.compression), bar)
-    _unpack_nested(step, dataset, record, bar)
+    with name_encoding(step.name_encoding):
+        _run(path, fmt, writer, output_name(step.name, fmt.compression), bar)
+        _unpack_nested(step, dataset, record, bar)
 
 
 def _run(
@@ -101,11 +106,18 @@ def _unpack_nested(
             raise ManifestError(f"nested archive {inner!r} in {step.name} is not an archive")
         _unpack_inner(rel, fmt, step, dataset, record, bar)
     if step.extract_nested:
-        for _depth in range(MAX_DEPTH):
+        for _depth in range(MAX_DEPTH + 1):
             found = [(rel, _fmt(dataset / rel)) for rel in _candidates(record, prefix)]
             archives = [(rel, fmt) for rel, fmt in found if fmt is not None]
             if not archives:
-                break
+                return
+            if _depth == MAX_DEPTH:
+                raise UnsupportedArchive(
+                    f"{step.name} still holds archives after {MAX_DEPTH} levels of nesting "
+                    f"(such as {archives[0][0]!r}); extraction stopped",
+                    hint="an archive that contains itself? set extract_nested = false "
+                    "and name the inner archives with nested = [...]",
+                )
             for rel, fmt in archives:
                 _unpack_inner(rel, fmt, step, dataset, record, bar)
 

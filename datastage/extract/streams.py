@@ -33,7 +33,7 @@ import zlib
 from collections.abc import Iterator
 from typing import IO, Any, Optional, cast
 
-from ..errors import MissingDependency
+from ..errors import MissingDependency, install_hint
 
 READ_CHUNK = 1 << 20
 THREADS = os.cpu_count() or 1
@@ -196,7 +196,7 @@ def _zstd_reader(raw: IO[bytes]) -> IO[bytes]:
         import zstandard
     except ImportError:
         raise MissingDependency(
-            "zstandard is needed for .zst archives", hint="pip install 'datastage[zstd]'"
+            "zstandard is needed for .zst archives", hint=install_hint("zstd")
         ) from None
     return cast(IO[bytes], _RuntimeErrorsAsCorrupt(_ZstdStream(raw), zstandard.ZstdError))
 

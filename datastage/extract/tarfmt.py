@@ -4,50 +4,222 @@ Owns: turning tar members into SafeWriter calls. Takes any readable binary file 
 same code reads a cached file, a decompressor's pipe or (later) bytes still downloading.
 Small members are read here and written + hashed by SafeWriter's worker threads while this
 thread parses the next header; large ones stream through in 1 MiB chunks.
+
+Dialects read as bsdtar reads them: GNU sparse members (old GNU, pax 0.0/0.1/1.0) become sparse
+files of their real size (holes are seeked over, never written); metadata members that carry
+no file (GNU volume label ``V``, Solaris ACL ``A``) are skipped; other unknown vendor types are
+regular files, as POSIX says; names that are not UTF-8 are decoded (encodings.py).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import tarfile
 from collections.abc import Iterator
-from typing import IO
+from tarfile import ReadError
+from typing import IO, Any, Union
 
+from .encodings import decode_name
 from .writer import SafeWriter
 
 READ_CHUNK = 1 << 20
 #: Members up to this size are handed to a worker thread whole.
 WHOLE_MEMBER = 8 * 1024 * 1024
+#: Longest symlink target accepted (Linux PATH_MAX); a longer one refuses the archive.
+MAX_LINK_TARGET = 4096
+#: Member types that describe the archive, not a file: skipped, as bsdtar skips them.
+METADATA_TYPES = {b"V": "GNU volume label", b"A": "Solaris ACL"}
+
+log = logging.getLogger("datastage.extract")
 
 
 def extract_tar_stream(stream: IO[bytes], writer: SafeWriter) -> None:
-    with tarfile.open(fileobj=stream, mode="r|", bufsize=READ_CHUNK) as tar:
-        for member in tar:
-            _member(tar, member, writer)
+    try:
+        with tarfile.open(
+            fileobj=stream, mode="r|", bufsize=READ_CHUNK, tarinfo=_CheckedTarInfo
+        ) as tar:
+            for member in tar:
+                _member(tar, member, writer)
+    except (ValueError, OverflowError, KeyError) as e:
+        # tarfile's own parsing of odd headers (a modified sparse map, a bad pax record)
+        raise tarfile.ReadError(f"bad tar header: {e}") from e
 
 
 def _member(tar: tarfile.TarFile, member: tarfile.TarInfo, writer: SafeWriter) -> None:
-    if member.isreg():
-        f = tar.extractfile(member)
-        assert f is not None
-        if member.size <= WHOLE_MEMBER:
-            data = f.read()
-            if len(data) != member.size:
-                raise tarfile.ReadError(f"unexpected end of data in {member.name!r}")
-            writer.file_later(member.name, lambda: (data,), member.mode, member.mtime, len(data))
-        else:
-            writer.file(member.name, _chunks(f), member.mode, member.mtime)
-    elif member.isdir():
-        writer.directory(member.name)
+    name = decode_name(member.name, writer.archive)
+    if member.type in METADATA_TYPES:
+        log.debug("%s: skipped %s member %r", writer.archive, METADATA_TYPES[member.type], name)
+    elif member.issparse():
+        _sparse(tar, member, name, writer)
+    elif member.isreg() or member.type not in _KNOWN_TYPES:
+        _regular(tar, member, name, writer)
+    elif member.isdir() or member.type == b"D":  # D: a GNU incremental dump's directory
+        writer.directory(name)
     elif member.issym():
-        writer.symlink(member.name, member.linkname)
+        writer.symlink(name, _link_target(member, writer))
     elif member.islnk():
-        writer.hardlink(member.name, member.linkname)
+        writer.hardlink(name, decode_name(_link_target(member, writer), writer.archive))
     elif member.ischr() or member.isblk():
-        writer.special(member.name, "device")
+        writer.special(name, "device")
     elif member.isfifo():
-        writer.special(member.name, "FIFO")
+        writer.special(name, "FIFO")
     else:
-        writer.special(member.name, f"type {member.type!r}")
+        writer.special(name, f"type {member.type!r}")
+
+
+_KNOWN_TYPES = {*tarfile.SUPPORTED_TYPES, b"D", *METADATA_TYPES}
+_PAX_RECORD = re.compile(rb"(\d+) [^=\n]+=")
+
+
+class _CheckedTarInfo(tarfile.TarInfo):
+    """tarfile stops reading a pax header at the first malformed record and goes on without a
+    word: a damaged header then renames or un-sparses a member (bsdtar reports it). Check
+    every record first, then let tarfile parse the same bytes."""
+
+    @classmethod
+    def frombuf(cls, buf: Union[bytes, bytearray], encoding: str, errors: str) -> Any:
+        """tarfile takes a damaged header after the first for the end of the archive and
+        stops without a word (a partial tree, exit 0); bsdtar reports it. So do we. (A block
+        of zeros, the real end, and no block at all, a missing end, stay tarfile's.)"""
+        try:
+            return super().frombuf(buf, encoding, errors)
+        except tarfile.HeaderError as e:
+            if type(e).__name__ in ("TruncatedHeaderError", "InvalidHeaderError"):
+                raise ReadError(f"damaged tar header ({e})") from e
+            raise
+
+    def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        inner = tarfile.fileobj
+        buf = inner.read(self._block(self.size))  # type: ignore[union-attr,attr-defined]
+        if not _valid_pax(buf[: self.size]):
+            raise ReadError(f"malformed pax extended header before member {self.name!r}")
+        tarfile.fileobj = _Replay(buf, inner)  # type: ignore[assignment]
+        try:
+            return super()._proc_pax(tarfile)  # type: ignore[misc,no-any-return]
+        finally:
+            tarfile.fileobj = inner
+
+
+def _valid_pax(data: bytes) -> bool:
+    """Every record is "LEN key=value\n" with LEN its exact length, up to the end."""
+    pos = 0
+    while pos < len(data) and data[pos:].strip(b"\0"):
+        match = _PAX_RECORD.match(data, pos)
+        if not match:
+            return False
+        end = pos + int(match.group(1))
+        if end <= match.end() or end > len(data) or data[end - 1 : end] != b"\n":
+            return False
+        pos = end
+    return True
+
+
+class _Replay:
+    """The bytes already read, served again, then the stream itself."""
+
+    def __init__(self, buf: bytes, inner: Any) -> None:
+        self._buf = buf
+        self._inner = inner
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._buf:
+            return self._inner.read(n)  # type: ignore[no-any-return]
+        if n < 0:
+            data, self._buf = self._buf + self._inner.read(), b""
+            return data
+        data, self._buf = self._buf[:n], self._buf[n:]
+        return data + self._inner.read(n - len(data)) if len(data) < n else data
+
+    def tell(self) -> int:
+        return self._inner.tell() - len(self._buf)  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _link_target(member: tarfile.TarInfo, writer: SafeWriter) -> str:
+    target = member.linkname
+    if len(target.encode("utf-8", "surrogateescape")) > MAX_LINK_TARGET:
+        raise writer.refuse(member.name, f"link target longer than {MAX_LINK_TARGET} bytes")
+    return decode_name(target, writer.archive)
+
+
+def _regular(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, writer: SafeWriter) -> None:
+    if not member.isreg():
+        log.debug("%s: member %r of type %r read as a file", writer.archive, name, member.type)
+        member.type = tarfile.REGTYPE  # POSIX: an unknown type is read as a regular file
+    f = tar.extractfile(member)
+    assert f is not None
+    if member.size <= WHOLE_MEMBER:
+        data = f.read()
+        if len(data) != member.size:
+            raise tarfile.ReadError(f"unexpected end of data in {member.name!r}")
+        writer.file_later(name, lambda: (data,), member.mode, member.mtime, len(data))
+    else:
+        writer.file(name, _chunks(f), member.mode, member.mtime)
+
+
+def _sparse(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, writer: SafeWriter) -> None:
+    """Write the data regions at their offsets and seek over the holes between them."""
+    regions = _checked_map(member)
+    f = tar.extractfile(member)
+    assert f is not None
+    raw = f.raw  # type: ignore[attr-defined]  # tarfile's _FileInFile: seeks within the map
+    _allow_holes(writer, name, member.size - sum(n for _, n in regions))
+    sink = writer.sink(name, member.mode)
+    if sink is None:
+        return
+    try:
+        position = 0
+        for offset, length in regions:
+            sink.skip(offset - position)
+            raw.seek(offset)
+            left = length
+            while left:
+                chunk = raw.read(min(left, READ_CHUNK))
+                if not chunk:
+                    raise tarfile.ReadError(f"unexpected end of data in {member.name!r}")
+                sink.write(chunk)
+                left -= len(chunk)
+            position = offset + length
+        sink.skip(member.size - position)
+    finally:
+        sink.close()
+
+
+def _allow_holes(writer: SafeWriter, name: str, holes: int) -> None:
+    """The budget counts a sparse file's real size. A tar's own size bounds what its members
+    store, not their holes: those are allowed on top, as far as the free space would hold
+    them written out (a declared map of a petabyte is refused, not hashed for days)."""
+    from ..errors import ArchiveTooLarge
+    from ..fsutil import free_bytes
+    from ..units import human_bytes
+
+    budget = writer.budget
+    if budget is None or holes <= 0:
+        return
+    free = free_bytes(writer.root)
+    if holes > free:
+        raise ArchiveTooLarge(
+            f"{writer.archive}: sparse member {name!r} declares {human_bytes(holes)} of holes, "
+            f"more than the {human_bytes(free)} free; extraction stopped",
+            hint="nothing was staged; the archive may be damaged or hostile",
+        )
+    if budget.free_space_of is None and not budget.declared_by.startswith("the manifest"):
+        budget.limit += holes
+
+
+def _checked_map(member: tarfile.TarInfo) -> list[tuple[int, int]]:
+    """The sparse map, in order, inside the real size: anything else is a damaged header."""
+    sparse: Any = member.sparse or []  # typeshed does not describe the map
+    regions = [(int(o), int(n)) for o, n in sparse if n]
+    position = 0
+    for offset, length in regions:
+        if offset < position or length < 0 or offset + length > member.size:
+            raise tarfile.ReadError(f"damaged sparse map in {member.name!r}")
+        position = offset + length
+    return regions
 
 
 def _chunks(f: IO[bytes]) -> Iterator[bytes]:

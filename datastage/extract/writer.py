@@ -240,6 +240,12 @@ class SafeWriter:
         self._symlinks.append((rel, target))
         self._link_names.add(rel)
 
+    @property
+    def wrote_anything(self) -> bool:
+        """Whether this archive gave at least one file, link or folder (an empty one is an
+        error for the caller, not an empty dataset)."""
+        return bool(self._files or self._symlinks or len(self._dirs) > 1)
+
     def special(self, member: str, what: str) -> None:
         raise self.refuse(member, f"{what} members are not allowed")
 
@@ -412,9 +418,22 @@ class MemberSink:
         self._hasher.update(data)
         return len(data)
 
+    def skip(self, n: int) -> None:
+        """A hole of ``n`` zero bytes (tar sparse members): counted and hashed, never written."""
+        if n <= 0:
+            return
+        if self._writer.budget is not None:
+            self._writer.budget.spend(n, self._writer.archive)
+        os.lseek(self._fd, n, os.SEEK_CUR)
+        zeros = bytes(min(n, READ_CHUNK))
+        while n > 0:
+            self._hasher.update(zeros[: min(n, len(zeros))])
+            n -= len(zeros)
+
     def close(self) -> None:
         if self._fd < 0:
             return
+        os.ftruncate(self._fd, os.lseek(self._fd, 0, os.SEEK_CUR))  # a file ending in a hole
         os.close(self._fd)
         self._fd = -1
         recorded = Recorded(self._hasher.size, self._hasher.hexdigests()["sha256"])

@@ -16,7 +16,7 @@ from typing import BinaryIO, Optional, Protocol
 
 from ..config import Settings
 from ..digests import Digest
-from ..errors import MissingDependency, UsageError
+from ..errors import MissingDependency, UsageError, install_hint
 from ..manifest import URL_SCHEME
 
 
@@ -149,7 +149,7 @@ def for_url(url: str, settings: Settings) -> Source:
         try:
             module = importlib.import_module(module_name)
         except ImportError as e:
-            hint = f"pip install 'datastage[{extra}]'" if extra else None
+            hint = install_hint(extra) if extra else None
             raise MissingDependency(
                 f"{scheme}:// needs {e.name}, which is not installed", hint
             ) from e

@@ -5,17 +5,22 @@ asked (pip's rule), status codes turned into datastage errors, proxies from the 
 (``http_proxy``/``https_proxy``/``no_proxy``; requests reads them), raw bytes (no
 Content-Encoding decoding, so the digest is of the file the server stores).
 
-Retry layers: urllib3's Retry retries connecting and 429/5xx answers (honouring Retry-After,
-capped at ``MAX_RETRY_AFTER``); a connection that dies *mid-body* raises NetworkError and
-download.py resumes from the last byte it wrote.
+No retries here: the session answers every failure at once, as a datastage error carrying a
+short ``reason`` (``connection refused``, ``HTTP 503 Service Unavailable``) and, for 429/503,
+the ``retry_after`` seconds the server asked for. ``retrying.py`` decides what deserves another
+try and says so; a connection that dies *mid-body* raises NetworkError and download.py resumes
+from the last byte it wrote. Connections are kept alive: a body read to its end gives its
+connection back to the pool for the next piece.
 """
 
 from __future__ import annotations
 
 import re
+import socket
+import ssl
 import threading
 from collections.abc import Iterator
-from typing import Any, Optional
+from typing import Optional, TypeVar
 
 import requests
 import urllib3
@@ -24,27 +29,28 @@ from urllib3.util.retry import Retry
 
 from .. import __version__
 from ..config import Settings
-from ..errors import AccessDenied, HTTPStatusError, NetworkError, RemoteNotFound, SourceError
+from ..errors import (
+    AccessDenied,
+    DatastageError,
+    HostUnreachable,
+    HTTPStatusError,
+    NetworkError,
+    RemoteNotFound,
+    SourceError,
+)
 from ..manifest import file_name_from_url
+from ..retrying import origin
 from . import RemoteFile
 
 CHUNK = 256 * 1024
 MAX_RETRY_AFTER = 300.0
 CONNECT_TIMEOUT = 20.0
-RETRY_STATUSES = (429, 500, 502, 503, 504)
 POOL_SIZE = 32
+E = TypeVar("E", bound=DatastageError)
 USER_AGENT = f"datastage/{__version__}"
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$")
-
-
-class _CappedRetry(Retry):
-    """Retry that never sleeps longer than MAX_RETRY_AFTER for a Retry-After header."""
-
-    def get_retry_after(self, response: Any) -> Optional[float]:
-        seconds = super().get_retry_after(response)
-        return None if seconds is None else min(seconds, MAX_RETRY_AFTER)
 
 
 class HTTPBody:
@@ -56,14 +62,20 @@ class HTTPBody:
     def __iter__(self) -> Iterator[bytes]:
         if self._response is None:
             return
+        raw = self._response.raw
         try:
-            yield from self._response.raw.stream(CHUNK, decode_content=False)
+            yield from raw.stream(CHUNK, decode_content=False)
+            raw.release_conn()  # read to its end: the connection serves the next request
         except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError) as e:
-            raise NetworkError(f"connection to {_host(self.remote.url)} broke: {_reason(e)}") from e
+            why = _reason(e)
+            raise _with(
+                NetworkError(f"connection to {origin(self.remote.url)} broke: {why}"), why
+            ) from e
         finally:
             self.close()
 
     def close(self) -> None:
+        """Release the connection: back to the pool if the body was read, else closed."""
         if self._response is not None:
             self._response.close()
 
@@ -126,26 +138,27 @@ class HTTPSource:
                 timeout=(CONNECT_TIMEOUT, self.settings.timeout),
             )
         except requests.exceptions.ProxyError as e:
-            raise NetworkError(f"cannot reach {_host(url)} through the proxy: {_reason(e)}") from e
+            why = _reason(e)
+            message = f"cannot reach {origin(url)} through the proxy: {why}"
+            kind = HostUnreachable if _unreachable(e) else NetworkError
+            raise _with(kind(message), f"{why} (proxy)") from e
         except requests.exceptions.SSLError as e:
-            raise SourceError(f"TLS error talking to {_host(url)}: {_reason(e)}") from e
+            why = _reason(e)
+            raise _with(SourceError(f"TLS error talking to {origin(url)}: {why}"), why) from e
         except requests.exceptions.InvalidURL as e:
             raise SourceError(f"invalid URL {url}: {_reason(e)}") from e
         except requests.exceptions.RequestException as e:
-            raise NetworkError(f"cannot reach {_host(url)}: {_reason(e)}") from e
+            why = _reason(e)
+            kind = HostUnreachable if _unreachable(e) else NetworkError
+            raise _with(kind(f"cannot reach {origin(url)}: {why}"), why) from e
 
 
 def _new_session(settings: Settings) -> requests.Session:
-    retry = _CappedRetry(
-        total=settings.retries,
-        backoff_factor=settings.backoff,
-        status_forcelist=RETRY_STATUSES,
-        allowed_methods=frozenset({"GET", "HEAD"}),
-        raise_on_status=False,  # the last answer comes back and becomes HTTPStatusError
-        respect_retry_after_header=True,
-    )
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
+    # No retries under retrying.py's (Retry(0): every failure comes back at once).
+    adapter = HTTPAdapter(
+        max_retries=Retry(0, read=False), pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE
+    )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     # identity: a server's on-the-fly gzip would change the bytes we hash.
@@ -165,7 +178,19 @@ def _raise_for_status(url: str, response: requests.Response) -> None:
         raise AccessDenied(
             f"{reason} for {url}", status, hint="the file may need a login, a token or cookies"
         )
-    raise HTTPStatusError(f"{reason} for {url} (after retries)", status)
+    error = _with(HTTPStatusError(f"{reason} for {url}", status), reason)
+    error.retry_after = _retry_after(response)  # type: ignore[attr-defined]
+    raise error
+
+
+def _retry_after(response: requests.Response) -> Optional[float]:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return min(Retry().parse_retry_after(value), MAX_RETRY_AFTER)
+    except Exception:  # urllib3's InvalidHeader, or a date it cannot read: no hint
+        return None
 
 
 def _describe(f: RemoteFile, response: requests.Response, size: Optional[int]) -> RemoteFile:
@@ -186,16 +211,66 @@ def _content_length(response: requests.Response) -> Optional[int]:
     return int(value) if value.isdigit() else None
 
 
-def _host(url: str) -> str:
-    return urllib3.util.parse_url(url).host or url
+def _with(error: E, reason: str) -> E:
+    """``error`` carrying the short reason retry lines print."""
+    error.reason = reason  # type: ignore[attr-defined]
+    return error
+
+
+def _chain(e: BaseException) -> Iterator[BaseException]:
+    """``e`` and everything under it: causes, contexts and urllib3's ``reason``s."""
+    seen: set[int] = set()
+    todo = [e]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        for under in (item.__cause__, item.__context__, getattr(item, "reason", None)):
+            if isinstance(under, BaseException):
+                todo.append(under)
+        todo.extend(a for a in getattr(item, "args", ()) if isinstance(a, BaseException))
+
+
+def _unreachable(e: BaseException) -> bool:
+    """Refused, or the name does not resolve: the host is not there (for now)."""
+    return any(
+        isinstance(
+            x, (ConnectionRefusedError, socket.gaierror, urllib3.exceptions.NameResolutionError)
+        )
+        for x in _chain(e)
+    )
 
 
 def _reason(e: BaseException) -> str:
-    """The innermost useful sentence of a requests/urllib3 exception chain, on one line."""
-    while e.__context__ is not None and not str(e):
-        e = e.__context__
+    """A short, plain reason for a requests/urllib3 failure (no object reprs, no quotes)."""
+    found = list(_chain(e))
+
+    def has(*kinds: type) -> Optional[BaseException]:
+        return next((x for x in found if isinstance(x, kinds)), None)
+
+    cert = has(ssl.SSLCertVerificationError)
+    if cert is not None:
+        detail = getattr(cert, "verify_message", "") or ""
+        return f"certificate not trusted ({detail})" if detail else "certificate not trusted"
+    if has(ConnectionRefusedError):
+        return "connection refused"
+    if has(socket.gaierror, urllib3.exceptions.NameResolutionError):
+        return "host name not resolved"
+    if has(urllib3.exceptions.ConnectTimeoutError, requests.exceptions.ConnectTimeout):
+        return "timed out connecting"
+    if has(socket.timeout, urllib3.exceptions.ReadTimeoutError, requests.exceptions.ReadTimeout):
+        return "timed out waiting for data"
+    if has(ConnectionResetError):
+        return "connection reset"
+    if has(ssl.SSLError):
+        return "TLS handshake failed"
+    if has(urllib3.exceptions.IncompleteRead, urllib3.exceptions.ProtocolError):
+        return "connection closed early"
     text = str(e) or type(e).__name__
     for marker in ("Caused by ", "Failed to establish a new connection: "):
         if marker in text:
             text = text.split(marker, 1)[1]
-    return " ".join(text.split()).strip("()'\" ")
+    text = re.sub(r"<[^<>]*>:?\s*", "", text)  # object reprs
+    return " ".join(text.replace('"', "").replace("'", "").split()).strip("() ") or "failed"

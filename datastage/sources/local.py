@@ -2,14 +2,21 @@
 
 Owns: reading a byte range of a local file. The ``etag`` is size + mtime, so a file replaced
 between runs is noticed and its partial copy restarted.
+
+File names are bytes on Linux, and a real folder may hold names that are not UTF-8 (an old
+Latin-1 or GBK archive unpacked on a server). Such a file is staged faithfully, under the same
+bytes: its URL is a ``file://`` URL with the bytes percent-encoded (plain text that can be hashed,
+stored in JSON and printed), and its relative name keeps them as surrogate escapes, which
+Python's file functions turn back into the original bytes.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ..config import Settings
 from ..errors import AccessDenied, RemoteNotFound, SourceError
@@ -18,8 +25,19 @@ from . import RemoteFile, read_range
 
 def path_of(url: str) -> Path:
     if url.startswith("file://"):
-        return Path(unquote(urlsplit(url).path))
+        return Path(unquote(urlsplit(url).path, errors="surrogateescape"))
     return Path(url).expanduser()
+
+
+def url_of(path: Path, given: str = "") -> str:
+    """``given`` (or the path) as it was when it is text; else a ``file://`` URL that holds the
+    path's bytes percent-encoded, which ``path_of`` turns back into the same path."""
+    text = given or str(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return "file://" + quote(os.fsencode(path.absolute()))
 
 
 class LocalBody:
@@ -51,16 +69,16 @@ class LocalSource:
             try:
                 st = path.stat()
             except OSError:  # missing or unreadable: open_range says which, in one line
-                return [RemoteFile(url=url, name=path.name)]
+                return [RemoteFile(url=url_of(path, url), name=path.name)]
             etag = f'"{st.st_size}-{st.st_mtime_ns}"'
-            return [RemoteFile(url=url, name=path.name, size=st.st_size, etag=etag)]
+            return [RemoteFile(url=url_of(path, url), name=path.name, size=st.st_size, etag=etag)]
         files = []
         try:
             for found in sorted(p for p in path.rglob("*") if p.is_file()):
                 st = found.stat()
                 files.append(
                     RemoteFile(
-                        url=str(found),
+                        url=url_of(found),
                         name=found.relative_to(path).as_posix(),
                         size=st.st_size,
                         etag=f'"{st.st_size}-{st.st_mtime_ns}"',

@@ -6,6 +6,9 @@
     server.log                                 # every request: method, path, Range, status, sent
     server.max_active                          # most GET responses served at once
     FileServer(connection_limit=2)             # 503 for a GET beyond 2 at once
+    FileServer(latency=0.1)                    # every answer starts 100 ms after its request
+    server.connections                         # TCP connections accepted (keep-alive reuse)
+    server.sent                                # body bytes sent so far (live, all files)
 
 Faults (per path, see ``Faults``): drop the connection after N bytes, ignore Range, answer
 429/503 (+ Retry-After) first, serve an HTML page instead, trickle at a byte rate, announce a
@@ -82,6 +85,9 @@ class Request:
     status: int
     sent: int  # body bytes sent (before any drop)
     via_proxy: bool = False
+    began: float = 0.0  # time.monotonic() when the request arrived
+    ended: float = 0.0  # ... and when its answer was sent
+    client: int = 0  # the client's port: requests on one kept-alive connection share it
 
 
 class _TokenBucket:
@@ -117,8 +123,12 @@ class FileServer:
         rate: Optional[float] = None,
         total_rate: Optional[float] = None,
         connection_limit: Optional[int] = None,
+        latency: Optional[float] = None,
     ) -> None:
         self.files: dict[str, Entry] = {}
+        self.latency = latency  # seconds between a request and its answer (a far-away host)
+        self.connections = 0  # TCP connections accepted
+        self.sent = 0  # body bytes written to clients so far, all files (live)
         self.log: list[Request] = []
         self.rate = rate
         self.connection_limit = connection_limit  # answer 503 beyond this many GETs at once
@@ -182,11 +192,19 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        with self.server_state._lock:
+            self.server_state.connections += 1
+
     def do_HEAD(self) -> None:
         self._serve(head=True)
 
     def do_GET(self) -> None:
         state = self.server_state
+        began = time.monotonic()
+        if state.latency:
+            time.sleep(state.latency)
         with state._lock:
             state.active += 1
             state.max_active = max(state.max_active, state.active)
@@ -197,14 +215,15 @@ class _Handler(BaseHTTPRequestHandler):
                 state.log.append(Request("GET", path, self.headers.get("Range"), None, 503, 0))
                 self._simple(503, b"too many connections")
                 return
-            self._serve(head=False)
+            self._serve(head=False, began=began)
         finally:
             with state._lock:
                 state.active -= 1
 
     # -- the response --------------------------------------------------------------------------
-    def _serve(self, head: bool) -> None:
+    def _serve(self, head: bool, began: Optional[float] = None) -> None:
         state = self.server_state
+        began = time.monotonic() if began is None else began
         via_proxy = self.path.startswith("http://")
         path = self.path.split("://", 1)[1].split("/", 1)[1] if via_proxy else self.path.lstrip("/")
         path = "/" + path.split("?", 1)[0]
@@ -212,7 +231,20 @@ class _Handler(BaseHTTPRequestHandler):
         rng, if_range = self.headers.get("Range"), self.headers.get("If-Range")
 
         def record(status: int, sent: int) -> None:
-            state.log.append(Request(self.command, path, rng, if_range, status, sent, via_proxy))
+            state.log.append(
+                Request(
+                    self.command,
+                    path,
+                    rng,
+                    if_range,
+                    status,
+                    sent,
+                    via_proxy,
+                    began,
+                    time.monotonic(),
+                    self.client_address[1],
+                )
+            )
 
         if entry is None:
             record(404, 0)
@@ -291,6 +323,8 @@ class _Handler(BaseHTTPRequestHandler):
                     state.bucket.take(n)
                 self.wfile.write(entry.read(start + sent, n))
                 sent += n
+                with state._lock:
+                    state.sent += n
                 if rate and sent < limit:  # no pause after the last byte: the answer is done
                     ahead = began + sent / rate - time.monotonic()
                     if ahead > 0:
