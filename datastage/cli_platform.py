@@ -173,20 +173,28 @@ def config_list() -> None:
 @options.to("Fast folder that receives DIR/<name> [default: as for get, see `datastage env`].")
 @click.option("--name", default=None, help="Folder name under --to [default: from SRC].")
 @click.option("--workers", default=None, type=click.IntRange(1, 256), help="Parallel copies.")
+@click.option("--force", is_flag=True, help="Copy every file again, even if the copy is current.")
 @_quiet
 @_debug
 def stage(
-    src: str, to: Optional[str], name: Optional[str], workers: Optional[int], quiet: Optional[bool]
+    src: str,
+    to: Optional[str],
+    name: Optional[str],
+    workers: Optional[int],
+    force: bool,
+    quiet: Optional[bool],
 ) -> None:
     """Copy a folder (or extract an archive) from slow storage to fast disk, verified.
 
-    Many files are copied at once; an interrupted run resumes. Prints the staged folder.
+    Many files are copied at once; an interrupted run resumes; a re-run copies what changed in
+    SRC since (symlinks stay links inside SRC; FIFOs and devices are skipped). Prints the folder.
     """
     from . import config, folders
 
     dest = config.resolve_to(to)
     source = config.given_path(src, "SRC")
-    click.echo(folders.stage(source, dest, name, workers or folders.DEFAULT_WORKERS, bool(quiet)))
+    workers = workers or folders.DEFAULT_WORKERS
+    click.echo(folders.stage(source, dest, name, workers, bool(quiet), force=force))
 
 
 @click.command()
@@ -200,10 +208,10 @@ def pack(src: str, to: str, name: Optional[str], quiet: Optional[bool]) -> None:
 
     Later sessions stage it in one sequential read: datastage get PATH/<name>.toml
     """
-    from . import config, folders
+    from . import config, packing
 
     source, dest = config.given_path(src, "SRC"), config.given_path(to, "--to")
-    click.echo(folders.pack(source, dest, name, bool(quiet)))
+    click.echo(packing.pack(source, dest, name, bool(quiet)))
 
 
 @click.command()

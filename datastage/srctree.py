@@ -1,0 +1,169 @@
+"""Reading a user's folder without trusting it: the listing ``stage SRC`` and ``pack`` work from.
+
+A user's folder (often a network mount) may hold symlinks, FIFOs, devices and files that change
+while they are read. The rules, for both commands:
+
+- Symlinks are never followed. A link is kept as a link; its target must resolve inside the
+  folder, or the whole run is refused (exit 6, naming the link). A target that is relative and
+  only goes down (``b.wav``, ``sub/x``) is kept as written; any other (absolute, or with ``..``)
+  is rewritten as the relative path of what it resolves to, so the copy's link resolves inside
+  the copy whatever the copy's folder is called.
+- FIFOs, sockets and devices are skipped with one warning line each: opening a FIFO blocks
+  forever and ``/dev/zero`` never ends.
+- A regular file is opened with ``O_NOFOLLOW | O_NONBLOCK`` and must still be the file that was
+  listed (regular, same inode, size and mtime), else the run fails (exit 5, "changed while it was
+  staged"); it is read up to its listed size plus one byte, never more.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+from .errors import IntegrityError, UnsafeArchiveMember, UsageError
+
+#: Top-level names of the folder that are datastage's own (a staged copy used as SRC).
+OWN_PREFIX = ".datastage"
+
+
+class FileInfo(NamedTuple):
+    """What the listing saw of one regular file (lstat, no file opened); a tuple: small."""
+
+    size: int
+    mtime_ns: int
+    ino: int
+    mode: int  # permission bits only
+    dev: int = 0
+
+
+@dataclass
+class Listing:
+    """A folder's regular files, links and folders, relative POSIX paths in walk order."""
+
+    files: dict[str, FileInfo] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)  # path -> link text, safe to recreate
+    dirs: dict[str, int] = field(default_factory=dict)  # path -> permission bits; "" = the root
+    empty_dirs: list[str] = field(default_factory=list)  # folders with nothing kept inside
+
+    def entries(self) -> int:
+        return len(self.files) + len(self.links)
+
+
+def list_tree(src: Path, warn: Callable[[str], None]) -> Listing:
+    """Walk ``src`` without following links (one lstat per entry, from the directory read)."""
+    listing = Listing()
+    root_real = os.path.realpath(src)
+    listing.dirs[""] = stat.S_IMODE(os.stat(src).st_mode)
+    for rel_dir, entries in _walk(str(src)):
+        kept = 0
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if not rel_dir and entry.name.startswith(OWN_PREFIX):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as e:
+                raise UsageError(f"cannot read {entry.path}: {e.strerror or e}") from e
+            kind = stat.S_IFMT(st.st_mode)
+            if kind == stat.S_IFREG:
+                mode = stat.S_IMODE(st.st_mode)
+                listing.files[rel] = FileInfo(
+                    st.st_size, st.st_mtime_ns, st.st_ino, mode, st.st_dev
+                )
+            elif kind == stat.S_IFLNK:
+                listing.links[rel] = safe_link(entry.path, root_real, rel_dir)
+            elif kind == stat.S_IFDIR:
+                listing.dirs[rel] = stat.S_IMODE(st.st_mode)
+            else:
+                warn(f"skipped {entry.path}: {_kind_name(kind)}, not a regular file")
+                continue
+            kept += 1
+        if rel_dir and not kept:
+            listing.empty_dirs.append(rel_dir)
+    return listing
+
+
+def _walk(top: str) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
+    """(relative folder, its entries sorted by name), depth first; links to folders not entered."""
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        folder = os.path.join(top, rel_dir) if rel_dir else top
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            raise UsageError(f"cannot list {folder}: {e.strerror or e}") from e
+        yield rel_dir, entries
+        subdirs = [
+            f"{rel_dir}/{e.name}" if rel_dir else e.name
+            for e in entries
+            if e.is_dir(follow_symlinks=False)
+            and not (not rel_dir and e.name.startswith(OWN_PREFIX))
+        ]
+        stack.extend(reversed(subdirs))
+
+
+def safe_link(path: str, root_real: str, rel_dir: str) -> str:
+    """The text to recreate link ``path`` with; refuses a link that resolves outside the root."""
+    text = os.readlink(path)
+    resolved = os.path.realpath(path)
+    if resolved != root_real and not resolved.startswith(root_real.rstrip(os.sep) + os.sep):
+        raise UnsafeArchiveMember(
+            f"{path} is a symlink that leads outside the folder (-> {text}); "
+            "refusing to copy it (replace it with the file, or remove it)"
+        )
+    parts = text.split("/")
+    if text and not text.startswith("/") and ".." not in parts:
+        return text
+    # Absolute or climbing: name what it resolves to, by real folders only, from the link's
+    # own (real) folder.
+    return os.path.relpath(resolved, os.path.join(root_real, rel_dir) if rel_dir else root_real)
+
+
+def _kind_name(kind: int) -> str:
+    return {
+        stat.S_IFIFO: "a FIFO",
+        stat.S_IFSOCK: "a socket",
+        stat.S_IFCHR: "a character device",
+        stat.S_IFBLK: "a block device",
+    }.get(kind, "a special file")
+
+
+def open_listed(path: str, info: FileInfo) -> int:
+    """Open a listed regular file for reading; fail if it is no longer the file that was listed."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENXIO, errno.ENOTDIR):
+            raise changed(path, e.strerror or "cannot open") from e  # gone, or swapped for a link
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise changed(path, "no longer a regular file")
+        seen = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if seen != (info.dev, info.ino, info.size, info.mtime_ns):
+            # (a folder of SRC swapped for a link since the listing opens another file: caught)
+            raise changed(path, "size, time or inode differ from the listing")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_unchanged(fd: int, path: str, info: FileInfo, read: int) -> None:
+    """After reading ``read`` bytes: the file must still be the size and time it was listed."""
+    st = os.fstat(fd)
+    if read != info.size or (st.st_size, st.st_mtime_ns) != (info.size, info.mtime_ns):
+        raise changed(path, f"{read} bytes read, {info.size} listed")
+
+
+def changed(path: str, why: str) -> IntegrityError:
+    return IntegrityError(f"{path} changed while it was staged ({why}); run the command again")
