@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +17,37 @@ from tests.conftest import payload, sha256
 from tests.servers.http_server import FileServer
 
 MIB = 1 << 20
+
+
+@pytest.fixture
+def read_only_view() -> Iterator:
+    """``read_only_view(folder)``: the folder bind-mounted read-only onto itself (a read-only
+    mount, which root cannot write either); skipped where mounting is not allowed."""
+    mounted: list[Path] = []
+
+    def mount(folder: Path) -> Path:
+        for command in (
+            ["mount", "--bind", str(folder), str(folder)],
+            ["mount", "-o", "remount,bind,ro", str(folder)],
+        ):
+            if subprocess.run(command, capture_output=True).returncode != 0:
+                pytest.skip("cannot bind-mount read-only here (needs root)")
+            mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def _tar_gz(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def _manifest(tmp_path: Path, url: str, data: bytes, name: str = "f.bin") -> Path:
@@ -44,3 +81,25 @@ def test_a_server_taking_2_connections_is_not_backed_off_by_16(tmp_path, monkeyp
         assert len(refused) <= 16 + 2, len(refused)
     finally:
         limited.close()
+
+
+@pytest.mark.parametrize("read_only", ["to", "cache"])
+def test_a_staged_url_on_a_read_only_mount_still_answers(
+    tmp_path, server, read_only_view, read_only
+):
+    """``get URL --to X`` where X (or the cache) is a read-only mount holding the staged data:
+    the path, exit 0, no request, as for a manifest or a registry name. The writability check
+    that comes before the network refused it (exit 2: cannot write there)."""
+    url = server.add("/ds.tar.gz", _tar_gz({"top/a.txt": b"hello" * 1000}))
+    to = tmp_path / "out"
+    cli = [sys.executable, "-m", "datastage", "get", url, "--to", str(to)]
+    first = subprocess.run(cli, capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert first.returncode == 0, first.stderr
+    staged = Path(first.stdout.strip())
+    assert (staged / "a.txt").read_bytes() == b"hello" * 1000
+    read_only_view(to if read_only == "to" else Path(os.environ["DATASTAGE_CACHE"]))
+    requests = len(server.log)
+    again = subprocess.run(cli, capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert again.returncode == 0, again.stderr
+    assert Path(again.stdout.strip()) == staged
+    assert len(server.log) == requests
