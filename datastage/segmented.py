@@ -53,7 +53,7 @@ from typing import Callable, Optional
 from . import segments as seglib
 from .config import Settings
 from .digests import Hasher
-from .errors import HostUnreachable, NetworkError, SourceError, UnexpectedHTML
+from .errors import NetworkError, SourceError, UnexpectedHTML
 from .fsutil import disk_full_as_error
 from .progress import Bar
 from .retrying import Patience, origin
@@ -399,12 +399,13 @@ class SegmentedTransfer:
                     # backoff, and a 2-connection server made 16 connections 3x slower.
                     raise _Retire from e
                 try:
-                    patience.wait(e, mirror.url, self.stop.is_set)
+                    # A mirror that answered (the reference always has) is not a dead host.
+                    patience.wait(e, mirror.url, self.stop.is_set, alive=mirror.checked)
                     continue
                 except SourceError:
                     pass
                 if not self._drop(mirror, e):
-                    if isinstance(e, NetworkError) and not isinstance(e, HostUnreachable):
+                    if isinstance(e, NetworkError):  # bytes came: a re-run resumes
                         e.message += (
                             f" ({human_bytes(seglib.written(self.segments))} kept in the cache;"
                             " re-run to resume)"

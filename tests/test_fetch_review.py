@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 import datastage
 from tests.conftest import payload, sha256
 from tests.servers.http_server import FileServer
+from tests.servers.relay import Relay
 
 MIB = 1 << 20
 
@@ -103,3 +105,41 @@ def test_a_staged_url_on_a_read_only_mount_still_answers(
     assert again.returncode == 0, again.stderr
     assert Path(again.stdout.strip()) == staged
     assert len(server.log) == requests
+
+
+@pytest.mark.parametrize("connections", ["1", "4"])
+def test_a_server_restart_mid_download_is_waited_for(tmp_path, monkeypatch, connections):
+    """A host that served bytes and then refuses connections for a few seconds (a restart, a
+    network drop) is not a dead host: the shipped backoff carries the download over it, to
+    exit 0 with the right bytes. The quick fail-fast tries for a dead host (0.5 + 1 s) ended
+    it, exit 4, where ef6f16c's backoff survived."""
+    monkeypatch.delenv("DATASTAGE_RETRIES")  # the shipped patience (6 tries, 1 s doubling)
+    monkeypatch.delenv("DATASTAGE_BACKOFF")
+    monkeypatch.setenv("DATASTAGE_MIN_SEGMENT", "256K")
+    monkeypatch.setenv("DATASTAGE_PROBE", "0")
+    monkeypatch.setenv("DATASTAGE_CONNECTIONS", connections)
+    server = FileServer(rate=2_000_000)
+    relay = Relay(server.port)
+    try:
+        data = payload(4 * MIB)
+        server.add("/f.bin", data)
+        url = f"http://127.0.0.1:{relay.port}/f.bin"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "datastage", "fetch", str(_manifest(tmp_path, url, data))],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
+        while server.sent < MIB and proc.poll() is None:
+            time.sleep(0.01)
+        relay.down()
+        time.sleep(2.5)  # longer than the quick tries for a dead host
+        relay.up()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert Path(out.strip()).read_bytes() == data
+        assert "connection refused" in err or "connection reset" in err, "the outage was seen"
+    finally:
+        relay.close()
+        server.close()
