@@ -24,6 +24,7 @@ from .errors import (
     ChecksumMismatch,
     CorruptArchive,
     DamagedBlob,
+    DatastageError,
     InsufficientSpace,
     SizeMismatch,
     UsageError,
@@ -74,8 +75,25 @@ def get(
     endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
     dest = config.resolve_to(to)
     target = _checked_target(target, name)
-    if URL_SCHEME.match(target):  # listing a URL may use the network: fail before it
-        writable.check(dest, config.resolve(cache_dir=cache).cache_dir)
+    if URL_SCHEME.match(target):  # listing a URL may use the network: fail before it ...
+        try:
+            writable.check(dest, config.resolve(cache_dir=cache).cache_dir)
+        except OSError:
+            # ... unless it is staged already: a read-only --to (or cache) still answers.
+            staged = None
+            if not (force or repair):
+                staged = _staged_root(
+                    target,
+                    sha256,
+                    name,
+                    dest,
+                    name_encoding=name_encoding,
+                    cache_dir=cache,
+                    **endpoints,
+                )
+            if staged is None:
+                raise
+            return staged
     manifest = _manifest(target, sha256, name, name_encoding, cache_dir=cache, **endpoints)
     if not (force or repair) and stage.is_current(manifest, dest):
         return stage.root_of(manifest, dest)
@@ -518,6 +536,17 @@ def search(word: str) -> list[Manifest]:
             hits.append(manifest)
         hits.extend(s for s in manifest.subsets if needle in f"{s.address} {s.description}".lower())
     return hits
+
+
+def _staged_root(
+    target: str, sha256: Optional[str], name: Optional[str], dest: Path, **settings: Any
+) -> Optional[Path]:
+    """Where ``target`` is currently staged in ``dest``, or None (also when it cannot be told)."""
+    try:
+        manifest = _manifest(target, sha256, name, **settings)
+        return stage.root_of(manifest, dest) if stage.is_current(manifest, dest) else None
+    except (DatastageError, OSError):
+        return None
 
 
 def _manifest(

@@ -344,6 +344,7 @@ class _Download:
         patience = self._patience()
         bar = None
         handed_over = False
+        answered = False  # the URL answered in this run: a refused connection is not a dead host
         holding = self.budget.acquire(threading.Event())
         try:
             while True:
@@ -352,6 +353,7 @@ class _Download:
                 asked_at = time.monotonic()
                 try:
                     body = self.source.open_range(known, start)
+                    answered = True
                     if body.offset != start:
                         if start:
                             self.reporter.say(
@@ -399,7 +401,7 @@ class _Download:
                     if hasher.size > start:  # progress resets the patience
                         patience.reset()
                     try:
-                        patience.wait(e, self.url, self.budget.cancelled.is_set)
+                        patience.wait(e, self.url, self.budget.cancelled.is_set, alive=answered)
                     except SourceError:
                         if hasher.size:
                             e.message += (

@@ -11,7 +11,10 @@ Classes of failure (from the source's exception):
   ``backoff`` seconds, doubling, up to ``retries`` times; ``Retry-After`` is honoured;
 - permanent-looking — connection refused, the host name does not resolve
   (``HostUnreachable``): ``QUICK_RETRIES`` short tries, in case a server is restarting, so a
-  dead host is reported within seconds, as wget and curl do;
+  dead host is reported within seconds, as wget and curl do. Not once the URL has answered
+  in this run (``alive``): then it is a restart or a network drop, not a typo or a dead
+  host, and it gets the transient backoff (a 3 s server restart used to end a half-done
+  download);
 - permanent — TLS/certificate errors, any other 4xx, HTML pages, wrong sizes: no retry.
 
 The waits of one URL without progress add up to at most ``MAX_WAIT`` seconds (about a minute),
@@ -53,9 +56,10 @@ def safe_url(url: str) -> str:
     return redact_url(url)
 
 
-def retries_for(error: BaseException, retries: int) -> int:
-    """How many tries after the first ``error`` deserves (0: report it at once)."""
-    if isinstance(error, HostUnreachable):
+def retries_for(error: BaseException, retries: int, alive: bool = False) -> int:
+    """How many tries after the first ``error`` deserves (0: report it at once). ``alive``:
+    the URL answered earlier in this run."""
+    if isinstance(error, HostUnreachable) and not alive:
         return min(QUICK_RETRIES, retries)
     if isinstance(error, HTTPStatusError):
         status = error.status
@@ -85,18 +89,25 @@ class Patience:
         self.since: Optional[float] = None  # the first failure since the last progress
         self.began = time.monotonic()  # the first try since the last progress
 
-    def wait(self, error: SourceError, url: str, stop: Optional[Callable[[], bool]] = None) -> None:
+    def wait(
+        self,
+        error: SourceError,
+        url: str,
+        stop: Optional[Callable[[], bool]] = None,
+        alive: bool = False,
+    ) -> None:
         """Sleep before the next try, saying why; re-raise ``error`` once patience is out.
 
-        ``stop()`` (checked while sleeping) ends the wait early by re-raising too.
+        ``stop()`` (checked while sleeping) ends the wait early by re-raising too. ``alive``:
+        ``url`` answered earlier in this run, so a refused connection is not a dead host.
         """
-        allowed = retries_for(error, self.retries)
+        allowed = retries_for(error, self.retries, alive)
         now = time.monotonic()
         if self.since is None:
             self.since = now
         # Waits, and tries that took long to fail (connect timeouts), count alike.
         left = MAX_WAIT - max(self.waited, now - self.since)
-        quick = isinstance(error, HostUnreachable)
+        quick = isinstance(error, HostUnreachable) and not alive
         if quick and now - self.began > QUICK_WITHIN:
             allowed = self.tries  # a resolver or connect that takes seconds to fail: no more
         if self.tries >= allowed or left <= 0:

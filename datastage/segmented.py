@@ -53,7 +53,7 @@ from typing import Callable, Optional
 from . import segments as seglib
 from .config import Settings
 from .digests import Hasher
-from .errors import HostUnreachable, NetworkError, SourceError, UnexpectedHTML
+from .errors import NetworkError, SourceError, UnexpectedHTML
 from .fsutil import disk_full_as_error
 from .progress import Bar
 from .retrying import Patience, origin
@@ -177,6 +177,7 @@ class SegmentedTransfer:
         self._saved_number = 0
         self._save_lock = threading.Lock()
         self._ahead: dict[int, _Ahead] = {}  # worker -> its next piece, already asked for
+        self.ask_ahead = True  # False once a server refused the extra connection it takes
 
     # -- the calling thread ----------------------------------------------------------------
     def run(self) -> Hasher:
@@ -355,6 +356,7 @@ class SegmentedTransfer:
                 first, self.first = (self.first, None) if start == at else (None, self.first)
             mirror = self.reference if first else ahead.mirror if ahead else self._pick(wid)
             body: Optional[Body] = first[0] if first else None
+            asked_ahead = ahead is not None
             try:
                 asked = time.monotonic()
                 if first is not None:
@@ -385,15 +387,25 @@ class SegmentedTransfer:
                     body = None
                 if seg.pos > start:
                     patience.reset()  # progress resets the patience
+                busy = getattr(e, "status", None) in BUSY_STATUSES
+                if busy and asked_ahead:
+                    # The extra connection of an early request was refused: the server counts
+                    # connections. Stop asking ahead and ask again on the one just freed.
+                    self.ask_ahead = False
+                    continue
+                if busy and self._retire(seg, token, e):
+                    # Other connections work: this one is one too many. Retiring at once gives
+                    # the piece back now; backing off first held it (and the file) for the whole
+                    # backoff, and a 2-connection server made 16 connections 3x slower.
+                    raise _Retire from e
                 try:
-                    patience.wait(e, mirror.url, self.stop.is_set)
+                    # A mirror that answered (the reference always has) is not a dead host.
+                    patience.wait(e, mirror.url, self.stop.is_set, alive=mirror.checked)
                     continue
                 except SourceError:
                     pass
-                if self._retire(seg, token, e):
-                    raise _Retire from e
                 if not self._drop(mirror, e):
-                    if isinstance(e, NetworkError) and not isinstance(e, HostUnreachable):
+                    if isinstance(e, NetworkError):  # bytes came: a re-run resumes
                         e.message += (
                             f" ({human_bytes(seglib.written(self.segments))} kept in the cache;"
                             " re-run to resume)"
@@ -405,8 +417,8 @@ class SegmentedTransfer:
                     body.close()
 
     def _retire(self, seg: Segment, token: int, error: SourceError) -> bool:
-        """A server that refuses one more connection (429/503 after retries) while others
-        work: give the piece back and end this worker, rather than fail the file."""
+        """A server that refuses one more connection (429/503) while others work: give the
+        piece back at once and end this worker, rather than back off holding it or fail."""
         if getattr(error, "status", None) not in BUSY_STATUSES:
             return False
         with self.cond:
@@ -507,7 +519,7 @@ class SegmentedTransfer:
         for chunk in chunks:
             if not self._write(seg, token, chunk, url):
                 return
-            if wid in self._ahead or not self.ranges:
+            if wid in self._ahead or not self.ranges or not self.ask_ahead:
                 continue
             rate = (seg.pos - at) / max(time.monotonic() - began, 1e-6)
             if seg.remaining <= rate * wait * LEAD + len(chunk):
