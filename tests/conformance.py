@@ -9,6 +9,7 @@ lists them.
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import shutil
@@ -351,6 +352,18 @@ def bsdtar_format(*switches: str, name: str, files_only: bool = False) -> Builde
     return build
 
 
+def gzip_again(builder: Builder) -> Builder:
+    """Another gzip layer around what ``builder`` makes (bsdtar peels any number)."""
+
+    def build(work: Path) -> Path:
+        inner = builder(work)
+        out = inner.with_name(inner.name + ".gz")
+        out.write_bytes(gzip.compress(inner.read_bytes()))
+        return out
+
+    return build
+
+
 def seven_zip_zip(method: str) -> Builder:
     """A zip written by 7-Zip; PPMd (method 98) is one zipfile cannot read, bsdtar can."""
 
@@ -413,6 +426,14 @@ CASES: dict[str, tuple[Builder, tuple[str, ...]]] = {
     "tar.Z": (bsdtar_format("-Z", name="data.tar.Z"), ()),
     "tar.lz4": (bsdtar_format("--lz4", name="data.tar.lz4"), ()),
     "tar.lz": (bsdtar_format("--lzip", name="data.tar.lz"), ()),
+    "tar.lzma": (bsdtar_format("--lzma", name="data.tar.lzma"), ()),
+    # not a tar inside gz/bz2/xz/zst: bsdtar unpacks it, never one opaque decompressed file
+    "cpio.gz": (bsdtar_format("--format", "newc", "-z", name="data.cpio.gz"), ()),
+    "cpio.lzma": (bsdtar_format("--format", "odc", "--lzma", name="data.cpio.lzma"), ()),
+    "ar.xz": (bsdtar_format("--format", "ar", "-J", name="data.a.xz", files_only=True), ()),
+    "zip.bz2": (bsdtar_format("--format", "zip", "-j", name="data.zip.bz2"), ()),
+    "iso9660.zst": (bsdtar_format("--format", "iso9660", "--zstd", name="data.iso.zst"), ()),
+    "tar.gz.gz": (gzip_again(bsdtar_format("-z", name="data.tgz")), ()),
 }
 
 #: Formats whose damaged variants (truncated, bit-flipped) are checked.
