@@ -109,6 +109,15 @@ def tar_with_volume_label(work: Path) -> Path:
     return out
 
 
+def tar_gnu_incremental(work: Path) -> Path:
+    """GNU tar -g: GNU headers whose atime/ctime fill the bytes ustar uses as a name prefix."""
+    need("tar")
+    src = source_tree(work)
+    out = work / "incremental.tar"
+    run("tar", "-g", str(work / "snapshot"), "-cf", str(out), "-C", str(src), ".", cwd=work)
+    return out
+
+
 def _raw_header(
     name: bytes, kind: bytes, size: int, magic: bytes = b"ustar\x0000", signed: bool = False
 ) -> bytes:
@@ -393,6 +402,7 @@ CASES: dict[str, tuple[Builder, tuple[str, ...]]] = {
     "tar-sparse-pax-1.0": (gnu_tar("pax", "--sparse", "--sparse-version=1.0", sparse=True), ()),
     "tar-sparse-bsdtar-pax": (bsdtar_tar("pax", "--read-sparse", sparse=True), ()),
     "tar-volume-label": (tar_with_volume_label, ()),
+    "tar-gnu-incremental": (tar_gnu_incremental, ()),
     "tar-solaris-acl": (tar_with_solaris_acl, ()),
     "tar-odd-first-header": (tar_with_odd_first_header, ()),
     "tar-unknown-type": (tar_with_unknown_type, ()),
