@@ -361,6 +361,25 @@ def bsdtar_format(*switches: str, name: str, files_only: bool = False) -> Builde
     return build
 
 
+def cpio_odd_names(work: Path) -> Path:
+    """Names that begin with a space or hold runs of them, and an owner name with a space,
+    in a format read through bsdtar (its listing must be read as bsdtar wrote it)."""
+    need("bsdtar")
+    tar = work / "odd.tar"
+    with tarfile.open(tar, "w", format=tarfile.PAX_FORMAT) as out:
+        for name in (" lead.txt", "two  spaces.txt", "dir/ inner.txt"):
+            info = tarfile.TarInfo(name)
+            info.size, info.uname = 3, "a b"
+            out.addfile(info, io.BytesIO(b"abc"))
+    for fmt, name in (("newc", "odd.cpio"), ("xar", "odd.xar")):
+        run("bsdtar", "--format", fmt, "-cf", name, f"@{tar.name}", cwd=work)
+    return work.absolute() / "odd.cpio"
+
+
+def xar_odd_names(work: Path) -> Path:
+    return cpio_odd_names(work).with_name("odd.xar")
+
+
 def gzip_again(builder: Builder) -> Builder:
     """Another gzip layer around what ``builder`` makes (bsdtar peels any number)."""
 
@@ -436,6 +455,8 @@ CASES: dict[str, tuple[Builder, tuple[str, ...]]] = {
     "tar.Z": (bsdtar_format("-Z", name="data.tar.Z"), ()),
     "tar.lz4": (bsdtar_format("--lz4", name="data.tar.lz4"), ()),
     "tar.lz": (bsdtar_format("--lzip", name="data.tar.lz"), ()),
+    "cpio-odd-names": (cpio_odd_names, ()),
+    "xar-odd-names": (xar_odd_names, ()),
     "tar.lzma": (bsdtar_format("--lzma", name="data.tar.lzma"), ()),
     # not a tar inside gz/bz2/xz/zst: bsdtar unpacks it, never one opaque decompressed file
     "cpio.gz": (bsdtar_format("--format", "newc", "-z", name="data.cpio.gz"), ()),
