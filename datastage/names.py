@@ -11,6 +11,8 @@ from __future__ import annotations
 ARCHIVE_SUFFIXES = (
     *(".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst", ".tgz", ".tbz2", ".txz", ".tar"),
     *(".tar.lz4", ".tar.lz", ".tar.lzma", ".tar.z", ".tar.lzo"),  # read through bsdtar
+    *(".tlz", ".tbz", ".cpio.z", ".cpio.lzma", ".iso.z", ".iso.lzma"),
+    *(".cpio", ".iso", ".xar", ".lha", ".lzh", ".cab", ".warc"),
     *(".zip", ".7z", ".rar", ".gz", ".bz2", ".xz", ".zst"),
 )
 

@@ -212,12 +212,23 @@ def detect_head(head: bytes, at_end: bool) -> Optional[Format]:
             except Exception:
                 return Format("compressed", compression)  # extraction reports the damage
             if len(inner) >= HEAD_MIN:
-                kind = "tar" if _is_tar_header(inner[:512]) else "compressed"
-                return Format(kind, compression)
+                if _is_tar_header(inner[:512]):
+                    return Format("tar", compression)
+                if _may_hold_archive(inner):  # cpio.gz, zip.xz, iso.zst: the usual path
+                    return Format("zip")
+                return Format("compressed", compression)
             return Format("compressed", compression) if at_end or len(head) >= HEAD_MAX else None
     if len(head) >= HEAD_MIN or at_end:
         return Format("tar") if _is_tar_header(head[:512]) else Format("plain")
     return None
+
+
+def _may_hold_archive(inner: bytes) -> bool:
+    """A compressed stream whose first bytes name another archive (or are all zeros, as the
+    system area of an ISO 9660 image): ``extract.detect`` looks at it after the download."""
+    from .extract.libarchive import magic_name
+
+    return magic_name(inner) is not None or not any(inner)
 
 
 def _decompress_some(head: bytes, compression: str) -> bytes:

@@ -9,6 +9,7 @@ lists them.
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import shutil
@@ -105,6 +106,15 @@ def tar_with_volume_label(work: Path) -> Path:
     src = source_tree(work)
     out = work / "label.tar"
     run("tar", "-V", "DATASET-2024", "-cf", str(out), "-C", str(src), ".", cwd=work)
+    return out
+
+
+def tar_gnu_incremental(work: Path) -> Path:
+    """GNU tar -g: GNU headers whose atime/ctime fill the bytes ustar uses as a name prefix."""
+    need("tar")
+    src = source_tree(work)
+    out = work / "incremental.tar"
+    run("tar", "-g", str(work / "snapshot"), "-cf", str(out), "-C", str(src), ".", cwd=work)
     return out
 
 
@@ -351,6 +361,37 @@ def bsdtar_format(*switches: str, name: str, files_only: bool = False) -> Builde
     return build
 
 
+def cpio_odd_names(work: Path) -> Path:
+    """Names that begin with a space or hold runs of them, and an owner name with a space,
+    in a format read through bsdtar (its listing must be read as bsdtar wrote it)."""
+    need("bsdtar")
+    tar = work / "odd.tar"
+    with tarfile.open(tar, "w", format=tarfile.PAX_FORMAT) as out:
+        for name in (" lead.txt", "two  spaces.txt", "dir/ inner.txt"):
+            info = tarfile.TarInfo(name)
+            info.size, info.uname = 3, "a b"
+            out.addfile(info, io.BytesIO(b"abc"))
+    for fmt, name in (("newc", "odd.cpio"), ("xar", "odd.xar")):
+        run("bsdtar", "--format", fmt, "-cf", name, f"@{tar.name}", cwd=work)
+    return work.absolute() / "odd.cpio"
+
+
+def xar_odd_names(work: Path) -> Path:
+    return cpio_odd_names(work).with_name("odd.xar")
+
+
+def gzip_again(builder: Builder) -> Builder:
+    """Another gzip layer around what ``builder`` makes (bsdtar peels any number)."""
+
+    def build(work: Path) -> Path:
+        inner = builder(work)
+        out = inner.with_name(inner.name + ".gz")
+        out.write_bytes(gzip.compress(inner.read_bytes()))
+        return out
+
+    return build
+
+
 def seven_zip_zip(method: str) -> Builder:
     """A zip written by 7-Zip; PPMd (method 98) is one zipfile cannot read, bsdtar can."""
 
@@ -380,6 +421,7 @@ CASES: dict[str, tuple[Builder, tuple[str, ...]]] = {
     "tar-sparse-pax-1.0": (gnu_tar("pax", "--sparse", "--sparse-version=1.0", sparse=True), ()),
     "tar-sparse-bsdtar-pax": (bsdtar_tar("pax", "--read-sparse", sparse=True), ()),
     "tar-volume-label": (tar_with_volume_label, ()),
+    "tar-gnu-incremental": (tar_gnu_incremental, ()),
     "tar-solaris-acl": (tar_with_solaris_acl, ()),
     "tar-odd-first-header": (tar_with_odd_first_header, ()),
     "tar-unknown-type": (tar_with_unknown_type, ()),
@@ -413,6 +455,16 @@ CASES: dict[str, tuple[Builder, tuple[str, ...]]] = {
     "tar.Z": (bsdtar_format("-Z", name="data.tar.Z"), ()),
     "tar.lz4": (bsdtar_format("--lz4", name="data.tar.lz4"), ()),
     "tar.lz": (bsdtar_format("--lzip", name="data.tar.lz"), ()),
+    "cpio-odd-names": (cpio_odd_names, ()),
+    "xar-odd-names": (xar_odd_names, ()),
+    "tar.lzma": (bsdtar_format("--lzma", name="data.tar.lzma"), ()),
+    # not a tar inside gz/bz2/xz/zst: bsdtar unpacks it, never one opaque decompressed file
+    "cpio.gz": (bsdtar_format("--format", "newc", "-z", name="data.cpio.gz"), ()),
+    "cpio.lzma": (bsdtar_format("--format", "odc", "--lzma", name="data.cpio.lzma"), ()),
+    "ar.xz": (bsdtar_format("--format", "ar", "-J", name="data.a.xz", files_only=True), ()),
+    "zip.bz2": (bsdtar_format("--format", "zip", "-j", name="data.zip.bz2"), ()),
+    "iso9660.zst": (bsdtar_format("--format", "iso9660", "--zstd", name="data.iso.zst"), ()),
+    "tar.gz.gz": (gzip_again(bsdtar_format("-z", name="data.tgz")), ()),
 }
 
 #: Formats whose damaged variants (truncated, bit-flipped) are checked.

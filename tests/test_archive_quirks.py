@@ -52,7 +52,13 @@ def one_error_line(stderr: str) -> str:
 # -- class 1: a file named like an archive is never copied as is with exit 0 -----------------
 
 
-@pytest.mark.parametrize("name", ["data.zip", "data.tar.gz", "data.7z", "data.tar", "notes.gz"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        *("data.zip", "data.tar.gz", "data.7z", "data.tar", "notes.gz", "data.cpio", "data.iso"),
+        *("data.tlz", "data.cpio.lzma", "data.iso.Z", "data.xar", "d.lzh"),
+    ],
+)
 def test_named_archive_no_reader_accepts_is_exit_6(tmp_path: Path, get: Any, name: str) -> None:
     junk = payload(5000, seed=11)
     done = get(name, junk)

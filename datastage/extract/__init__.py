@@ -96,11 +96,17 @@ def detect(path: Path) -> Format:
         if head.startswith(magic):
             try:
                 with open(path, "rb") as raw, _plain_decompressor(raw, compression) as inner:
-                    inner_head = inner.read(512)
+                    inner_head = inner.read(_INNER_HEAD)
             except (OSError, MissingDependency, *DECOMPRESSION_ERRORS):  # type: ignore[misc]
                 return Format("compressed", compression)  # extraction reports the damage
-            kind = "tar" if _is_tar_header(inner_head) else "compressed"
-            return Format(kind, compression)
+            if _is_tar_header(inner_head[:512]):
+                return Format("tar", compression)
+            from .libarchive import inner_archive
+
+            inner_kind = inner_archive(path, inner_head)  # cpio.gz, zip.xz, iso.zst, ...
+            if inner_kind:
+                return Format("libarchive", f"{inner_kind} ({compression})")
+            return Format("compressed", compression)
     if _is_tar_header(head):
         return Format("tar")
     if _has_zip_directory(path):
@@ -113,6 +119,10 @@ def detect(path: Path) -> Format:
     other = detect_other(path, head)
     return Format("libarchive", other) if other else Format("plain")
 
+
+#: Decompressed bytes looked at to tell what a compressed stream holds (an ISO 9660
+#: volume's magic is at 0x8001).
+_INNER_HEAD = 0x8006
 
 #: Skippable frames are skipped for at most this many bytes while looking for the real one.
 _SKIPPABLE_LIMIT = 16 * 1024 * 1024

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import stat
@@ -128,6 +129,13 @@ def _check_crcs(private: Path, crcs: dict[str, int], backslash_separates: bool) 
 
 
 _BSDTAR_KINDS = {"d": "dir", "-": "file", "l": "symlink", "h": "file"}
+#: ``mode links owner group size date name``: anchored on the date (``%b %e %H:%M`` or
+#: ``%b %e  %Y``, C.UTF-8), so that owner names with spaces and names that begin with one
+#: are read as bsdtar wrote them.
+_BSDTAR_LINE = re.compile(
+    r"\S{10}\S?\s+\d+\s+.*?\s(?P<size>\S+)"
+    r" [A-Z][a-z]{2} [ \d]\d (?:[ \d]\d:\d\d| \d{4}) (?P<name>.*)\Z"
+)
 
 
 def list_bsdtar_members(
@@ -144,18 +152,18 @@ def list_bsdtar_members(
         raise BadData("bsdtar: " + _first_line(done.stderr))
     members = []
     for line in done.stdout.decode("utf-8", "surrogateescape").splitlines():
-        fields = line.split(None, 8)
-        if len(fields) < 9:
+        fields = _BSDTAR_LINE.match(line)
+        if fields is None:
             continue
         kind = _BSDTAR_KINDS.get(line[:1], "special")
-        name, target, symlink_to = fields[8], "", ""
+        name, target, symlink_to = fields["name"], "", ""
         if kind == "symlink" and " -> " in name:
             name, symlink_to = name.split(" -> ", 1)
         elif " link to " in name:
             name, target = name.split(" link to ", 1)
         if backslash_separates:
             name, target = name.replace("\\", "/"), target.replace("\\", "/")
-        size = int(fields[4]) if fields[4].isdigit() else 0
+        size = int(fields["size"]) if fields["size"].isdigit() else 0
         members.append(Listed(name, size, kind, target, symlink_to))
     return members
 

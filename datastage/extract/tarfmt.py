@@ -129,6 +129,7 @@ def _member(tar: tarfile.TarFile, member: tarfile.TarInfo, writer: SafeWriter) -
 
 
 _KNOWN_TYPES = {*tarfile.SUPPORTED_TYPES, b"D", *METADATA_TYPES}
+_GNU_MAGIC = b"ustar  \0"
 _PAX_RECORD = re.compile(rb"(\d+) [^=\n]+=")
 
 
@@ -143,11 +144,18 @@ class _CheckedTarInfo(tarfile.TarInfo):
         stops without a word (a partial tree, exit 0); bsdtar reports it. So do we. (A block
         of zeros, the real end, and no block at all, a missing end, stay tarfile's.)"""
         try:
-            return super().frombuf(buf, encoding, errors)
+            info = super().frombuf(buf, encoding, errors)
         except tarfile.HeaderError as e:
             if type(e).__name__ in ("TruncatedHeaderError", "InvalidHeaderError"):
                 raise ReadError(f"damaged tar header ({e})") from e
             raise
+        if buf[257:265] == _GNU_MAGIC and info.type not in tarfile.GNU_TYPES:
+            # a GNU header has no ustar prefix: those bytes hold atime and ctime (GNU tar -g
+            # writes them), which tarfile would put in front of the name; bsdtar does not
+            prefix = tarfile.nts(bytes(buf[345:500]), encoding, errors)  # type: ignore[attr-defined]
+            if prefix and info.name.startswith(prefix + "/"):
+                info.name = info.name[len(prefix) + 1 :]
+        return info
 
     def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
         inner = tarfile.fileobj
