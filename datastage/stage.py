@@ -45,6 +45,7 @@ from .errors import (
     ArchiveError,
     DamagedBlob,
     ManifestError,
+    UnsafeArchiveMember,
     UnsupportedArchive,
     UsageError,
     VerifyFailed,
@@ -276,8 +277,7 @@ def _build(items: Sequence[_Item], partial: Path, reporter: Reporter) -> dict[st
 
     record: dict[str, Any] = {}
     for entry, blob, fmt in ((i.entry, i.blob, i.fmt) for i in items):
-        folder = partial / entry.dest if entry.dest else partial
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = _entry_folder(partial, entry)
         if fmt is not None:
             step = Step(
                 entry.name,
@@ -290,11 +290,49 @@ def _build(items: Sequence[_Item], partial: Path, reporter: Reporter) -> dict[st
             )
             unpack(step, blob.path, fmt, partial, record, reporter.bar)
         else:
-            shutil.copyfile(blob.path, folder / entry.name)
-            os.chmod(folder / entry.name, 0o644)
+            _copy_blob(blob.path, folder / entry.name, entry)
             rel = f"{entry.dest}/{entry.name}" if entry.dest else entry.name
             record[rel] = {"size": blob.size, "sha256": blob.sha256}
     return record
+
+
+def _entry_folder(partial: Path, entry: FileEntry) -> Path:
+    """The folder an entry lands in, made one component at a time. An earlier entry's links
+    are only checked once the tree is finished (links.py), and a later one may re-target them,
+    so nothing is ever written through a link: a ``dest`` that goes through one is refused."""
+    folder = partial
+    for part in entry.dest.split("/") if entry.dest else ():
+        folder = folder / part
+        try:
+            os.mkdir(folder, 0o755)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                raise _written_through(entry, folder.relative_to(partial)) from None
+    return folder
+
+
+def _copy_blob(source: Path, path: Path, entry: FileEntry) -> None:
+    """Copy a cache blob to ``path`` as a new file, never through a link of that name."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:  # an earlier archive's member of that name (a link included) is replaced
+        if stat.S_ISDIR(st.st_mode):
+            raise _written_through(entry, Path(entry.dest or ".", entry.name))
+        os.unlink(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    os.close(os.open(path, flags, 0o644))  # ours now, in a private folder: copy in place
+    shutil.copyfile(source, path)
+    os.chmod(path, 0o644)
+
+
+def _written_through(entry: FileEntry, rel: Path) -> UnsafeArchiveMember:
+    return UnsafeArchiveMember(
+        f"{entry.name} would be written through {rel.as_posix()!r}, which an earlier file of "
+        "the dataset made a symlink or a file; nothing was staged",
+        hint="the data may be malicious or damaged; get it from a trusted source",
+    )
 
 
 def _check_root(manifest: Manifest, partial: Path) -> None:
