@@ -392,7 +392,8 @@ def _swap_into_place(
 
     The one door into place, so it checks what every caller must: the tree's links
     (unless the caller just did) and that whatever is at ``target`` is ours to replace
-    (``owned``: what ``_refuse_foreign`` saw; re-checked if the folder changed since).
+    (decided again at the swap, and once more on the folder moved aside: ``owned``, what
+    ``_refuse_foreign`` saw before the build, is not enough, as files may be saved meanwhile).
     """
     if not links_checked:
         check_links(partial)
@@ -401,10 +402,12 @@ def _swap_into_place(
     except OSError as e:
         if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
             raise
-        if owned is None or not owned.unchanged(target):
-            _refuse_foreign(target)
+        # decided now, not only before the build: a user may have saved a file in the folder
+        # meanwhile (``owned`` only tells that it was ours then; kept for the callers)
+        _refuse_foreign(target)
         old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
         os.replace(target, old / target.name)
+        _put_back_unless_ours(old / target.name, target)
         os.rename(partial, target)
         fsync_dir(target.parent)
         remove_tree(old)
@@ -412,6 +415,19 @@ def _swap_into_place(
         fsync_dir(target.parent)
     with contextlib.suppress(OSError):  # a report about the staging just replaced
         os.unlink(_damage_note(target))
+
+
+def _put_back_unless_ours(moved: Path, target: Path) -> None:
+    """Check the folder just moved aside once more (a file saved into it between the check and
+    the move is there now, and no longer reachable by its old path): if it is not all ours,
+    it goes back where it was, untouched, and the staging fails."""
+    try:
+        _refuse_foreign(moved, shown=target)
+    except UsageError:
+        with contextlib.suppress(OSError):
+            os.rename(moved, target)
+            os.rmdir(moved.parent)
+        raise
 
 
 @dataclass(frozen=True)
@@ -433,11 +449,13 @@ class Owned:
         return Owned.of(target) == self
 
 
-def _refuse_foreign(target: Path) -> Optional[Owned]:
+def _refuse_foreign(target: Path, shown: Optional[Path] = None) -> Optional[Owned]:
     """Raise UsageError (exit 2) unless ``target`` is missing, an empty folder, or a staging
     of ours: a folder holding a marker that parses and names this dataset, and no file the
     marker does not list (a user's results saved inside a dataset are not ours to delete).
-    Deletes nothing. Returns what proved it ours (None: nothing to replace)."""
+    Deletes nothing. Returns what proved it ours (None: nothing to replace).
+    ``shown``: the path to name in the error (``target`` itself unless it was moved aside)."""
+    shown = shown or target
     try:
         st = os.lstat(target)
     except FileNotFoundError:
@@ -449,22 +467,17 @@ def _refuse_foreign(target: Path) -> Optional[Owned]:
         owned = Owned.of(target)
         marker = _marker_naming(target, target.name) if owned is not None else None
         if marker is not None:
-            _refuse_unlisted(target, marker)
+            _refuse_unlisted(target, marker, shown)
             return owned
     raise UsageError(
-        f"{target} exists and is not a datastage dataset; move it or choose another --to",
+        f"{shown} exists and is not a datastage dataset; move it or choose another --to",
         hint=f"only a folder holding a valid {MARKER} that names {target.name!r} is replaced",
     )
 
 
-def _refuse_unlisted(target: Path, marker: dict[str, Any]) -> None:
+def _refuse_unlisted(target: Path, marker: dict[str, Any], shown: Path) -> None:
     """A staging of ours that holds files its marker does not list: refuse to replace it."""
-    listed = marker.get("files")
-    if not isinstance(listed, dict) or not all(map(_valid_record, listed.values())):
-        current = read_marker(target)  # a marker that keeps its listing elsewhere
-        if current is None:
-            return  # damaged, or of another format: ours, but what it listed is unknown
-        listed = current["files"]
+    listed = marker["files"]
     extra: list[str] = []
     pending = [""]
     while pending:
@@ -480,7 +493,7 @@ def _refuse_unlisted(target: Path, marker: dict[str, Any]) -> None:
         shown = ", ".join(sorted(extra)[:MAX_LISTED_PROBLEMS])
         more = f" and {len(extra) - MAX_LISTED_PROBLEMS} more" if len(extra) > 5 else ""
         raise UsageError(
-            f"{target} holds {len(extra)} file(s) datastage did not stage ({shown}{more}); "
+            f"{shown} holds {len(extra)} file(s) datastage did not stage ({shown}{more}); "
             "it is not replaced while they are there",
             hint="move them out of the dataset folder (or the folder elsewhere), then try again",
         )
@@ -492,8 +505,8 @@ def refuse_foreign(manifest: Manifest, to: Path) -> None:
 
 
 def _marker_naming(folder: Path, name: str) -> Optional[dict[str, Any]]:
-    """The folder's marker, if it parses (as any marker format of ours) and names dataset
-    ``name``. Deliberately not read_marker: a marker too old or too new to be trusted as
+    """The folder's marker, if it parses (as any marker format of ours), names dataset
+    ``name`` and lists its files (what is not listed is not ours). Deliberately not read_marker: a marker too old or too new to be trusted as
     current still proves the folder is a staging of ours."""
     try:
         with open(folder / MARKER, "rb") as f:
@@ -504,6 +517,7 @@ def _marker_naming(folder: Path, name: str) -> Optional[dict[str, Any]]:
         isinstance(marker, dict)
         and isinstance(marker.get("format"), int)
         and marker.get("name") == name
+        and isinstance(marker.get("files"), dict)  # every marker ever written lists its files
     ):
         return marker
     return None

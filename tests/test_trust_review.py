@@ -4,8 +4,14 @@ closed, through the CLI against real archives served on loopback.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
+import pytest
+
 from tests.archives import make_tar
-from tests.conftest import run_cli, sha256, write_manifest
+from tests.conftest import payload, run_cli, sha256, write_manifest
 
 # d/up -> . and s -> d/up/.. are each fine (s is the dataset folder); a later entry re-targets
 # d/up -> .. (still inside on its own) and s now leads to the folder holding the dataset.
@@ -35,3 +41,55 @@ def test_a_later_entry_is_never_written_through_a_retargeted_link(tmp_path, serv
     assert (out / "x" / "victim.txt").read_text() == "the user's own file"
     assert sorted(p.name for p in out.iterdir()) == ["x"]
     assert sorted(p.name for p in (out / "x").iterdir()) == ["victim.txt"]
+
+
+FOREIGN = "exists and is not a datastage dataset; move it or choose another --to"
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [b'{"format": 1, "name": "ds"}', b'{"format": 2, "name": "ds", "files": "all"}'],
+    ids=["no-listing", "listing-not-a-table"],
+)
+def test_a_marker_without_a_listing_does_not_make_a_users_folder_ours(tmp_path, server, marker):
+    """It names the dataset, but cannot say which files are ours: nothing is replaced."""
+    archive = make_tar({"a.txt": b"a"})
+    manifest = write_manifest(tmp_path, "ds", [{"url": server.add("/ds.tar", archive)}])
+    mine = tmp_path / "out" / "ds"
+    mine.mkdir(parents=True)
+    (mine / "my_results.csv").write_text("epoch,loss\n1,0.5\n")
+    (mine / ".datastage.json").write_bytes(marker)
+    done = run_cli("get", str(manifest), "--to", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[0] == f"error: {mine} {FOREIGN}"
+    assert (mine / "my_results.csv").read_text() == "epoch,loss\n1,0.5\n"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ds"]
+
+
+def test_a_file_saved_in_the_staging_while_it_is_rebuilt_is_kept(tmp_path, server):
+    """Ownership is decided when the folder is replaced, not only before the (long) build."""
+    out = tmp_path / "out"
+    first = make_tar({"a.txt": b"one"}, "gz")
+    manifest = write_manifest(tmp_path, "ds", [{"url": server.add("/v1.tar.gz", first)}])
+    assert run_cli("get", str(manifest), "--to", str(out)).returncode == 0
+    second = make_tar({"a.txt": b"two", "big.bin": payload(600_000)}, "gz")
+    url = server.add("/v2.tar.gz", second, rate=300_000)  # streamed: about two seconds
+    manifest = write_manifest(tmp_path, "ds", [{"url": url}])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "datastage", "get", str(manifest), "--to", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while not list(out.glob(".ds.partial-*")) and proc.poll() is None:
+            time.sleep(0.02)  # the folder was found ours: the build has begun
+        (out / "ds" / "results.csv").write_text("epoch,loss\n")
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert (out / "ds" / "results.csv").read_text() == "epoch,loss\n", stderr
+    assert proc.returncode == 2, stderr
+    assert "holds 1 file(s) datastage did not stage (results.csv)" in stderr
+    assert (out / "ds" / "a.txt").read_bytes() == b"one"
+    assert sorted(p.name for p in out.iterdir()) == ["ds"]
