@@ -70,10 +70,13 @@ def dataset_dir(manifest: Manifest, to: Path) -> Path:
 
 
 def lock_for(target: Path) -> Path:
-    """The lock of the staging of ``target`` (``get``, ``stage`` and overlap share it)."""
+    """The lock of the staging of ``target`` (``get``, ``stage`` and overlap share it).
+    Keyed by the real folder that holds it: ``--to out`` and ``--to link-to-out`` (or
+    ``out/../out``) are one folder, and a second stager would take the first's partial
+    folder for a dead run's leftover and delete it."""
     from .ranks import lock_path
 
-    return lock_path("stage", str(target))
+    return lock_path("stage", os.path.join(os.path.realpath(target.parent), target.name))
 
 
 def root_of(manifest: Manifest, to: Path) -> Path:

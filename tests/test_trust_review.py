@@ -4,6 +4,7 @@ closed, through the CLI against real archives served on loopback.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -92,4 +93,34 @@ def test_a_file_saved_in_the_staging_while_it_is_rebuilt_is_kept(tmp_path, serve
     assert proc.returncode == 2, stderr
     assert "holds 1 file(s) datastage did not stage (results.csv)" in stderr
     assert (out / "ds" / "a.txt").read_bytes() == b"one"
+    assert sorted(p.name for p in out.iterdir()) == ["ds"]
+
+
+def test_two_gets_of_one_folder_by_two_spellings_take_turns(tmp_path, server):
+    """`--to out` and `--to link-to-out` are one folder: the second run must wait for the
+    first, never take the first's work in progress for a dead run's leftover."""
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink(out, tmp_path / "same")
+    slow = make_tar({"a.txt": b"slow", "big.bin": payload(600_000)}, "gz")
+    first = write_manifest(tmp_path, "ds", [{"url": server.add("/s.tar.gz", slow, rate=300_000)}])
+    (tmp_path / "b").mkdir()
+    quick = make_tar({"a.txt": b"quick"})
+    second = write_manifest(tmp_path / "b", "ds", [{"url": server.add("/q.tar", quick)}])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "datastage", "get", str(first), "--to", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while not list(out.glob(".ds.partial-*")) and proc.poll() is None:
+            time.sleep(0.02)
+        done = run_cli("get", str(second), "--to", str(tmp_path / "same"))
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert done.returncode == 0, done.stderr
+    assert (out / "ds" / "a.txt").read_bytes() == b"quick"  # the second ran after the first
     assert sorted(p.name for p in out.iterdir()) == ["ds"]
