@@ -63,6 +63,7 @@ if TYPE_CHECKING:  # the extract package (tarfile, zipfile, subprocess, ...) and
 MARKER = ".datastage.json"
 MARKER_FORMAT = 1
 MAX_LISTED_PROBLEMS = 5
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def dataset_dir(manifest: Manifest, to: Path) -> Path:
@@ -573,13 +574,16 @@ def damage_reported(folder: Path) -> bool:
 
 def built_from(marker: dict[str, Any]) -> list[tuple[str, str, int]]:
     """The cache blobs a staging was built from, as the marker records them:
-    (file name, sha256, size) for each ``sources`` entry."""
+    (file name, sha256, size) for each ``sources`` entry. The marker is a file anyone who can
+    write the dataset folder can edit, and a digest becomes a cache path that ``--repair`` may
+    delete: only a real sha256 (64 lowercase hex digits) is taken, never a path."""
     found = []
-    for source in marker.get("sources") or ():
+    sources = marker.get("sources")
+    for source in sources if isinstance(sources, list) else ():
         if not isinstance(source, dict):
             continue
         sha, size = source.get("sha256"), source.get("size")
-        if isinstance(sha, str) and isinstance(size, int):
+        if isinstance(sha, str) and _SHA256.fullmatch(sha) and isinstance(size, int):
             found.append((str(source.get("name", "")), sha, size))
     return found
 

@@ -4,6 +4,7 @@ closed, through the CLI against real archives served on loopback.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -124,3 +125,29 @@ def test_two_gets_of_one_folder_by_two_spellings_take_turns(tmp_path, server):
     assert done.returncode == 0, done.stderr
     assert (out / "ds" / "a.txt").read_bytes() == b"quick"  # the second ran after the first
     assert sorted(p.name for p in out.iterdir()) == ["ds"]
+
+
+@pytest.mark.parametrize("how", ["absolute", "dot-dot"])
+@pytest.mark.parametrize("command", [("verify", "--repair"), ("get", "--repair")])
+def test_a_planted_marker_cannot_make_repair_delete_a_file(tmp_path, server, how, command):
+    """The marker names the cache blobs a staging was built from; a digest there that is a
+    path must not lead ``--repair`` to hash, then "drop", a file outside the cache."""
+    archive = make_tar({"a.txt": b"a"})
+    manifest = write_manifest(
+        tmp_path, "ds", [{"url": server.add("/ds.tar", archive), "sha256": sha256(archive)}]
+    )
+    out = tmp_path / "out"
+    assert run_cli("get", str(manifest), "--to", str(out)).returncode == 0
+    victim = tmp_path / "thesis.tex"
+    victim.write_text("years of work")
+    marker_path = out / "ds" / ".datastage.json"
+    marker = json.loads(marker_path.read_text())
+    named = str(victim) if how == "absolute" else "../../../../../../../../.." + str(victim)
+    marker["sources"][0]["sha256"] = named
+    marker_path.chmod(0o644)
+    marker_path.write_text(json.dumps(marker))
+    done = run_cli(command[0], str(manifest), "--to", str(out), command[1])
+    assert victim.read_text() == "years of work", done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 0, done.stderr
+    assert (out / "ds" / "a.txt").read_bytes() == b"a"
