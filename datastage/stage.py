@@ -112,9 +112,21 @@ def _single_top_folder(folder: Path) -> str:
     return top if entries == {top} and real_folder else ""
 
 
+def _read_record(path: Path) -> Any:
+    """The JSON of a record of ours (a marker, a damage note). Anyone who can write the folder
+    can put something else under that name: only a regular file is read, never through a link
+    (a FIFO would block the reader forever, a link to /dev/zero fill its memory).
+    OSError or ValueError when it is not one."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+    with open(os.open(path, flags), "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        return json.load(f)
+
+
 def read_marker(folder: Path) -> Optional[dict[str, Any]]:
     try:
-        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+        marker = _read_record(folder / MARKER)
     except (OSError, ValueError):
         return None
     if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
@@ -513,8 +525,7 @@ def _marker_naming(folder: Path, name: str) -> Optional[dict[str, Any]]:
     ``name`` and lists its files (what is not listed is not ours). Deliberately not read_marker: a marker too old or too new to be trusted as
     current still proves the folder is a staging of ours."""
     try:
-        with open(folder / MARKER, "rb") as f:
-            marker = json.load(f)
+        marker = _read_record(folder / MARKER)
     except (OSError, ValueError):
         return None
     if (
@@ -565,7 +576,7 @@ def clear_damage(folder: Path) -> None:
 def damage_reported(folder: Path) -> bool:
     """True when a ``verify`` found this very staging (not an older one) damaged."""
     try:
-        note = json.loads(_damage_note(folder).read_text(encoding="utf-8"))
+        note = _read_record(_damage_note(folder))
         st = os.stat(folder)
     except (OSError, ValueError):
         return False

@@ -151,3 +151,26 @@ def test_a_planted_marker_cannot_make_repair_delete_a_file(tmp_path, server, how
     assert "Traceback" not in done.stderr
     assert done.returncode == 0, done.stderr
     assert (out / "ds" / "a.txt").read_bytes() == b"a"
+
+
+@pytest.mark.parametrize("planted", ["damage-note", "marker"])
+def test_a_fifo_planted_as_a_note_or_a_marker_does_not_hang_get(tmp_path, server, planted):
+    """Only regular files are read as datastage's own records (a FIFO blocks a reader forever,
+    a link to /dev/zero fills its memory)."""
+    archive = make_tar({"a.txt": b"a"})
+    manifest = write_manifest(
+        tmp_path, "ds", [{"url": server.add("/ds.tar", archive), "sha256": sha256(archive)}]
+    )
+    out = tmp_path / "out"
+    if planted == "damage-note":
+        assert run_cli("get", str(manifest), "--to", str(out)).returncode == 0
+        os.mkfifo(out / ".ds.damaged")
+    else:
+        (out / "ds").mkdir(parents=True)
+        os.mkfifo(out / "ds" / ".datastage.json")
+    done = run_cli("get", str(manifest), "--to", str(out), timeout=30)
+    if planted == "damage-note":
+        assert done.returncode == 0, done.stderr
+        assert (out / "ds" / "a.txt").read_bytes() == b"a"
+    else:
+        assert done.returncode == 2 and FOREIGN in done.stderr, done.stderr
