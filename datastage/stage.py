@@ -540,12 +540,29 @@ def _marker_naming(folder: Path, name: str) -> Optional[dict[str, Any]]:
 
 def _remove_leftovers(manifest: Manifest, to: Path) -> None:
     """Partial and old folders of dead runs (we hold the lock, so no live run owns them).
-    Only real folders named as ``tempfile.mkdtemp`` names ours, never a link or a file."""
+    Only real folders named as ``tempfile.mkdtemp`` names ours, never a link or a file; an
+    old folder only if what it holds is still a staging of ours alone (a folder moved aside
+    by a run killed while it checked the folder again, with a user's file in it, is kept)."""
     ours = re.compile(rf"\.{re.escape(manifest.name)}\.(partial|old)-[a-z0-9_]+")
     for pattern in (f".{manifest.name}.partial-*", f".{manifest.name}.old-*"):
         for leftover in to.glob(pattern):
             if ours.fullmatch(leftover.name) and leftover.is_dir() and not leftover.is_symlink():
+                if ".old-" in leftover.name and not _only_our_staging(leftover, manifest.name):
+                    continue
                 remove_tree(leftover)
+
+
+def _only_our_staging(old: Path, name: str) -> bool:
+    """True if ``old`` (a ``.<name>.old-*`` folder) is empty or holds just a staging of ours."""
+    try:
+        held = os.listdir(old)
+        if held and held != [name]:
+            return False
+        if held:
+            _refuse_foreign(old / name)
+    except (OSError, UsageError):
+        return False
+    return True
 
 
 # -- damage reported by verify ---------------------------------------------------------------

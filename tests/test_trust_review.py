@@ -174,3 +174,23 @@ def test_a_fifo_planted_as_a_note_or_a_marker_does_not_hang_get(tmp_path, server
         assert (out / "ds" / "a.txt").read_bytes() == b"a"
     else:
         assert done.returncode == 2 and FOREIGN in done.stderr, done.stderr
+
+
+def test_a_moved_aside_folder_holding_a_users_file_is_not_a_leftover(tmp_path, server):
+    """A run killed after moving a staging aside, with a file saved into it meanwhile: the
+    next run removes old folders of its own only, never one holding what it did not stage."""
+    archive = make_tar({"a.txt": b"a"})
+    manifest = write_manifest(
+        tmp_path, "ds", [{"url": server.add("/ds.tar", archive), "sha256": sha256(archive)}]
+    )
+    out = tmp_path / "out"
+    assert run_cli("get", str(manifest), "--to", str(out)).returncode == 0
+    aside = out / ".ds.old-k1ll3d"
+    aside.mkdir()
+    os.rename(out / "ds", aside / "ds")
+    (aside / "ds" / "results.csv").write_text("epoch,loss\n")
+    (out / ".ds.old-emptyk1").mkdir()  # ours and empty: removed
+    done = run_cli("get", str(manifest), "--to", str(out))
+    assert done.returncode == 0, done.stderr
+    assert (aside / "ds" / "results.csv").read_text() == "epoch,loss\n"
+    assert sorted(p.name for p in out.iterdir()) == [".ds.old-k1ll3d", "ds"]
