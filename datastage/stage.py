@@ -684,6 +684,8 @@ def _problem(path: Path, expected: dict[str, Any], rehash: bool, on_bytes: Any) 
         if not os.path.islink(path) or os.readlink(path) != expected["symlink"]:
             return "link changed"
         return None
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the hash, a link lead elsewhere
+        return "not a regular file"
     if st.st_size != expected["size"]:
         return f"size {st.st_size}, expected {expected['size']}"
     if rehash:

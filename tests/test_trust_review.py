@@ -194,3 +194,30 @@ def test_a_moved_aside_folder_holding_a_users_file_is_not_a_leftover(tmp_path, s
     assert done.returncode == 0, done.stderr
     assert (aside / "ds" / "results.csv").read_text() == "epoch,loss\n"
     assert sorted(p.name for p in out.iterdir()) == [".ds.old-k1ll3d", "ds"]
+
+
+@pytest.mark.parametrize("swap", ["fifo", "link-of-the-same-size"])
+def test_verify_reports_a_staged_file_replaced_by_a_fifo_or_a_link(tmp_path, server, swap):
+    """A staged file that is no longer a regular file differs (same size or not); verify
+    says so instead of reading a FIFO (forever) or a link's target."""
+    archive = make_tar({"empty.txt": b"", "nine.txt": b"123456789"})
+    manifest = write_manifest(
+        tmp_path, "ds", [{"url": server.add("/ds.tar", archive), "sha256": sha256(archive)}]
+    )
+    out = tmp_path / "out"
+    assert run_cli("get", str(manifest), "--to", str(out)).returncode == 0
+    if swap == "fifo":
+        changed = "empty.txt"
+        (out / "ds" / changed).unlink()
+        os.mkfifo(out / "ds" / changed)
+    else:
+        changed = "nine.txt"
+        (out / "ds" / changed).unlink()
+        os.symlink("/dev/zero", out / "ds" / changed)  # 9 bytes, like the file it replaces
+    done = run_cli("verify", str(manifest), "--to", str(out), timeout=30)
+    assert done.returncode == 5, done.stderr
+    assert f"{changed} (not a regular file)" in done.stderr
+    repaired = run_cli("get", str(manifest), "--to", str(out), timeout=30)
+    assert repaired.returncode == 0, repaired.stderr
+    assert (out / "ds" / "nine.txt").read_bytes() == b"123456789"
+    assert (out / "ds" / "empty.txt").read_bytes() == b""
