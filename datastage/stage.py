@@ -420,10 +420,11 @@ def _swap_into_place(
             raise
         # decided now, not only before the build: a user may have saved a file in the folder
         # meanwhile (``owned`` only tells that it was ours then; kept for the callers)
-        _refuse_foreign(target)
+        new = (read_marker(partial) or {}).get("files", {})
+        _refuse_foreign(target, instead=new)
         old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
         os.replace(target, old / target.name)
-        _put_back_unless_ours(old / target.name, target)
+        _put_back_unless_ours(old / target.name, target, new)
         os.rename(partial, target)
         fsync_dir(target.parent)
         remove_tree(old)
@@ -433,12 +434,12 @@ def _swap_into_place(
         os.unlink(_damage_note(target))
 
 
-def _put_back_unless_ours(moved: Path, target: Path) -> None:
+def _put_back_unless_ours(moved: Path, target: Path, new: dict[str, Any]) -> None:
     """Check the folder just moved aside once more (a file saved into it between the check and
     the move is there now, and no longer reachable by its old path): if it is not all ours,
     it goes back where it was, untouched, and the staging fails."""
     try:
-        _refuse_foreign(moved, shown=target)
+        _refuse_foreign(moved, shown=target, instead=new)
     except UsageError:
         with contextlib.suppress(OSError):
             os.rename(moved, target)
@@ -465,12 +466,17 @@ class Owned:
         return Owned.of(target) == self
 
 
-def _refuse_foreign(target: Path, shown: Optional[Path] = None) -> Optional[Owned]:
+def _refuse_foreign(
+    target: Path, shown: Optional[Path] = None, instead: Optional[dict[str, Any]] = None
+) -> Optional[Owned]:
     """Raise UsageError (exit 2) unless ``target`` is missing, an empty folder, or a staging
     of ours: a folder holding a marker that parses and names this dataset, and no file the
     marker does not list (a user's results saved inside a dataset are not ours to delete).
     Deletes nothing. Returns what proved it ours (None: nothing to replace).
-    ``shown``: the path to name in the error (``target`` itself unless it was moved aside)."""
+    ``shown``: the path to name in the error (``target`` itself unless it was moved aside).
+    ``instead``: the files that may be replaced when the marker has no listing (damaged by
+    hand): the new staging's, at the swap (nothing is lost that is not staged again); None
+    before the build, when the new listing is not known yet and the swap decides."""
     shown = shown or target
     try:
         st = os.lstat(target)
@@ -483,7 +489,7 @@ def _refuse_foreign(target: Path, shown: Optional[Path] = None) -> Optional[Owne
         owned = Owned.of(target)
         marker = _marker_naming(target, target.name) if owned is not None else None
         if marker is not None:
-            _refuse_unlisted(target, marker, shown)
+            _refuse_unlisted(target, marker, shown, instead)
             return owned
     raise UsageError(
         f"{shown} exists and is not a datastage dataset; move it or choose another --to",
@@ -491,9 +497,15 @@ def _refuse_foreign(target: Path, shown: Optional[Path] = None) -> Optional[Owne
     )
 
 
-def _refuse_unlisted(target: Path, marker: dict[str, Any], shown: Path) -> None:
+def _refuse_unlisted(
+    target: Path, marker: dict[str, Any], shown: Path, instead: Optional[dict[str, Any]]
+) -> None:
     """A staging of ours that holds files its marker does not list: refuse to replace it."""
-    listed = marker["files"]
+    listed = marker.get("files")
+    if not isinstance(listed, dict) or not all(map(_valid_record, listed.values())):
+        if instead is None:  # damaged: no listing to go by
+            return  # ours; which of its files are is decided at the swap
+        listed = instead
     extra: list[str] = []
     pending = [""]
     while pending:
@@ -506,10 +518,10 @@ def _refuse_unlisted(target: Path, marker: dict[str, Any], shown: Path) -> None:
                 elif child not in listed and child != MARKER:
                     extra.append(child)
     if extra:
-        shown = ", ".join(sorted(extra)[:MAX_LISTED_PROBLEMS])
+        names = ", ".join(sorted(extra)[:MAX_LISTED_PROBLEMS])
         more = f" and {len(extra) - MAX_LISTED_PROBLEMS} more" if len(extra) > 5 else ""
         raise UsageError(
-            f"{shown} holds {len(extra)} file(s) datastage did not stage ({shown}{more}); "
+            f"{shown} holds {len(extra)} file(s) datastage did not stage ({names}{more}); "
             "it is not replaced while they are there",
             hint="move them out of the dataset folder (or the folder elsewhere), then try again",
         )
@@ -521,8 +533,8 @@ def refuse_foreign(manifest: Manifest, to: Path) -> None:
 
 
 def _marker_naming(folder: Path, name: str) -> Optional[dict[str, Any]]:
-    """The folder's marker, if it parses (as any marker format of ours), names dataset
-    ``name`` and lists its files (what is not listed is not ours). Deliberately not read_marker: a marker too old or too new to be trusted as
+    """The folder's marker, if it parses (as any marker format of ours) and names dataset
+    ``name``. Deliberately not read_marker: a marker too old or too new to be trusted as
     current still proves the folder is a staging of ours."""
     try:
         marker = _read_record(folder / MARKER)
@@ -532,7 +544,6 @@ def _marker_naming(folder: Path, name: str) -> Optional[dict[str, Any]]:
         isinstance(marker, dict)
         and isinstance(marker.get("format"), int)
         and marker.get("name") == name
-        and isinstance(marker.get("files"), dict)  # every marker ever written lists its files
     ):
         return marker
     return None
@@ -559,7 +570,7 @@ def _only_our_staging(old: Path, name: str) -> bool:
         if held and held != [name]:
             return False
         if held:
-            _refuse_foreign(old / name)
+            _refuse_foreign(old / name, instead={})
     except (OSError, UsageError):
         return False
     return True
