@@ -51,6 +51,10 @@ class Cache:
 
     # -- locations -----------------------------------------------------------------------
     def blob_path(self, sha256: str) -> Path:
+        """Where the blob of ``sha256`` lives; a digest read from a file (a marker, an index
+        record) that is not 64 hex digits must never become a path outside the store."""
+        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+            raise ValueError(f"not a sha256 digest: {sha256!r}")
         return self.root / "blobs" / CACHE_ALGORITHM / sha256[:2] / sha256
 
     def key(self, entry: FileEntry) -> str:
@@ -79,7 +83,10 @@ class Cache:
         sha256 = self._sha256_of(entry)
         if sha256 is None:
             return None
-        path = self.blob_path(sha256)
+        try:
+            path = self.blob_path(sha256)
+        except ValueError:  # an index record damaged (or edited) by hand: not found
+            return None
         try:
             size = path.stat().st_size
         except OSError:

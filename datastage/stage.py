@@ -48,6 +48,7 @@ from .errors import (
     ArchiveError,
     DamagedBlob,
     ManifestError,
+    UnsafeArchiveMember,
     UnsupportedArchive,
     UsageError,
     VerifyFailed,
@@ -73,6 +74,7 @@ MARKER_FORMAT = 2
 MAX_LISTED_PROBLEMS = 5
 #: Threads re-hashing files in ``verify`` (hashlib releases the GIL; more hides disk latency).
 VERIFY_THREADS = max(2, min(8, 2 * (os.cpu_count() or 1)))
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def dataset_dir(manifest: Manifest, to: Path) -> Path:
@@ -80,10 +82,13 @@ def dataset_dir(manifest: Manifest, to: Path) -> Path:
 
 
 def lock_for(target: Path) -> Path:
-    """The lock of the staging of ``target`` (``get``, ``stage`` and overlap share it)."""
+    """The lock of the staging of ``target`` (``get``, ``stage`` and overlap share it).
+    Keyed by the real folder that holds it: ``--to out`` and ``--to link-to-out`` (or
+    ``out/../out``) are one folder, and a second stager would take the first's partial
+    folder for a dead run's leftover and delete it."""
     from .ranks import lock_path
 
-    return lock_path("stage", str(target))
+    return lock_path("stage", os.path.join(os.path.realpath(target.parent), target.name))
 
 
 def root_of(manifest: Manifest, to: Path) -> Path:
@@ -116,6 +121,18 @@ def _single_top_folder(folder: Path) -> str:
     return top if real_folder else ""
 
 
+def _read_record(path: Path) -> Any:
+    """The JSON of a record of ours (a marker, a damage note). Anyone who can write the folder
+    can put something else under that name: only a regular file is read, never through a link
+    (a FIFO would block the reader forever, a link to /dev/zero fill its memory).
+    OSError or ValueError when it is not one."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+    with open(os.open(path, flags), "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        return json.load(f)
+
+
 def read_marker(folder: Path) -> Optional[dict[str, Any]]:
     """The completion marker of ``folder``, or None if it has none or it is damaged.
 
@@ -123,7 +140,7 @@ def read_marker(folder: Path) -> Optional[dict[str, Any]]:
     list (format 1, ``stage SRC``) is checked entry by entry, as before.
     """
     try:
-        marker = json.loads((folder / MARKER).read_bytes())
+        marker = _read_record(folder / MARKER)
     except (OSError, ValueError):
         return None
     if not isinstance(marker, dict) or marker.get("format") not in (1, MARKER_FORMAT):
@@ -150,8 +167,11 @@ def read_files(folder: Path, marker: dict[str, Any]) -> Optional[dict[str, Any]]
     if "files" in marker:
         return dict(marker["files"])
     listing = marker["file_list"]
-    try:
-        with open(folder / FILE_LIST, "rb") as f:
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+    try:  # a regular file only, never through a link (as _read_record)
+        with open(os.open(folder / FILE_LIST, flags), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
             data = f.read(listing["size"] + 1)
     except OSError:
         return None
@@ -330,12 +350,10 @@ def _format_of(entry: FileEntry, blob: Blob) -> Optional[Format]:
 
 def _build(items: Sequence[_Item], partial: Path, reporter: Reporter) -> dict[str, Any]:
     from .extract.steps import Step, unpack
-    from .extract.writer import without_umask
 
     record: dict[str, Any] = {}
     for entry, blob, fmt in ((i.entry, i.blob, i.fmt) for i in items):
-        folder = partial / entry.dest if entry.dest else partial
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = _entry_folder(partial, entry)
         if fmt is not None:
             step = Step(
                 entry.name,
@@ -348,11 +366,51 @@ def _build(items: Sequence[_Item], partial: Path, reporter: Reporter) -> dict[st
             )
             unpack(step, blob.path, fmt, partial, record, reporter.bar)
         else:
-            shutil.copyfile(blob.path, folder / entry.name)
-            os.chmod(folder / entry.name, without_umask(0o644))
+            _copy_blob(blob.path, folder / entry.name, entry)
             rel = f"{entry.dest}/{entry.name}" if entry.dest else entry.name
             record[rel] = {"size": blob.size, "sha256": blob.sha256}
     return record
+
+
+def _entry_folder(partial: Path, entry: FileEntry) -> Path:
+    """The folder an entry lands in, made one component at a time. An earlier entry's links
+    are only checked once the tree is finished (links.py), and a later one may re-target them,
+    so nothing is ever written through a link: a ``dest`` that goes through one is refused."""
+    folder = partial
+    for part in entry.dest.split("/") if entry.dest else ():
+        folder = folder / part
+        try:
+            os.mkdir(folder, 0o755)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                raise _written_through(entry, folder.relative_to(partial)) from None
+    return folder
+
+
+def _copy_blob(source: Path, path: Path, entry: FileEntry) -> None:
+    """Copy a cache blob to ``path`` as a new file, never through a link of that name."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:  # an earlier archive's member of that name (a link included) is replaced
+        if stat.S_ISDIR(st.st_mode):
+            raise _written_through(entry, Path(entry.dest or ".", entry.name))
+        os.unlink(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    os.close(os.open(path, flags, 0o644))  # ours now, in a private folder: copy in place
+    shutil.copyfile(source, path)
+    from .extract.writer import without_umask
+
+    os.chmod(path, without_umask(0o644))
+
+
+def _written_through(entry: FileEntry, rel: Path) -> UnsafeArchiveMember:
+    return UnsafeArchiveMember(
+        f"{entry.name} would be written through {rel.as_posix()!r}, which an earlier file of "
+        "the dataset made a symlink or a file; nothing was staged",
+        hint="the data may be malicious or damaged; get it from a trusted source",
+    )
 
 
 def _check_root(manifest: Manifest, partial: Path) -> None:
@@ -427,7 +485,8 @@ def _swap_into_place(
 
     The one door into place, so it checks what every caller must: the tree's links
     (unless the caller just did) and that whatever is at ``target`` is ours to replace
-    (``owned``: what ``_refuse_foreign`` saw; re-checked if the folder changed since).
+    (decided again at the swap, and once more on the folder moved aside: ``owned``, what
+    ``_refuse_foreign`` saw before the build, is not enough, as files may be saved meanwhile).
     """
     if not links_checked:
         check_links(partial)
@@ -436,10 +495,14 @@ def _swap_into_place(
     except OSError as e:
         if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
             raise
-        if owned is None or not owned.unchanged(target):
-            _refuse_foreign(target)
+        # decided now, not only before the build: a user may have saved a file in the folder
+        # meanwhile (``owned`` only tells that it was ours then; kept for the callers)
+        new_marker = read_marker(partial)
+        new = (read_files(partial, new_marker) if new_marker else None) or {}
+        _refuse_foreign(target, instead=new)
         old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
         os.replace(target, old / target.name)
+        _put_back_unless_ours(old / target.name, target, new)
         os.rename(partial, target)
         fsync_dir(target.parent)
         remove_tree(old)
@@ -447,6 +510,19 @@ def _swap_into_place(
         fsync_dir(target.parent)
     with contextlib.suppress(OSError):  # a report about the staging just replaced
         os.unlink(_damage_note(target))
+
+
+def _put_back_unless_ours(moved: Path, target: Path, new: dict[str, Any]) -> None:
+    """Check the folder just moved aside once more (a file saved into it between the check and
+    the move is there now, and no longer reachable by its old path): if it is not all ours,
+    it goes back where it was, untouched, and the staging fails."""
+    try:
+        _refuse_foreign(moved, shown=target, instead=new)
+    except UsageError:
+        with contextlib.suppress(OSError):
+            os.rename(moved, target)
+            os.rmdir(moved.parent)
+        raise
 
 
 @dataclass(frozen=True)
@@ -468,11 +544,18 @@ class Owned:
         return Owned.of(target) == self
 
 
-def _refuse_foreign(target: Path) -> Optional[Owned]:
+def _refuse_foreign(
+    target: Path, shown: Optional[Path] = None, instead: Optional[dict[str, Any]] = None
+) -> Optional[Owned]:
     """Raise UsageError (exit 2) unless ``target`` is missing, an empty folder, or a staging
     of ours: a folder holding a marker that parses and names this dataset, and no file the
     marker does not list (a user's results saved inside a dataset are not ours to delete).
-    Deletes nothing. Returns what proved it ours (None: nothing to replace)."""
+    Deletes nothing. Returns what proved it ours (None: nothing to replace).
+    ``shown``: the path to name in the error (``target`` itself unless it was moved aside).
+    ``instead``: the files that may be replaced when the marker has no listing (damaged by
+    hand): the new staging's, at the swap (nothing is lost that is not staged again); None
+    before the build, when the new listing is not known yet and the swap decides."""
+    shown = shown or target
     try:
         st = os.lstat(target)
     except FileNotFoundError:
@@ -484,22 +567,26 @@ def _refuse_foreign(target: Path) -> Optional[Owned]:
         owned = Owned.of(target)
         marker = _marker_naming(target, target.name) if owned is not None else None
         if marker is not None:
-            _refuse_unlisted(target, marker)
+            _refuse_unlisted(target, marker, shown, instead)
             return owned
     raise UsageError(
-        f"{target} exists and is not a datastage dataset; move it or choose another --to",
+        f"{shown} exists and is not a datastage dataset; move it or choose another --to",
         hint=f"only a folder holding a valid {MARKER} that names {target.name!r} is replaced",
     )
 
 
-def _refuse_unlisted(target: Path, marker: dict[str, Any]) -> None:
+def _refuse_unlisted(
+    target: Path, marker: dict[str, Any], shown: Path, instead: Optional[dict[str, Any]]
+) -> None:
     """A staging of ours that holds files its marker does not list: refuse to replace it."""
     listed = marker.get("files")
     if not isinstance(listed, dict) or not all(map(_valid_record, listed.values())):
         current = read_marker(target)  # a marker that keeps its listing elsewhere
         listed = read_files(target, current) if current is not None else None
         if listed is None:
-            return  # damaged, or of another format: ours, but what it listed is unknown
+            if instead is None:  # damaged: no listing to go by
+                return  # ours; which of its files are is decided at the swap
+            listed = instead
     extra: list[str] = []
     pending = [""]
     while pending:
@@ -512,10 +599,10 @@ def _refuse_unlisted(target: Path, marker: dict[str, Any]) -> None:
                 elif child not in listed and not (not rel and entry.name in _RESERVED):
                     extra.append(child)
     if extra:
-        shown = ", ".join(sorted(extra)[:MAX_LISTED_PROBLEMS])
+        names = ", ".join(sorted(extra)[:MAX_LISTED_PROBLEMS])
         more = f" and {len(extra) - MAX_LISTED_PROBLEMS} more" if len(extra) > 5 else ""
         raise UsageError(
-            f"{target} holds {len(extra)} file(s) datastage did not stage ({shown}{more}); "
+            f"{shown} holds {len(extra)} file(s) datastage did not stage ({names}{more}); "
             "it is not replaced while they are there",
             hint="move them out of the dataset folder (or the folder elsewhere), then try again",
         )
@@ -531,8 +618,7 @@ def _marker_naming(folder: Path, name: str) -> Optional[dict[str, Any]]:
     ``name``. Deliberately not read_marker: a marker too old or too new to be trusted as
     current still proves the folder is a staging of ours."""
     try:
-        with open(folder / MARKER, "rb") as f:
-            marker = json.load(f)
+        marker = _read_record(folder / MARKER)
     except (OSError, ValueError):
         return None
     if (
@@ -546,12 +632,29 @@ def _marker_naming(folder: Path, name: str) -> Optional[dict[str, Any]]:
 
 def _remove_leftovers(manifest: Manifest, to: Path) -> None:
     """Partial and old folders of dead runs (we hold the lock, so no live run owns them).
-    Only real folders named as ``tempfile.mkdtemp`` names ours, never a link or a file."""
+    Only real folders named as ``tempfile.mkdtemp`` names ours, never a link or a file; an
+    old folder only if what it holds is still a staging of ours alone (a folder moved aside
+    by a run killed while it checked the folder again, with a user's file in it, is kept)."""
     ours = re.compile(rf"\.{re.escape(manifest.name)}\.(partial|old)-[a-z0-9_]+")
     for pattern in (f".{manifest.name}.partial-*", f".{manifest.name}.old-*"):
         for leftover in to.glob(pattern):
             if ours.fullmatch(leftover.name) and leftover.is_dir() and not leftover.is_symlink():
+                if ".old-" in leftover.name and not _only_our_staging(leftover, manifest.name):
+                    continue
                 remove_tree(leftover)
+
+
+def _only_our_staging(old: Path, name: str) -> bool:
+    """True if ``old`` (a ``.<name>.old-*`` folder) is empty or holds just a staging of ours."""
+    try:
+        held = os.listdir(old)
+        if held and held != [name]:
+            return False
+        if held:
+            _refuse_foreign(old / name, instead={})
+    except (OSError, UsageError):
+        return False
+    return True
 
 
 # -- damage reported by verify ---------------------------------------------------------------
@@ -582,7 +685,7 @@ def clear_damage(folder: Path) -> None:
 def damage_reported(folder: Path) -> bool:
     """True when a ``verify`` found this very staging (not an older one) damaged."""
     try:
-        note = json.loads(_damage_note(folder).read_text(encoding="utf-8"))
+        note = _read_record(_damage_note(folder))
         st = os.stat(folder)
     except (OSError, ValueError):
         return False
@@ -591,13 +694,16 @@ def damage_reported(folder: Path) -> bool:
 
 def built_from(marker: dict[str, Any]) -> list[tuple[str, str, int]]:
     """The cache blobs a staging was built from, as the marker records them:
-    (file name, sha256, size) for each ``sources`` entry."""
+    (file name, sha256, size) for each ``sources`` entry. The marker is a file anyone who can
+    write the dataset folder can edit, and a digest becomes a cache path that ``--repair`` may
+    delete: only a real sha256 (64 lowercase hex digits) is taken, never a path."""
     found = []
-    for source in marker.get("sources") or ():
+    sources = marker.get("sources")
+    for source in sources if isinstance(sources, list) else ():
         if not isinstance(source, dict):
             continue
         sha, size = source.get("sha256"), source.get("size")
-        if isinstance(sha, str) and isinstance(size, int):
+        if isinstance(sha, str) and _SHA256.fullmatch(sha) and isinstance(size, int):
             found.append((str(source.get("name", "")), sha, size))
     return found
 
@@ -747,6 +853,8 @@ def _problem(path: str, expected: dict[str, Any], rehash: bool) -> Optional[str]
         if not stat.S_ISLNK(st.st_mode) or os.readlink(path) != expected["symlink"]:
             return "link changed"
         return None
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the hash, a link lead elsewhere
+        return "not a regular file"
     if st.st_size != expected["size"]:
         return f"size {st.st_size}, expected {expected['size']}"
     if rehash:
