@@ -335,6 +335,7 @@ def _build(items: Sequence[_Item], partial: Path, reporter: Reporter) -> dict[st
     record: dict[str, Any] = {}
     for entry, blob, fmt in ((i.entry, i.blob, i.fmt) for i in items):
         folder = partial / entry.dest if entry.dest else partial
+        _refuse_links_on(partial, entry.dest, entry.name)
         folder.mkdir(parents=True, exist_ok=True)
         if fmt is not None:
             step = Step(
@@ -348,11 +349,48 @@ def _build(items: Sequence[_Item], partial: Path, reporter: Reporter) -> dict[st
             )
             unpack(step, blob.path, fmt, partial, record, reporter.bar)
         else:
-            shutil.copyfile(blob.path, folder / entry.name)
+            _copy_replacing(blob.path, folder / entry.name, entry.name)
             os.chmod(folder / entry.name, without_umask(0o644))
             rel = f"{entry.dest}/{entry.name}" if entry.dest else entry.name
             record[rel] = {"size": blob.size, "sha256": blob.sha256}
     return record
+
+
+def _refuse_links_on(partial: Path, dest: str, name: str) -> None:
+    """An earlier entry's archive may have made a symlink where a later entry's ``dest`` goes:
+    refuse to write through it (into another folder of the dataset, or a dangling one)."""
+    from .errors import UnsafeArchiveMember
+
+    sub = ""
+    for part in dest.split("/") if dest else ():
+        sub = f"{sub}/{part}" if sub else part
+        try:
+            st = os.lstat(partial / sub)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            what = "a symlink" if stat.S_ISLNK(st.st_mode) else "a file"
+            raise UnsafeArchiveMember(
+                f"{name}: its dest {dest!r} goes through {sub!r}, which an earlier file of the "
+                f"manifest made {what}; nothing was staged",
+                hint="give the entries dest folders that do not overlap with archive members",
+            )
+
+
+def _copy_replacing(src: Path, dst: Path, name: str) -> None:
+    """A plain file replaces what an earlier entry left at its name (a symlink included, as a
+    later archive member does), via a temp name: never written through a link."""
+    from .errors import UnsafeArchiveMember
+
+    if dst.is_dir() and not dst.is_symlink():
+        raise UnsafeArchiveMember(
+            f"{name}: an earlier file of the manifest made a folder of that name; "
+            "nothing was staged",
+            hint="give the entries dest folders that do not overlap with archive members",
+        )
+    tmp = dst.with_name(f".{dst.name}.datastage-tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 def _check_root(manifest: Manifest, partial: Path) -> None:
