@@ -233,3 +233,18 @@ def test_a_dest_through_an_earlier_entrys_link_is_refused(tmp_path, capsys):
     assert code == 6, err
     assert "'data'" in err and "symlink" in err
     assert not (tmp_path / "out" / "ds").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+@pytest.mark.parametrize("fmt", ["tar", "zip"])
+def test_a_file_member_after_a_link_of_the_same_name_wins_as_in_tar(tmp_path, capsys, fmt):
+    members: Members = [("a", b"A"), ("x", ("symlink", "a")), ("x", b"NEW"), ("y", b"Y")]
+    data = make_tar(members) if fmt == "tar" else make_zip(members)
+    manifest = manifest_for(tmp_path, data, f"ds.{fmt}")
+    code, _, err = cli(capsys, "get", str(manifest), "--to", str(tmp_path / "out"))
+    assert code == 0, err
+    folder = tmp_path / "out" / "ds"
+    assert not (folder / "x").is_symlink()
+    assert (folder / "x").read_bytes() == b"NEW" and (folder / "a").read_bytes() == b"A"
+    listed = json.loads((folder / ".datastage-files.json").read_text())["files"]
+    assert listed["x"] == {"size": 3, "sha256": sha256(b"NEW")}
