@@ -388,9 +388,15 @@ def _copy_replacing(src: Path, dst: Path, name: str) -> None:
             "nothing was staged",
             hint="give the entries dest folders that do not overlap with archive members",
         )
-    tmp = dst.with_name(f".{dst.name}.datastage-tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".datastage-copy-")  # a name no member has
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def _check_root(manifest: Manifest, partial: Path) -> None:
