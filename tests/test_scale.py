@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.archives import make_tar, make_zip
+from tests.archives import Members, make_tar, make_zip
 from tests.conftest import sha256, write_manifest
 from tests.inprocess import cli
 
@@ -188,3 +188,63 @@ def test_an_old_inline_marker_is_still_a_staging(staged, capsys):
     (folder / "top" / "a.txt").unlink()
     code, _, err = cli(capsys, "get", str(manifest), "--to", str(to))
     assert code == 0 and (folder / "top" / "a.txt").read_bytes() == FILES["top/a.txt"], err
+
+
+LINKS: Members = [
+    ("a.txt", b"AAAA"),
+    ("notes.txt", ("symlink", "a.txt")),
+    ("data", ("symlink", "real")),
+]
+
+
+def two_entries(tmp: Path, second: dict[str, object], second_data: bytes) -> Path:
+    first = make_tar([*LINKS, ("real", None)])
+    src = tmp / "src"
+    src.mkdir()
+    (src / "one.tar").write_bytes(first)
+    (src / str(second["url"])).write_bytes(second_data)
+    return write_manifest(
+        tmp,
+        "ds",
+        [
+            {"url": str(src / "one.tar"), "sha256": sha256(first)},
+            {**second, "url": str(src / str(second["url"])), "sha256": sha256(second_data)},
+        ],
+    )
+
+
+def test_a_plain_file_replaces_an_earlier_entrys_link_instead_of_writing_through_it(
+    tmp_path, capsys
+):
+    manifest = two_entries(tmp_path, {"url": "notes.txt", "extract": False}, b"PLAIN")
+    code, _, err = cli(capsys, "get", str(manifest), "--to", str(tmp_path / "out"))
+    assert code == 0, err
+    folder = tmp_path / "out" / "ds"
+    assert (folder / "a.txt").read_bytes() == b"AAAA"  # not overwritten through the link
+    assert not (folder / "notes.txt").is_symlink()
+    assert (folder / "notes.txt").read_bytes() == b"PLAIN"
+    code, _, err = cli(capsys, "verify", str(manifest), "--to", str(tmp_path / "out"))
+    assert code == 0, err
+
+
+def test_a_dest_through_an_earlier_entrys_link_is_refused(tmp_path, capsys):
+    manifest = two_entries(tmp_path, {"url": "two.tar", "dest": "data"}, make_tar({"x": b"X"}))
+    code, _, err = cli(capsys, "get", str(manifest), "--to", str(tmp_path / "out"))
+    assert code == 6, err
+    assert "'data'" in err and "symlink" in err
+    assert not (tmp_path / "out" / "ds").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+@pytest.mark.parametrize("fmt", ["tar", "zip"])
+def test_a_file_member_after_a_link_of_the_same_name_wins_as_in_tar(tmp_path, capsys, fmt):
+    members: Members = [("a", b"A"), ("x", ("symlink", "a")), ("x", b"NEW"), ("y", b"Y")]
+    data = make_tar(members) if fmt == "tar" else make_zip(members)
+    manifest = manifest_for(tmp_path, data, f"ds.{fmt}")
+    code, _, err = cli(capsys, "get", str(manifest), "--to", str(tmp_path / "out"))
+    assert code == 0, err
+    folder = tmp_path / "out" / "ds"
+    assert not (folder / "x").is_symlink()
+    assert (folder / "x").read_bytes() == b"NEW" and (folder / "a").read_bytes() == b"A"
+    listed = json.loads((folder / ".datastage-files.json").read_text())["files"]
+    assert listed["x"] == {"size": 3, "sha256": sha256(b"NEW")}

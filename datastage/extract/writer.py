@@ -12,6 +12,7 @@ Safety rules, the same for every format:
 - hard links must name a regular file extracted earlier from the same archive;
 - symbolic links are created *after* every regular file of the archive, never written
   through, must be relative, and must resolve inside the root once all of them exist;
+- the last member of a name wins, as in tar (a file after a link of that name replaces it);
 - no member is written through a symlink, and files are created with O_EXCL|O_NOFOLLOW;
 - a name part over 255 bytes or a path over 4096 refuses the archive (before anything is
   written, not as an OSError half-way);
@@ -133,8 +134,8 @@ class SafeWriter:
         self._made: set[str] = {""} if _empty(self._root) else set()
         #: names of regular files (and hard links) this writer created or is creating
         self._claimed: set[str] = set()
-        self._symlinks: list[tuple[str, str]] = []
-        self._link_names: set[str] = set()
+        #: deferred symlinks, name -> target (a later member of the same name replaces one)
+        self._symlinks: dict[str, str] = {}
         #: name -> the future of the batch writing it (dropped when the batch is done)
         self._pending: dict[str, Future[None]] = {}
         #: small writes not yet handed to a worker: one task per ~BATCH_FILES members keeps
@@ -263,6 +264,7 @@ class SafeWriter:
                 member, f"hard link to {target!r}, which is not a file extracted before it"
             )
         self._refuse_reserved(member, rel, is_dir=False)
+        self._symlinks.pop(rel, None)  # the last member of a name wins, as in tar
         path = self._prepare(member, rel)
         try:
             os.link(self._path(target_rel), path, follow_symlinks=False)
@@ -289,8 +291,8 @@ class SafeWriter:
         if self._reserved(rel):
             return  # the marker takes that name, as for a file member
         self._refuse_reserved(member, rel, is_dir=False)
-        self._symlinks.append((rel, target))
-        self._link_names.add(rel)
+        self._symlinks.pop(rel, None)
+        self._symlinks[rel] = target
 
     @property
     def wrote_anything(self) -> bool:
@@ -304,14 +306,14 @@ class SafeWriter:
     def finish(self) -> None:
         """Wait for the workers; create the deferred symlinks, checking each resolves inside."""
         self.drain()
-        for rel, target in self._symlinks:
+        for rel, target in self._symlinks.items():
             path = self._prepare(rel, rel)
             try:
                 os.symlink(target, path)
             except OSError as e:
                 self._refuse_too_long(rel, e)
                 raise
-        for rel, target in self._symlinks:
+        for rel, target in self._symlinks.items():
             resolved = os.path.realpath(self._path(rel))
             if not _inside(resolved, self.real_root):
                 raise self.refuse(rel, f"symlink leads outside the target ({target!r})")
@@ -353,6 +355,7 @@ class SafeWriter:
         if self._reserved(rel):
             return None  # the marker takes that name; the member is left out, as before
         self._refuse_reserved(member, rel, is_dir=False)
+        self._symlinks.pop(rel, None)  # the last member of a name wins, as in tar
         self._prepare(member, rel)
         return rel
 
@@ -491,7 +494,7 @@ class SafeWriter:
             sub = "/".join(parts[:i])
             if sub in self._dirs:
                 continue
-            if sub in self._link_names:  # links are made last; refuse what would go through
+            if sub in self._symlinks:  # links are made last; refuse what would go through
                 raise self.refuse(member, f"would be written through the symlink {sub!r}")
             if sub in self._claimed:
                 self._wait_for(sub)  # a file of that name may still be being written
