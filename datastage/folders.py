@@ -55,7 +55,14 @@ from .fsutil import disk_full_as_error, ensure_free, remove_tree, write_atomic
 from .manifest import NAME_PATTERN
 from .names import strip_archive_suffix
 from .progress import Reporter
-from .srctree import FileInfo, Listing, check_unchanged, list_tree, open_listed
+from .srctree import (
+    FileInfo,
+    Listing,
+    check_unchanged,
+    list_tree,
+    open_listed,
+    refuse_nested,
+)
 from .stage import (
     MARKER,
     MARKER_FORMAT,
@@ -110,8 +117,9 @@ def stage(
     if not src.is_dir():
         raise UsageError(f"{src}: no such folder or file")
     reporter = Reporter(quiet)
-    to.mkdir(parents=True, exist_ok=True)
     target = to / name
+    refuse_nested(src, target, "--to")  # before anything is made inside SRC
+    to.mkdir(parents=True, exist_ok=True)
     _refuse_foreign(target)  # before a long listing of a slow mount; again under the lock
     if _previous(target, src) is None:
         reporter.say(f"listing {src}")  # a re-run stays quiet unless something changed

@@ -126,6 +126,26 @@ def safe_link(path: str, root_real: str, rel_dir: str) -> str:
     return os.path.relpath(resolved, os.path.join(root_real, rel_dir) if rel_dir else root_real)
 
 
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def refuse_nested(src: Path, out: Path, flag: str, both_ways: bool = True) -> None:
+    """Refuse writing ``out`` inside folder ``src`` (the copy would hold, and re-read, itself),
+    and, with ``both_ways``, ``src`` inside ``out`` (replacing ``out`` would remove SRC).
+
+    Compared by real paths, before anything is created, so ``./src/../src/inner`` or a link to
+    SRC is caught too.
+    """
+    real_src, real_out = os.path.realpath(src), os.path.realpath(out)
+    if _within(real_out, real_src) or (both_ways and _within(real_src, real_out)):
+        raise UsageError(
+            f"{out} and {src} overlap: the output would be written inside the folder it "
+            "copies (or replace it)",
+            hint=f"choose a {flag} outside {src}",
+        )
+
+
 def _kind_name(kind: int) -> str:
     return {
         stat.S_IFIFO: "a FIFO",

@@ -420,3 +420,36 @@ def test_pack_manifest_loads_whatever_the_path(tmp_path, folder):
     got = run_cli("get", str(manifest), "--to", str(tmp_path / "fast"))
     assert got.returncode == 0, got.stderr
     assert _without_marker(tree(Path(got.stdout.strip()))) == tree(src)
+
+
+# -- review: nesting, reuse of edited copies, user files named .datastage* ---------------------
+
+
+@pytest.mark.parametrize(
+    "to, name",
+    [("src/inner", None), ("src", "inner"), (".", "src"), ("src/../src/deep/er", None)],
+)
+def test_stage_refuses_a_target_inside_the_source_or_around_it(tmp_path, to, name):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a").write_bytes(b"a")
+    (src / "sub" / "b").write_bytes(b"b")
+    before = tree(src)
+    extra = ("--name", name) if name else ()
+    done = _stage(src, tmp_path / to, *extra)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and "overlap" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert tree(src) == before  # nothing made inside SRC, SRC not replaced
+    assert sorted(os.listdir(tmp_path)) == ["src"]
+
+
+@pytest.mark.parametrize("to", ["src", "src/out"])
+def test_pack_refuses_to_write_inside_the_folder_it_packs(tmp_path, to):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(b"a")
+    done = run_cli("pack", str(src), "--to", str(tmp_path / to))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and "overlap" in done.stderr
+    assert sorted(os.listdir(src)) == ["a"]
