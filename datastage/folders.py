@@ -24,7 +24,8 @@ the journalled sha256.
 Re-run of a staged folder: SRC is listed (names, sizes, mtimes) and compared with the marker.
 Unchanged: nothing is copied. Changed: "source changed: A added, R removed, M modified" and a new
 staging where unchanged files are hard links to the current copy (no read from the slow mount),
-swapped into place like the first. ``--force`` copies everything again.
+each re-hashed against the marker's sha256 first (a copy edited in place is copied again), swapped
+into place like the first. ``--force`` copies everything again.
 
 stage (an archive) is ``get`` with a one-file manifest: one sequential read into the cache,
 verified, extracted.
@@ -251,7 +252,7 @@ class _Stager:
             ThreadPoolExecutor(self.workers) as pool,
         ):
             self.resume(partial, pool)
-            self.reuse_previous(partial, journal)
+            self.reuse_previous(partial, journal, pool)
             self.make_links(partial)
             todo = [rel for rel in self.listing.files if rel not in self.done]
             self.copy_all(partial, todo, journal, pool)
@@ -319,12 +320,16 @@ class _Stager:
                 "copied and verified"
             )
 
-    def reuse_previous(self, partial: Path, journal: TextIO) -> None:
-        """Hard-link the files of the current staging whose source did not change."""
+    def reuse_previous(self, partial: Path, journal: TextIO, pool: ThreadPoolExecutor) -> None:
+        """Hard-link the files of the current staging whose source did not change.
+
+        Each link is re-hashed against the marker's sha256 first: a staged copy edited in place
+        (same size) is copied again from the source, not carried into the new staging.
+        """
         if self.previous is None:
             return
         recorded = self.previous["files"]
-        reused = 0
+        linked: list[tuple[str, FileInfo, str]] = []
         for rel, info in self.listing.files.items():
             record = recorded.get(rel)
             if rel in self.done or not record or "sha256" not in record:
@@ -337,10 +342,21 @@ class _Stager:
                 if not stat.S_ISREG(st.st_mode) or st.st_size != info.size:
                     continue
                 os.link(staged, partial / rel, follow_symlinks=False)
-                os.chmod(partial / rel, self.file_mode(info))
             except OSError:
                 continue  # copied from the source instead
-            self.record(journal, rel, info, record["sha256"])
+            linked.append((rel, info, str(record["sha256"])))
+
+        def intact(item: tuple[str, FileInfo, str]) -> bool:
+            rel, info, sha = item
+            return _sha256_of(partial / rel, info.size) == sha
+
+        reused = 0
+        for (rel, info, sha), ok in zip(linked, pool.map(intact, linked)):
+            if not ok:
+                os.unlink(partial / rel)  # edited in place: copied from the source instead
+                continue
+            os.chmod(partial / rel, self.file_mode(info))
+            self.record(journal, rel, info, sha)
             reused += 1
         if reused:
             self.reporter.say(f"{reused} unchanged files kept from the current copy")

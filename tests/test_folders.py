@@ -453,3 +453,22 @@ def test_pack_refuses_to_write_inside_the_folder_it_packs(tmp_path, to):
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: ") and "overlap" in done.stderr
     assert sorted(os.listdir(src)) == ["a"]
+
+
+def test_restage_does_not_carry_a_staged_copy_edited_in_place(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.wav").write_bytes(b"original")
+    (src / "b.wav").write_bytes(b"b")
+    to = tmp_path / "fast"
+    assert _stage(src, to).returncode == 0
+    staged = to / "src"
+    (staged / "a.wav").write_bytes(b"ORIGINAL")  # same size, edited in the copy
+    (src / "b.wav").write_bytes(b"bb")  # SRC changed: a re-staging that reuses unchanged files
+    done = _stage(src, to)
+    assert done.returncode == 0, done.stderr
+    assert (staged / "a.wav").read_bytes() == b"original"  # re-copied from SRC, not linked
+    marker = json.loads((staged / ".datastage.json").read_text())
+    for rel in ("a.wav", "b.wav"):
+        digest = hashlib.sha256((staged / rel).read_bytes()).hexdigest()
+        assert marker["files"][rel]["sha256"] == digest
