@@ -29,6 +29,18 @@ from .errors import IntegrityError, UnsafeArchiveMember, UsageError
 
 #: Top-level names of the folder that are datastage's own (a staged copy used as SRC).
 OWN_PREFIX = ".datastage"
+#: Of those, the records of a staged copy: skipped without a word. Any other ``.datastage*``
+#: name (a cache, a crashed run's temporary folder, or the user's own file) is skipped with a
+#: warning naming it: never dropped silently.
+OWN_RECORDS = frozenset(
+    {
+        ".datastage.json",
+        ".datastage-files.json",
+        ".datastage-damaged",
+        ".datastage-journal.jsonl",
+        ".datastage-partial.json",
+    }
+)
 
 
 class FileInfo(NamedTuple):
@@ -64,6 +76,8 @@ def list_tree(src: Path, warn: Callable[[str], None]) -> Listing:
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             if not rel_dir and entry.name.startswith(OWN_PREFIX):
+                if entry.name not in OWN_RECORDS:
+                    warn(f"skipped {entry.path}: names starting {OWN_PREFIX} are datastage's own")
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)

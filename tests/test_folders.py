@@ -472,3 +472,17 @@ def test_restage_does_not_carry_a_staged_copy_edited_in_place(tmp_path):
     for rel in ("a.wav", "b.wav"):
         digest = hashlib.sha256((staged / rel).read_bytes()).hexdigest()
         assert marker["files"][rel]["sha256"] == digest
+
+
+def test_stage_never_drops_a_datastage_looking_name_silently(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / ".datastage-notes").write_bytes(b"the user's own notes")
+    (src / "a").write_bytes(b"a")
+    done = _stage(src, tmp_path / "fast")
+    assert done.returncode == 0, done.stderr
+    assert f"warning: skipped {src / '.datastage-notes'}" in done.stderr
+    # a staged copy used as SRC: its own records are skipped without a word
+    again = _stage(tmp_path / "fast" / "src", tmp_path / "faster")
+    assert again.returncode == 0, again.stderr
+    assert "warning" not in again.stderr
