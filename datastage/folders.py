@@ -313,7 +313,7 @@ class _Stager:
         for rel, ok in zip(claimed, pool.map(intact, claimed)):
             if ok:
                 self.done[rel] = claimed[rel]
-        _remove_unvouched(partial, set(self.done))
+        _remove_unvouched(partial, set(self.done), self.listing.dirs)
         if self.done:
             self.reporter.say(
                 f"resuming: {len(self.done)} of {len(self.listing.files)} files already "
@@ -489,15 +489,22 @@ def _append_journal(path: Path) -> Any:
         yield f
 
 
-def _remove_unvouched(partial: Path, done: Iterable[str]) -> None:
-    """Temporary files, links and unverified copies of a killed run: nothing vouches for them."""
+def _remove_unvouched(partial: Path, done: Iterable[str], dirs: Iterable[str]) -> None:
+    """Temporary files, links, unverified copies and folders SRC no longer has, of a killed run.
+
+    Nothing vouches for them; a folder left where SRC now has a file would fail every resume.
+    """
     keep = set(done) | {JOURNAL, PARTIAL_OWNER}
-    for folder, dirs, names in os.walk(partial):
-        for n in names + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+    keep_dirs = set(dirs)
+    for folder, subdirs, names in os.walk(partial, topdown=False):
+        for n in names + [d for d in subdirs if os.path.islink(os.path.join(folder, d))]:
             path = os.path.join(folder, n)
             rel = os.path.relpath(path, partial).replace(os.sep, "/")
             if rel not in keep:
                 os.unlink(path)
+        rel_folder = os.path.relpath(folder, partial).replace(os.sep, "/")
+        if rel_folder != "." and rel_folder not in keep_dirs:
+            os.rmdir(folder)  # emptied above: a kept file's folder is always a listed one
 
 
 def _sha256_of(path: Path, size: int) -> Optional[str]:

@@ -486,3 +486,35 @@ def test_stage_never_drops_a_datastage_looking_name_silently(tmp_path):
     again = _stage(tmp_path / "fast" / "src", tmp_path / "faster")
     assert again.returncode == 0, again.stderr
     assert "warning" not in again.stderr
+
+
+def _killed_run_partial(to: Path, src: Path) -> Path:
+    """What a run killed by -9 leaves: datastage's private 0700 partial folder and its record."""
+    partial = to / ".src.partial-k1lled00"
+    partial.mkdir(parents=True, mode=0o700)
+    partial.chmod(0o700)
+    record = {"made_by": "datastage stage", "partial": partial.name, "source": str(src)}
+    (partial / ".datastage-partial.json").write_text(json.dumps(record))
+    return partial
+
+
+def test_resume_after_a_folder_of_src_became_a_file(tmp_path):
+    src = tmp_path / "src"
+    (src / "x").mkdir(parents=True)
+    (src / "x" / "f").write_bytes(b"f")
+    (src / "gone").mkdir()
+    to = tmp_path / "fast"
+    partial = _killed_run_partial(to, src)
+    (partial / "x").mkdir()
+    (partial / "x" / "f").write_bytes(b"half")
+    (partial / "gone" / "deep").mkdir(parents=True)
+    # after the kill, SRC changes: folder x is now a file, folder gone is gone
+    (src / "x" / "f").unlink()
+    (src / "x").rmdir()
+    (src / "x").write_bytes(b"now a file")
+    (src / "gone").rmdir()
+    done = _stage(src, to)
+    assert done.returncode == 0, done.stderr
+    assert _without_marker(tree(to / "src")) == tree(src)
+    assert sorted(os.listdir(to / "src")) == [".datastage.json", "x"]
+    assert sorted(os.listdir(to)) == ["src"]
