@@ -518,3 +518,41 @@ def test_resume_after_a_folder_of_src_became_a_file(tmp_path):
     assert _without_marker(tree(to / "src")) == tree(src)
     assert sorted(os.listdir(to / "src")) == [".datastage.json", "x"]
     assert sorted(os.listdir(to)) == ["src"]
+
+
+def test_a_folder_swapped_for_a_link_during_the_listing_is_not_entered(tmp_path):
+    """The listing stalls while its FIFO warnings fill stderr; meanwhile SRC/sub becomes a link
+    out of SRC. The walker must not list (nor the copy read) the outside folder."""
+    import fcntl
+    import termios
+
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "key").write_bytes(b"public")
+    for i in range(400):  # after "sub"; warnings > a pipe's 64 KiB: the run blocks in the root
+        os.mkfifo(src / f"z{i:03d}{'-' * 200}")
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "key").write_bytes(b"SECRET")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "datastage", "stage", str(src), "--to", str(tmp_path / "fast")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert proc.stderr is not None
+    capacity = fcntl.fcntl(proc.stderr.fileno(), 1032)  # F_GETPIPE_SZ
+    # Once FIFO warnings are queued, "sub" was listed as a folder; the run cannot leave the root
+    # folder (more warnings than the pipe holds) until this test reads them, after the swap.
+    while proc.poll() is None:
+        queued = bytearray(4)
+        fcntl.ioctl(proc.stderr.fileno(), termios.FIONREAD, queued)
+        if int.from_bytes(queued, sys.byteorder) > capacity // 2:
+            break
+        time.sleep(0.01)
+    os.rename(src / "sub", tmp_path / "moved")
+    os.symlink(secret, src / "sub")
+    _, err = proc.communicate(timeout=60)
+    leaked = tmp_path / "fast" / "src" / "sub" / "key"
+    assert not leaked.exists(), err[-300:]
+    assert proc.returncode == 5 and b"changed while it was staged" in err, err[-300:]
