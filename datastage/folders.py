@@ -24,7 +24,8 @@ the journalled sha256.
 Re-run of a staged folder: SRC is listed (names, sizes, mtimes) and compared with the marker.
 Unchanged: nothing is copied. Changed: "source changed: A added, R removed, M modified" and a new
 staging where unchanged files are hard links to the current copy (no read from the slow mount),
-swapped into place like the first. ``--force`` copies everything again.
+each re-hashed against the marker's sha256 first (a copy edited in place is copied again), swapped
+into place like the first. ``--force`` copies everything again.
 
 stage (an archive) is ``get`` with a one-file manifest: one sequential read into the cache,
 verified, extracted.
@@ -55,7 +56,14 @@ from .fsutil import disk_full_as_error, ensure_free, remove_tree, write_atomic
 from .manifest import NAME_PATTERN
 from .names import strip_archive_suffix
 from .progress import Reporter
-from .srctree import FileInfo, Listing, check_unchanged, list_tree, open_listed
+from .srctree import (
+    FileInfo,
+    Listing,
+    check_unchanged,
+    list_tree,
+    open_listed,
+    refuse_nested,
+)
 from .stage import (
     MARKER,
     MARKER_FORMAT,
@@ -110,8 +118,9 @@ def stage(
     if not src.is_dir():
         raise UsageError(f"{src}: no such folder or file")
     reporter = Reporter(quiet)
-    to.mkdir(parents=True, exist_ok=True)
     target = to / name
+    refuse_nested(src, target, "--to")  # before anything is made inside SRC
+    to.mkdir(parents=True, exist_ok=True)
     _refuse_foreign(target)  # before a long listing of a slow mount; again under the lock
     if _previous(target, src) is None:
         reporter.say(f"listing {src}")  # a re-run stays quiet unless something changed
@@ -243,7 +252,7 @@ class _Stager:
             ThreadPoolExecutor(self.workers) as pool,
         ):
             self.resume(partial, pool)
-            self.reuse_previous(partial, journal)
+            self.reuse_previous(partial, journal, pool)
             self.make_links(partial)
             todo = [rel for rel in self.listing.files if rel not in self.done]
             self.copy_all(partial, todo, journal, pool)
@@ -304,19 +313,23 @@ class _Stager:
         for rel, ok in zip(claimed, pool.map(intact, claimed)):
             if ok:
                 self.done[rel] = claimed[rel]
-        _remove_unvouched(partial, set(self.done))
+        _remove_unvouched(partial, set(self.done), self.listing.dirs)
         if self.done:
             self.reporter.say(
                 f"resuming: {len(self.done)} of {len(self.listing.files)} files already "
                 "copied and verified"
             )
 
-    def reuse_previous(self, partial: Path, journal: TextIO) -> None:
-        """Hard-link the files of the current staging whose source did not change."""
+    def reuse_previous(self, partial: Path, journal: TextIO, pool: ThreadPoolExecutor) -> None:
+        """Hard-link the files of the current staging whose source did not change.
+
+        Each link is re-hashed against the marker's sha256 first: a staged copy edited in place
+        (same size) is copied again from the source, not carried into the new staging.
+        """
         if self.previous is None:
             return
         recorded = self.previous["files"]
-        reused = 0
+        linked: list[tuple[str, FileInfo, str]] = []
         for rel, info in self.listing.files.items():
             record = recorded.get(rel)
             if rel in self.done or not record or "sha256" not in record:
@@ -329,10 +342,21 @@ class _Stager:
                 if not stat.S_ISREG(st.st_mode) or st.st_size != info.size:
                     continue
                 os.link(staged, partial / rel, follow_symlinks=False)
-                os.chmod(partial / rel, self.file_mode(info))
             except OSError:
                 continue  # copied from the source instead
-            self.record(journal, rel, info, record["sha256"])
+            linked.append((rel, info, str(record["sha256"])))
+
+        def intact(item: tuple[str, FileInfo, str]) -> bool:
+            rel, info, sha = item
+            return _sha256_of(partial / rel, info.size) == sha
+
+        reused = 0
+        for (rel, info, sha), ok in zip(linked, pool.map(intact, linked)):
+            if not ok:
+                os.unlink(partial / rel)  # edited in place: copied from the source instead
+                continue
+            os.chmod(partial / rel, self.file_mode(info))
+            self.record(journal, rel, info, sha)
             reused += 1
         if reused:
             self.reporter.say(f"{reused} unchanged files kept from the current copy")
@@ -465,15 +489,22 @@ def _append_journal(path: Path) -> Any:
         yield f
 
 
-def _remove_unvouched(partial: Path, done: Iterable[str]) -> None:
-    """Temporary files, links and unverified copies of a killed run: nothing vouches for them."""
+def _remove_unvouched(partial: Path, done: Iterable[str], dirs: Iterable[str]) -> None:
+    """Temporary files, links, unverified copies and folders SRC no longer has, of a killed run.
+
+    Nothing vouches for them; a folder left where SRC now has a file would fail every resume.
+    """
     keep = set(done) | {JOURNAL, PARTIAL_OWNER}
-    for folder, dirs, names in os.walk(partial):
-        for n in names + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+    keep_dirs = set(dirs)
+    for folder, subdirs, names in os.walk(partial, topdown=False):
+        for n in names + [d for d in subdirs if os.path.islink(os.path.join(folder, d))]:
             path = os.path.join(folder, n)
             rel = os.path.relpath(path, partial).replace(os.sep, "/")
             if rel not in keep:
                 os.unlink(path)
+        rel_folder = os.path.relpath(folder, partial).replace(os.sep, "/")
+        if rel_folder != "." and rel_folder not in keep_dirs:
+            os.rmdir(folder)  # emptied above: a kept file's folder is always a listed one
 
 
 def _sha256_of(path: Path, size: int) -> Optional[str]:

@@ -28,7 +28,7 @@ from .errors import UsageError
 from .folders import DEFAULT_WORKERS, checked_name
 from .fsutil import atomic_file, write_atomic
 from .progress import Reporter
-from .srctree import FileInfo, check_unchanged, list_tree, open_listed
+from .srctree import FileInfo, check_unchanged, list_tree, open_listed, refuse_nested
 
 #: Files up to this size are read whole by the pool; larger ones are streamed by the writer.
 WHOLE_FILE = 1 << 20
@@ -101,6 +101,8 @@ def pack(src: Path, dest: Path, name: Optional[str] = None, quiet: bool = False)
     name = checked_name(src, name)
     reporter = Reporter(quiet)
     dest = dest.expanduser().absolute()
+    # a tar written inside SRC would be packed into the next tar (and a re-run's into itself)
+    refuse_nested(src, dest, "--to", both_ways=False)
     dest.mkdir(parents=True, exist_ok=True)
     listing = list_tree(src, reporter.warn)
     unpacked = sum(info.size for info in listing.files.values())

@@ -8,6 +8,9 @@ while they are read. The rules, for both commands:
   only goes down (``b.wav``, ``sub/x``) is kept as written; any other (absolute, or with ``..``)
   is rewritten as the relative path of what it resolves to, so the copy's link resolves inside
   the copy whatever the copy's folder is called.
+- Folders are walked through descriptors: each is opened with ``O_NOFOLLOW`` and must be the
+  folder (device, inode) its parent listed, so a folder swapped for a link mid-listing is never
+  entered (exit 5, "changed while it was staged").
 - FIFOs, sockets and devices are skipped with one warning line each: opening a FIFO blocks
   forever and ``/dev/zero`` never ends.
 - A regular file is opened with ``O_NOFOLLOW | O_NONBLOCK`` and must still be the file that was
@@ -23,12 +26,24 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 from .errors import IntegrityError, UnsafeArchiveMember, UsageError
 
 #: Top-level names of the folder that are datastage's own (a staged copy used as SRC).
 OWN_PREFIX = ".datastage"
+#: Of those, the records of a staged copy: skipped without a word. Any other ``.datastage*``
+#: name (a cache, a crashed run's temporary folder, or the user's own file) is skipped with a
+#: warning naming it: never dropped silently.
+OWN_RECORDS = frozenset(
+    {
+        ".datastage.json",
+        ".datastage-files.json",
+        ".datastage-damaged",
+        ".datastage-journal.jsonl",
+        ".datastage-partial.json",
+    }
+)
 
 
 class FileInfo(NamedTuple):
@@ -59,16 +74,19 @@ def list_tree(src: Path, warn: Callable[[str], None]) -> Listing:
     listing = Listing()
     root_real = os.path.realpath(src)
     listing.dirs[""] = stat.S_IMODE(os.stat(src).st_mode)
-    for rel_dir, entries in _walk(str(src)):
+    for rel_dir, folder, entries in _walk(str(src)):
         kept = 0
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            path = os.path.join(folder, entry.name)
             if not rel_dir and entry.name.startswith(OWN_PREFIX):
+                if entry.name not in OWN_RECORDS:
+                    warn(f"skipped {path}: names starting {OWN_PREFIX} are datastage's own")
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as e:
-                raise UsageError(f"cannot read {entry.path}: {e.strerror or e}") from e
+                raise UsageError(f"cannot read {path}: {e.strerror or e}") from e
             kind = stat.S_IFMT(st.st_mode)
             if kind == stat.S_IFREG:
                 mode = stat.S_IMODE(st.st_mode)
@@ -76,11 +94,11 @@ def list_tree(src: Path, warn: Callable[[str], None]) -> Listing:
                     st.st_size, st.st_mtime_ns, st.st_ino, mode, st.st_dev
                 )
             elif kind == stat.S_IFLNK:
-                listing.links[rel] = safe_link(entry.path, root_real, rel_dir)
+                listing.links[rel] = safe_link(path, root_real, rel_dir)
             elif kind == stat.S_IFDIR:
                 listing.dirs[rel] = stat.S_IMODE(st.st_mode)
             else:
-                warn(f"skipped {entry.path}: {_kind_name(kind)}, not a regular file")
+                warn(f"skipped {path}: {_kind_name(kind)}, not a regular file")
                 continue
             kept += 1
         if rel_dir and not kept:
@@ -88,25 +106,57 @@ def list_tree(src: Path, warn: Callable[[str], None]) -> Listing:
     return listing
 
 
-def _walk(top: str) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
-    """(relative folder, its entries sorted by name), depth first; links to folders not entered."""
-    stack = [""]
+def _walk(top: str) -> Iterator[tuple[str, str, list[os.DirEntry[str]]]]:
+    """(relative folder, its path, its entries sorted by name), depth first; links not entered.
+
+    Each folder is opened with ``O_NOFOLLOW`` and must be the very folder its parent listed
+    (same device and inode): a folder swapped for a link (or another folder) while the listing
+    runs is never walked into. Entries are read from that descriptor, so a path swapped later
+    does not matter either.
+    """
+    top_fd = _open_dir(top, None)
+    stack: list[tuple[str, int, tuple[int, int]]] = [("", top_fd, (0, 0))]
     while stack:
-        rel_dir = stack.pop()
+        rel_dir, fd, seen = stack.pop()
         folder = os.path.join(top, rel_dir) if rel_dir else top
+        if fd < 0:
+            fd = _open_dir(folder, seen)
         try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as e:
-            raise UsageError(f"cannot list {folder}: {e.strerror or e}") from e
-        yield rel_dir, entries
-        subdirs = [
-            f"{rel_dir}/{e.name}" if rel_dir else e.name
-            for e in entries
-            if e.is_dir(follow_symlinks=False)
-            and not (not rel_dir and e.name.startswith(OWN_PREFIX))
-        ]
-        stack.extend(reversed(subdirs))
+            try:
+                with os.scandir(fd) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as e:
+                raise UsageError(f"cannot list {folder}: {e.strerror or e}") from e
+            yield rel_dir, folder, entries  # entry.stat() reads through fd: keep it open
+            subdirs = []
+            for entry in entries:
+                if not rel_dir and entry.name.startswith(OWN_PREFIX):
+                    continue
+                st = entry.stat(follow_symlinks=False)  # cached: what the listing saw
+                if stat.S_ISDIR(st.st_mode):
+                    rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                    subdirs.append((rel, -1, (st.st_dev, st.st_ino)))
+            stack.extend(reversed(subdirs))
+        finally:
+            os.close(fd)
+
+
+def _open_dir(folder: str, seen: Optional[tuple[int, int]]) -> int:
+    """An fd of ``folder``; with ``seen`` (dev, ino), not through a link and that very folder."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+    if seen is not None:
+        flags |= os.O_NOFOLLOW
+    try:
+        fd = os.open(folder, flags)
+    except OSError as e:
+        if seen is not None and e.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+            raise changed(folder, "swapped for a link or removed") from e
+        raise UsageError(f"cannot list {folder}: {e.strerror or e}") from e
+    st = os.fstat(fd)
+    if seen is not None and (st.st_dev, st.st_ino) != seen:
+        os.close(fd)
+        raise changed(folder, "another folder than the one listed")
+    return fd
 
 
 def safe_link(path: str, root_real: str, rel_dir: str) -> str:
@@ -124,6 +174,26 @@ def safe_link(path: str, root_real: str, rel_dir: str) -> str:
     # Absolute or climbing: name what it resolves to, by real folders only, from the link's
     # own (real) folder.
     return os.path.relpath(resolved, os.path.join(root_real, rel_dir) if rel_dir else root_real)
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def refuse_nested(src: Path, out: Path, flag: str, both_ways: bool = True) -> None:
+    """Refuse writing ``out`` inside folder ``src`` (the copy would hold, and re-read, itself),
+    and, with ``both_ways``, ``src`` inside ``out`` (replacing ``out`` would remove SRC).
+
+    Compared by real paths, before anything is created, so ``./src/../src/inner`` or a link to
+    SRC is caught too.
+    """
+    real_src, real_out = os.path.realpath(src), os.path.realpath(out)
+    if _within(real_out, real_src) or (both_ways and _within(real_src, real_out)):
+        raise UsageError(
+            f"{out} and {src} overlap: the output would be written inside the folder it "
+            "copies (or replace it)",
+            hint=f"choose a {flag} outside {src}",
+        )
 
 
 def _kind_name(kind: int) -> str:

@@ -420,3 +420,139 @@ def test_pack_manifest_loads_whatever_the_path(tmp_path, folder):
     got = run_cli("get", str(manifest), "--to", str(tmp_path / "fast"))
     assert got.returncode == 0, got.stderr
     assert _without_marker(tree(Path(got.stdout.strip()))) == tree(src)
+
+
+# -- review: nesting, reuse of edited copies, user files named .datastage* ---------------------
+
+
+@pytest.mark.parametrize(
+    "to, name",
+    [("src/inner", None), ("src", "inner"), (".", "src"), ("src/../src/deep/er", None)],
+)
+def test_stage_refuses_a_target_inside_the_source_or_around_it(tmp_path, to, name):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a").write_bytes(b"a")
+    (src / "sub" / "b").write_bytes(b"b")
+    before = tree(src)
+    extra = ("--name", name) if name else ()
+    done = _stage(src, tmp_path / to, *extra)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and "overlap" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert tree(src) == before  # nothing made inside SRC, SRC not replaced
+    assert sorted(os.listdir(tmp_path)) == ["src"]
+
+
+@pytest.mark.parametrize("to", ["src", "src/out"])
+def test_pack_refuses_to_write_inside_the_folder_it_packs(tmp_path, to):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(b"a")
+    done = run_cli("pack", str(src), "--to", str(tmp_path / to))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and "overlap" in done.stderr
+    assert sorted(os.listdir(src)) == ["a"]
+
+
+def test_restage_does_not_carry_a_staged_copy_edited_in_place(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.wav").write_bytes(b"original")
+    (src / "b.wav").write_bytes(b"b")
+    to = tmp_path / "fast"
+    assert _stage(src, to).returncode == 0
+    staged = to / "src"
+    (staged / "a.wav").write_bytes(b"ORIGINAL")  # same size, edited in the copy
+    (src / "b.wav").write_bytes(b"bb")  # SRC changed: a re-staging that reuses unchanged files
+    done = _stage(src, to)
+    assert done.returncode == 0, done.stderr
+    assert (staged / "a.wav").read_bytes() == b"original"  # re-copied from SRC, not linked
+    marker = json.loads((staged / ".datastage.json").read_text())
+    for rel in ("a.wav", "b.wav"):
+        digest = hashlib.sha256((staged / rel).read_bytes()).hexdigest()
+        assert marker["files"][rel]["sha256"] == digest
+
+
+def test_stage_never_drops_a_datastage_looking_name_silently(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / ".datastage-notes").write_bytes(b"the user's own notes")
+    (src / "a").write_bytes(b"a")
+    done = _stage(src, tmp_path / "fast")
+    assert done.returncode == 0, done.stderr
+    assert f"warning: skipped {src / '.datastage-notes'}" in done.stderr
+    # a staged copy used as SRC: its own records are skipped without a word
+    again = _stage(tmp_path / "fast" / "src", tmp_path / "faster")
+    assert again.returncode == 0, again.stderr
+    assert "warning" not in again.stderr
+
+
+def _killed_run_partial(to: Path, src: Path) -> Path:
+    """What a run killed by -9 leaves: datastage's private 0700 partial folder and its record."""
+    partial = to / ".src.partial-k1lled00"
+    partial.mkdir(parents=True, mode=0o700)
+    partial.chmod(0o700)
+    record = {"made_by": "datastage stage", "partial": partial.name, "source": str(src)}
+    (partial / ".datastage-partial.json").write_text(json.dumps(record))
+    return partial
+
+
+def test_resume_after_a_folder_of_src_became_a_file(tmp_path):
+    src = tmp_path / "src"
+    (src / "x").mkdir(parents=True)
+    (src / "x" / "f").write_bytes(b"f")
+    (src / "gone").mkdir()
+    to = tmp_path / "fast"
+    partial = _killed_run_partial(to, src)
+    (partial / "x").mkdir()
+    (partial / "x" / "f").write_bytes(b"half")
+    (partial / "gone" / "deep").mkdir(parents=True)
+    # after the kill, SRC changes: folder x is now a file, folder gone is gone
+    (src / "x" / "f").unlink()
+    (src / "x").rmdir()
+    (src / "x").write_bytes(b"now a file")
+    (src / "gone").rmdir()
+    done = _stage(src, to)
+    assert done.returncode == 0, done.stderr
+    assert _without_marker(tree(to / "src")) == tree(src)
+    assert sorted(os.listdir(to / "src")) == [".datastage.json", "x"]
+    assert sorted(os.listdir(to)) == ["src"]
+
+
+def test_a_folder_swapped_for_a_link_during_the_listing_is_not_entered(tmp_path):
+    """The listing stalls while its FIFO warnings fill stderr; meanwhile SRC/sub becomes a link
+    out of SRC. The walker must not list (nor the copy read) the outside folder."""
+    import fcntl
+    import termios
+
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "key").write_bytes(b"public")
+    for i in range(400):  # after "sub"; warnings > a pipe's 64 KiB: the run blocks in the root
+        os.mkfifo(src / f"z{i:03d}{'-' * 200}")
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "key").write_bytes(b"SECRET")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "datastage", "stage", str(src), "--to", str(tmp_path / "fast")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert proc.stderr is not None
+    capacity = fcntl.fcntl(proc.stderr.fileno(), 1032)  # F_GETPIPE_SZ
+    # Once FIFO warnings are queued, "sub" was listed as a folder; the run cannot leave the root
+    # folder (more warnings than the pipe holds) until this test reads them, after the swap.
+    while proc.poll() is None:
+        queued = bytearray(4)
+        fcntl.ioctl(proc.stderr.fileno(), termios.FIONREAD, queued)
+        if int.from_bytes(queued, sys.byteorder) > capacity // 2:
+            break
+        time.sleep(0.01)
+    os.rename(src / "sub", tmp_path / "moved")
+    os.symlink(secret, src / "sub")
+    _, err = proc.communicate(timeout=60)
+    leaked = tmp_path / "fast" / "src" / "sub" / "key"
+    assert not leaked.exists(), err[-300:]
+    assert proc.returncode == 5 and b"changed while it was staged" in err, err[-300:]
