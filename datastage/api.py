@@ -374,7 +374,7 @@ def verify(
     ``name``: the folder a URL/path one-liner was staged in with ``get(..., name=)``."""
     manifest = _manifest(target, None, name, cache_dir=cache)
     settings = config.resolve(cache_dir=cache, quiet=quiet)
-    dest = config.given_path(to, "--to")
+    dest = config.resolve_to(to)  # as get: --to > $DATASTAGE_TO > config > platform
     if repair:
         return _get(manifest, dest, settings, force=False, repair=True)
     reporter = Reporter(settings.quiet)

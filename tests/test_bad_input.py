@@ -646,3 +646,23 @@ def test_manifest_problems_seen_from_python_hide_credentials(count):
     for text in (*e.problems, e.summary, str(e)):
         assert "SECRET" not in text, text
     assert "***@" in e.problems[0]
+
+
+def test_verify_without_to_uses_the_same_default_as_get(tmp_path):
+    """`verify NAME` without --to resolves the folder as `get` does, never a TypeError."""
+    env = {
+        "DATASTAGE_PLATFORM": "local",
+        "DATASTAGE_CONFIG": str(tmp_path / "none.toml"),
+        "DATASTAGE_TO": "",
+    }
+    done = run_cli("verify", "demo", env=env)
+    assert done.returncode == 2, done.stderr
+    assert (
+        done.stderr.splitlines()[0]
+        == "error: --to is required on this machine (no platform default)"
+    )
+    staged = run_cli("get", "demo", env={**env, "DATASTAGE_TO": str(tmp_path / "data")})
+    assert staged.returncode == 0, staged.stderr
+    verified = run_cli("verify", "demo", env={**env, "DATASTAGE_TO": str(tmp_path / "data")})
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.strip() == staged.stdout.strip()
