@@ -75,7 +75,11 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
     the Python parent's pages the child had between fork and exec).
     """
     began = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    # cwd "/": `python -m` puts the working folder first on sys.path, ahead of PYTHONPATH, so
+    # run from a checkout the "before" row would import the checkout's datastage
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd="/"
+    )
     status_file = Path(f"/proc/{proc.pid}/status")
     peak = 0
     while True:
