@@ -587,17 +587,7 @@ def _refuse_unlisted(
             if instead is None:  # damaged: no listing to go by
                 return  # ours; which of its files are is decided at the swap
             listed = instead
-    extra: list[str] = []
-    pending = [""]
-    while pending:
-        rel = pending.pop()
-        with os.scandir(target / rel if rel else target) as entries:
-            for entry in entries:
-                child = f"{rel}/{entry.name}" if rel else entry.name
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(child)
-                elif child not in listed and not (not rel and entry.name in _RESERVED):
-                    extra.append(child)
+    extra = _unlisted(target, listed, strict=True)  # deciding what may go: see everything
     if extra:
         names = ", ".join(sorted(extra)[:MAX_LISTED_PROBLEMS])
         more = f" and {len(extra) - MAX_LISTED_PROBLEMS} more" if len(extra) > 5 else ""
@@ -783,19 +773,27 @@ def _warn_extra(folder: Path, files: dict[str, Any], reporter: Reporter) -> None
 
 def _extra_files(folder: Path, files: dict[str, Any]) -> list[str]:
     """Files and links under ``folder`` that the record does not list (ours excluded)."""
+    return _unlisted(folder, files, strict=False)
+
+
+def _unlisted(folder: Path, listed: Any, *, strict: bool) -> list[str]:
+    """Files and links under ``folder`` that ``listed`` does not name (our records at the top
+    excluded). ``strict``: a folder that cannot be read is an error, not skipped."""
     extra: list[str] = []
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
         try:
             entries = list(os.scandir(folder / rel_dir if rel_dir else folder))
         except OSError:
+            if strict:
+                raise
             continue
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             if entry.is_dir(follow_symlinks=False):
-                stack.append(rel)
-            elif rel not in files and not (not rel_dir and entry.name in _RESERVED):
+                pending.append(rel)
+            elif rel not in listed and not (not rel_dir and entry.name in _RESERVED):
                 extra.append(rel)
     return extra
 
