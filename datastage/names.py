@@ -1,11 +1,22 @@
-"""File-name conventions shared by the modules that name things: which suffixes mark an archive.
+"""File-name conventions shared by the modules that name things: which suffixes mark an archive,
+and which names datastage keeps for itself inside a staged folder.
 
-Owns: the list of archive suffixes and stripping one from a name. Used to derive dataset names
-(direct.py, authoring.py, folders.py) and, in manifest.py, to guess whether an entry with no
-``extract`` key will be unpacked (the bytes decide at staging time; the name is the guess).
+Owns: the list of archive suffixes and stripping one from a name; the reserved record
+names. Suffixes derive dataset names (direct.py, authoring.py, folders.py) and, in
+manifest.py, guess whether an entry with no ``extract`` key will be unpacked (the bytes decide
+at staging time; the name is the guess).
 """
 
 from __future__ import annotations
+
+#: The completion marker, written last (stage.py).
+MARKER = ".datastage.json"
+#: The per-file record the marker vouches for by size and sha256 (stage.py).
+FILE_LIST = ".datastage-files.json"
+#: Top-level names of every staged folder that belong to datastage: an archive member of such a
+#: name is left out (a file) or refused (a folder); `stage SRC` never copies them. The last one
+#: is an earlier build's damage note, still kept out of datasets.
+RESERVED_NAMES = frozenset({MARKER, FILE_LIST, ".datastage-damaged"})
 
 # Compound suffixes first, so "x.tar.gz" loses ".tar.gz", not just ".gz".
 ARCHIVE_SUFFIXES = (

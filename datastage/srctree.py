@@ -29,21 +29,14 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
 from .errors import IntegrityError, UnsafeArchiveMember, UsageError
+from .names import RESERVED_NAMES
 
 #: Top-level names of the folder that are datastage's own (a staged copy used as SRC).
 OWN_PREFIX = ".datastage"
 #: Of those, the records of a staged copy: skipped without a word. Any other ``.datastage*``
 #: name (a cache, a crashed run's temporary folder, or the user's own file) is skipped with a
 #: warning naming it: never dropped silently.
-OWN_RECORDS = frozenset(
-    {
-        ".datastage.json",
-        ".datastage-files.json",
-        ".datastage-damaged",
-        ".datastage-journal.jsonl",
-        ".datastage-partial.json",
-    }
-)
+OWN_RECORDS = RESERVED_NAMES | {".datastage-journal.jsonl", ".datastage-partial.json"}
 
 
 class FileInfo(NamedTuple):

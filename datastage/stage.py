@@ -56,6 +56,7 @@ from .errors import (
 from .fsutil import disk_full_as_error, ensure_free, fsync_dir, remove_tree, write_atomic
 from .links import check_links
 from .manifest import FileEntry, Manifest
+from .names import FILE_LIST, MARKER, RESERVED_NAMES
 from .progress import Reporter
 from .redact import redact_url
 
@@ -63,11 +64,6 @@ if TYPE_CHECKING:  # the extract package (tarfile, zipfile, subprocess, ...) and
     # only when something is staged: a repeated `get` of a staged dataset needs neither
     from .extract import Format
 
-MARKER = ".datastage.json"
-#: The per-file record the marker vouches for (by size and sha256).
-FILE_LIST = ".datastage-files.json"
-#: Reserved inside a dataset folder (an archive member of that name is refused or left out).
-DAMAGED = ".datastage-damaged"
 #: 2: the file list lives in FILE_LIST; 1 (and folders staged by ``stage SRC``) kept it inline
 #: under "files". Both are read: an old staging stays staged (its sizes checked as before).
 MARKER_FORMAT = 2
@@ -111,7 +107,7 @@ def _single_top_folder(folder: Path) -> str:
     lead elsewhere.
     """
     try:
-        entries = set(os.listdir(folder)) - _RESERVED
+        entries = set(os.listdir(folder)) - RESERVED_NAMES
     except OSError:
         return ""
     if len(entries) != 1:
@@ -445,7 +441,7 @@ def _write_marker(
     """Write the file list, then the small marker that vouches for it: the marker comes last,
     so a folder with a marker is complete."""
     # a data file named like ours is replaced by it, so it cannot be listed
-    files = {k: v for k, v in record.items() if k not in _RESERVED}
+    files = {k: v for k, v in record.items() if k not in RESERVED_NAMES}
     # compact and sort_keys: json's C encoder (indent falls back to pure Python: 10x slower)
     listing = json.dumps({"files": files}, sort_keys=True, separators=(",", ":")).encode()
     del files
@@ -463,7 +459,7 @@ def _write_marker(
         ],
         "file_list": {
             "name": FILE_LIST,
-            "count": sum(1 for k in record if k not in _RESERVED),
+            "count": sum(1 for k in record if k not in RESERVED_NAMES),
             "size": len(listing),
             "sha256": hashlib.sha256(listing).hexdigest(),
         },
@@ -793,7 +789,7 @@ def _unlisted(folder: Path, listed: Any, *, strict: bool) -> list[str]:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             if entry.is_dir(follow_symlinks=False):
                 pending.append(rel)
-            elif rel not in listed and not (not rel_dir and entry.name in _RESERVED):
+            elif rel not in listed and not (not rel_dir and entry.name in RESERVED_NAMES):
                 extra.append(rel)
     return extra
 
@@ -885,5 +881,4 @@ def _sha256(path: str, size: int) -> Optional[str]:
 
 
 #: Our own files at the top of a staged folder (extract/writer.py leaves these names to us).
-_RESERVED = frozenset({MARKER, FILE_LIST, DAMAGED})
 READ_CHUNK = 1 << 20

@@ -37,6 +37,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import ArchiveTooLarge, InsufficientSpace, UnsafeArchiveMember
 from ..fsutil import free_bytes
+from ..names import RESERVED_NAMES
 from ..units import human_bytes
 
 READ_CHUNK = 1 << 20
@@ -51,8 +52,6 @@ BATCH_BYTES = 1 << 20
 MAX_BATCHES_IN_FLIGHT = 8 * WRITE_THREADS
 
 ChunkSource = Callable[[], Iterable[bytes]]
-#: Top-level names datastage writes into every staged folder (stage.py's marker files).
-RESERVED_NAMES = frozenset({".datastage.json", ".datastage-files.json", ".datastage-damaged"})
 #: Longest file name (bytes) and path the usual Linux file systems hold.
 NAME_MAX = 255
 PATH_MAX = 4096
