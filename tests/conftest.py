@@ -126,6 +126,13 @@ def write_manifest(folder: Path, name: str, files: list[dict[str, Any]], **top: 
     return path
 
 
+def file_manifest(folder: Path, url: str, data: bytes, name: str = "f.bin") -> Path:
+    """``folder/ds.toml``: dataset ``ds`` of one file ``name`` at ``url``, pinned to ``data``
+    (sha256 and size), not extracted."""
+    entry = {"url": url, "name": name, "sha256": sha256(data), "size": len(data), "extract": False}
+    return write_manifest(folder, "ds", [entry])
+
+
 def _toml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

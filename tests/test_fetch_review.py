@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import datastage
-from tests.conftest import payload, sha256
+from tests.conftest import file_manifest, payload
 from tests.servers.http_server import FileServer
 from tests.servers.relay import Relay
 
@@ -52,15 +52,6 @@ def _tar_gz(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def _manifest(tmp_path: Path, url: str, data: bytes, name: str = "f.bin") -> Path:
-    path = tmp_path / "ds.toml"
-    path.write_text(
-        f'name = "ds"\n[[files]]\nurl = "{url}"\nname = "{name}"\n'
-        f'sha256 = "{sha256(data)}"\nsize = {len(data)}\nextract = false\n'
-    )
-    return path
-
-
 def test_a_server_taking_2_connections_is_not_backed_off_by_16(tmp_path, monkeypatch, capsys):
     """16 connections against a server that answers 503 beyond 2: the extra connections give
     their pieces back at once (no backoff holding a piece, no retry lines), and the file comes
@@ -74,7 +65,7 @@ def test_a_server_taking_2_connections_is_not_backed_off_by_16(tmp_path, monkeyp
     try:
         data = payload(4 * MIB)
         url = limited.add("/f.bin", data, rate=8_000_000)
-        (blob,) = datastage.fetch(str(_manifest(tmp_path, url, data)))
+        (blob,) = datastage.fetch(str(file_manifest(tmp_path, url, data)))
         assert blob.read_bytes() == data
         err = capsys.readouterr().err
         refused = [r for r in limited.log if r.status == 503]
@@ -125,7 +116,7 @@ def test_a_server_restart_mid_download_is_waited_for(tmp_path, monkeypatch, conn
         server.add("/f.bin", data)
         url = f"http://127.0.0.1:{relay.port}/f.bin"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "datastage", "fetch", str(_manifest(tmp_path, url, data))],
+            [sys.executable, "-m", "datastage", "fetch", str(file_manifest(tmp_path, url, data))],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from datastage.errors import HTTPStatusError, NetworkError
-from tests.conftest import payload, sha256
+from tests.conftest import file_manifest, payload, run_cli, sha256
 from tests.servers.http_server import FileServer
 
 MIB = 1 << 20
@@ -26,27 +26,6 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])  # nothing listens once it is closed
-
-
-def _cli(
-    *args: str, timeout: float, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "datastage", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env or dict(os.environ),
-    )
-
-
-def _manifest(tmp_path: Path, url: str, data: bytes, name: str = "f.bin") -> Path:
-    path = tmp_path / "ds.toml"
-    path.write_text(
-        f'name = "ds"\n[[files]]\nurl = "{url}"\nname = "{name}"\n'
-        f'sha256 = "{sha256(data)}"\nsize = {len(data)}\nextract = false\n'
-    )
-    return path
 
 
 @pytest.fixture
@@ -60,7 +39,7 @@ def test_a_dead_port_is_reported_within_seconds_saying_each_retry(tmp_path, defa
     port = _closed_port()
     url = f"http://user:secret@127.0.0.1:{port}/data.tar"
     began = time.monotonic()
-    done = _cli("fetch", url, timeout=10)  # the requirement itself: wget and curl take < 1 s
+    done = run_cli("fetch", url, timeout=10)  # the requirement itself: wget and curl take < 1 s
     assert time.monotonic() - began < 10
     assert done.returncode == 4, done.stderr
     lines = done.stderr.splitlines()
@@ -79,7 +58,7 @@ def test_a_dead_port_is_reported_within_seconds_saying_each_retry(tmp_path, defa
 
 def test_an_unknown_host_name_is_one_plain_line(tmp_path, default_patience):
     """No internet / a typo: no minutes of silence, no repr soup with unbalanced quotes."""
-    done = _cli("fetch", "https://no-such-host.invalid/LJSpeech-1.1.tar.bz2", timeout=60)
+    done = run_cli("fetch", "https://no-such-host.invalid/LJSpeech-1.1.tar.bz2", timeout=60)
     assert done.returncode == 4, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [
@@ -97,7 +76,7 @@ def test_only_transient_statuses_are_retried_and_each_retry_is_said(
 ):
     data = payload(10_000)
     url = server.add("/f.bin", data, statuses=[status] * 10)
-    done = _cli("fetch", str(_manifest(tmp_path, url, data)), timeout=60)
+    done = run_cli("fetch", str(file_manifest(tmp_path, url, data)), timeout=60)
     assert done.returncode == 4
     assert len(server.requests_for("/f.bin")) == tries  # DATASTAGE_RETRIES=3 in the suite
     said = [line for line in done.stderr.splitlines() if line.startswith("retry ")]
@@ -110,7 +89,7 @@ def test_only_transient_statuses_are_retried_and_each_retry_is_said(
 def test_a_tls_error_is_not_retried(tmp_path, server, default_patience):
     """https:// to a plain-HTTP port: a TLS failure, the same on every try."""
     began = time.monotonic()
-    done = _cli("fetch", f"https://127.0.0.1:{server.port}/f.bin", timeout=10)
+    done = run_cli("fetch", f"https://127.0.0.1:{server.port}/f.bin", timeout=10)
     assert time.monotonic() - began < 10
     assert done.returncode == 4 and "TLS error talking to 127.0.0.1" in done.stderr
     assert "retry " not in done.stderr
@@ -126,7 +105,7 @@ def test_every_dead_mirror_is_named_with_its_reason_and_fast(tmp_path, server, d
         f'name = "ds"\n[[files]]\nurl = "{dead}"\nmirrors = ["{missing}"]\nname = "f.bin"\n'
         f'sha256 = "{sha256(data)}"\nextract = false\n'
     )
-    done = _cli("fetch", str(manifest), timeout=10)
+    done = run_cli("fetch", str(manifest), timeout=10)
     assert done.returncode == 4
     error = next(line for line in done.stderr.splitlines() if line.startswith("error: "))
     assert error.startswith("error: all 2 sources of f.bin failed")
@@ -168,8 +147,8 @@ def test_unwritable_target_or_cache_fails_before_any_network(tmp_path, server, w
         to = "/sys/kernel"
     else:
         env["DATASTAGE_CACHE"] = str(blocker / "cache")
-    for target in (str(_manifest(tmp_path, url, data)), url):
-        done = _cli("get", target, "--to", to, timeout=30, env=env)
+    for target in (str(file_manifest(tmp_path, url, data)), url):
+        done = run_cli("get", target, "--to", to, timeout=30, env=env)
         assert done.returncode not in (0, 1), done.stderr
         errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
         assert len(errors) == 1 and str(blocker if where != "to-sys" else to) in errors[0], errors
@@ -217,7 +196,7 @@ def test_kill_9_at_full_loopback_speed_refetches_little(tmp_path, cache_dir):
                 time.sleep(0.01)
         state = cache_dir / "partial" / f"sha256-{digest.hexdigest()}.json"
         assert json.loads(state.read_text())["segments"], "the plan was saved"
-        done = _cli("fetch", str(manifest), timeout=60, env=env)
+        done = run_cli("fetch", str(manifest), timeout=60, env=env)
         assert done.returncode == 0, done.stderr
         blob = Path(done.stdout.strip())
         assert _sha256_of(blob) == digest.hexdigest()

@@ -8,19 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import payload, run_cli, sha256
+from tests.conftest import file_manifest, payload, run_cli
 from tests.servers.http_server import FileServer
 
 MIB = 1 << 20
-
-
-def _manifest(tmp_path: Path, url: str, data: bytes) -> Path:
-    path = tmp_path / "ds.toml"
-    path.write_text(
-        f'name = "ds"\n[[files]]\nurl = "{url}"\nname = "big.bin"\n'
-        f'sha256 = "{sha256(data)}"\nsize = {len(data)}\nextract = false\n'
-    )
-    return path
 
 
 @pytest.fixture
@@ -37,7 +28,7 @@ def test_a_throttled_host_gets_more_than_8_connections_by_default(tmp_path, smal
     server = FileServer(rate=1_000_000)
     try:
         url = server.add("/big.bin", data)
-        done = run_cli("fetch", str(_manifest(tmp_path, url, data)))
+        done = run_cli("fetch", str(file_manifest(tmp_path, url, data)))
         assert done.returncode == 0, done.stderr
         assert Path(done.stdout.strip()).read_bytes() == data
         assert server.max_active > 8, server.max_active
@@ -53,7 +44,7 @@ def test_the_next_piece_is_asked_for_before_the_current_one_ends(tmp_path, small
     server = FileServer(rate=4_000_000, latency=0.2)
     try:
         url = server.add("/big.bin", data)
-        done = run_cli("fetch", str(_manifest(tmp_path, url, data)), "-j", "2")
+        done = run_cli("fetch", str(file_manifest(tmp_path, url, data)), "-j", "2")
         assert done.returncode == 0, done.stderr
         assert Path(done.stdout.strip()).read_bytes() == data
         # Answers sent whole (a piece cut short by a split or a takeover ends late, at the
