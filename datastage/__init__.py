@@ -11,14 +11,16 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 import functools as _functools
+import sys as _sys
 from typing import Any as _Any
 from typing import Callable as _Callable
 from typing import TypeVar as _TypeVar
 
 from . import api as _api
-from .errors import DatastageError
-from .errors import note_hint as _note_hint
-from .redact import scrubbed as _scrubbed
+from .core import errors
+from .core.errors import DatastageError
+from .core.errors import note_hint as _note_hint
+from .core.redact import scrubbed as _scrubbed
 
 _F = _TypeVar("_F", bound=_Callable[..., _Any])
 
@@ -38,6 +40,10 @@ def _public(function: _F) -> _F:
 
     return wrapper  # type: ignore[return-value]
 
+
+# ``datastage.errors`` is the public home of every exception (``from datastage.errors import
+# ChecksumMismatch``); the classes live in core/errors.py, the bottom of the layer order.
+_sys.modules[__name__ + ".errors"] = errors
 
 fetch = _public(_api.fetch)
 get = _public(_api.get)

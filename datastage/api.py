@@ -18,8 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, Union, cast
 
-from . import config, registry, stage, writable
-from .errors import (
+from .core import writable
+from .core.errors import (
     AllMirrorsFailed,
     ChecksumMismatch,
     CorruptArchive,
@@ -30,10 +30,13 @@ from .errors import (
     UsageError,
     VerifyFailed,
 )
-from .fsutil import SPACE_MARGIN, existing_ancestor, free_bytes
-from .manifest import URL_SCHEME, FileEntry, Manifest
-from .progress import Reporter
-from .redact import redact_url
+from .core.fsutil import SPACE_MARGIN, existing_ancestor, free_bytes
+from .core.progress import Reporter
+from .core.redact import redact_url
+from .resolve import registry
+from .resolve.manifest import URL_SCHEME, FileEntry, Manifest
+from .settings import config
+from .stage import staging as stage
 
 PathLike = Union[str, "os.PathLike[str]"]
 T = TypeVar("T")
@@ -101,7 +104,7 @@ def get(
         cache_dir=cache, quiet=quiet, connections=connections, mirror=mirror, **endpoints
     )
     writable.check(dest, settings.cache_dir)  # before any download
-    from . import ranks
+    from .settings import ranks
 
     if not ranks.distributed():
         return _get(manifest, dest, settings, force, repair)
@@ -135,8 +138,8 @@ def get_manifest(
 ) -> Path:
     """Fetch and stage an already resolved manifest (no is-current shortcut, no rank turn).
     ``force``: stage again even if a current staging is in place."""
-    from .cache import Cache
-    from .cachetool import in_use
+    from .obtain.cache import Cache
+    from .obtain.usage import in_use
 
     reporter = Reporter(settings.quiet)
     stage.refuse_foreign(manifest, dest)  # before a byte is downloaded
@@ -158,7 +161,7 @@ def get_manifest(
 def _fetching_damaged_again(action: Callable[[], T], settings: Any, reporter: Reporter) -> T:
     """Run ``action``; if it found cache blobs altered on disk, drop them and run it again
     (they are then downloaded, or copied from the persistent tier, hashed on the way in)."""
-    from .cache import Cache
+    from .obtain.cache import Cache
 
     try:
         return action()
@@ -182,7 +185,7 @@ def _with_unpin_hint(
 ) -> CorruptArchive:
     """A damaged archive whose bytes match their first-use pin stays an archive error, and the
     pin stays (only `unpin` replaces one): say how to accept a fixed file."""
-    from .pins import Pins
+    from .obtain.pins import Pins
 
     book = Pins(settings.cache_dir)
     if any(book.status(entry)[1] is not None for entry in manifest.files):
@@ -197,8 +200,8 @@ def _overlapped(
     manifest: Manifest, dest: Path, settings: config.Settings, reporter: Reporter, force: bool
 ) -> Optional[Path]:
     """Extract while downloading (overlap.py) when that is safe; None: take the usual path."""
-    from . import overlap
-    from .cache import Cache
+    from .obtain.cache import Cache
+    from .stage import streaming as overlap
 
     if not overlap.enabled():
         return None
@@ -229,8 +232,8 @@ def fetch(
     settings = config.resolve(
         cache_dir=cache, quiet=quiet, connections=connections, mirror=mirror, **endpoints
     )
-    from .cache import Cache
-    from .cachetool import in_use
+    from .obtain.cache import Cache
+    from .obtain.usage import in_use
 
     reporter = Reporter(settings.quiet)
     with in_use(Cache(settings.cache_dir)):
@@ -244,8 +247,8 @@ def _obtain_all(
     manifest: Manifest, dest: Optional[Path], settings: config.Settings, reporter: Reporter
 ) -> list[Any]:
     """Every file's verified cache blob, in manifest order (space checked first)."""
-    from . import cachetool
-    from .cache import Cache
+    from .obtain import usage as cachetool
+    from .obtain.cache import Cache
 
     store = Cache(settings.cache_dir)
     _warn_license(manifest, reporter)
@@ -286,7 +289,7 @@ def _where_terms_are(manifest: Manifest) -> str:
 
 def _pinned_entries(manifest: Manifest, store: Any) -> list[FileEntry]:
     """Entries with their trust-on-first-use pins turned into expected size and sha256."""
-    from .pins import Pins, apply
+    from .obtain.pins import Pins, apply
 
     book = Pins(store.root)
     return [apply(entry, book.get(entry)) for entry in manifest.files]
@@ -306,9 +309,9 @@ def _download_pinned(
     """Download ``expected``; record a first-use pin, or say which pin a mismatch broke.
     ``on_prefix`` (overlap.py) is told how much of the ``.part`` is written, when it downloads.
     A new pin is said at once, or added to ``pinned_now`` for one line about all files."""
-    from . import tiers
-    from .download import download
-    from .pins import Pins
+    from .obtain import persistent as tiers
+    from .obtain.download import download
+    from .obtain.pins import Pins
 
     book = Pins(store.root)
     try:
@@ -345,8 +348,8 @@ def unpin(target: str, cache: Optional[PathLike] = None) -> list[str]:
     """Forget the first-use pins of ``target``'s files; returns the names of files unpinned.
     The only way a pin is ever replaced: the next download is pinned anew (the cache's URL
     record goes too, so that that download really happens)."""
-    from .cache import Cache
-    from .pins import Pins
+    from .obtain.cache import Cache
+    from .obtain.pins import Pins
 
     manifest = _manifest(target, None, None, cache_dir=cache)  # a URL or path too, as hints say
     store = Cache(config.resolve(cache_dir=cache).cache_dir)
@@ -396,7 +399,7 @@ def verify(
 def _needs_repair(manifest: Manifest, dest: Path, settings: config.Settings) -> bool:
     """For ``repair``: must the dataset be staged again? Damaged cache blobs are dropped here
     (so they are fetched again); a staging found intact is left alone."""
-    from .cache import Cache
+    from .obtain.cache import Cache
 
     reporter = Reporter(settings.quiet)
     folder = stage.dataset_dir(manifest, dest)
@@ -427,7 +430,7 @@ def _inspect(
 ) -> Optional[tuple[str, list[Any]]]:
     """Re-hash a staging and the cache blobs its marker says it was built from (those still
     in the cache). None: all intact; else (what differs, the damaged blobs)."""
-    from .cache import Blob, Cache, damaged
+    from .obtain.cache import Blob, Cache, damaged
 
     store = Cache(settings.cache_dir)
     blobs = [
@@ -465,8 +468,8 @@ def info(
     target: str, to: Optional[PathLike] = None, cache: Optional[PathLike] = None
 ) -> dict[str, Any]:
     """What the manifest says, plus which files are in the cache and whether it is staged."""
-    from .cache import Cache
-    from .pins import Pins, apply
+    from .obtain.cache import Cache
+    from .obtain.pins import Pins, apply
 
     manifest = _manifest(target, None, None, cache_dir=cache)
     store = Cache(config.resolve(cache_dir=cache).cache_dir)
@@ -557,7 +560,7 @@ def _manifest(
     **settings: Any,
 ) -> Manifest:
     """The registry's (or a manifest file's) manifest, or one synthesised for a URL/path."""
-    from . import direct
+    from .resolve import oneliner as direct
 
     target = _checked_target(target, name)
     _check_endpoints(settings)
@@ -583,8 +586,8 @@ def _checked_target(target: Any, name: Optional[str] = None) -> str:
     """The target as a string; refuse one (or a ``--name``) that could only go wrong later: ""
     would stage the current folder, a malformed URL would be a traceback in a source, a name
     with "/" a folder outside ``to``."""
-    from .direct import MAX_FOLDER_NAME
-    from .manifest import URL_SCHEME, check_name, check_url
+    from .resolve.manifest import URL_SCHEME, check_name, check_url
+    from .resolve.oneliner import MAX_FOLDER_NAME
 
     if isinstance(target, os.PathLike):
         target = os.fspath(target)
@@ -607,7 +610,7 @@ def _checked_target(target: Any, name: Optional[str] = None) -> str:
 
 def _check_endpoints(settings: dict[str, Any]) -> None:
     """--hf-endpoint (comma-separated) and --s3-endpoint must be URLs a library can parse."""
-    from .manifest import check_url
+    from .resolve.manifest import check_url
 
     for key in ("hf_endpoint", "s3_endpoint"):
         for url in str(settings.get(key) or "").split(","):
@@ -633,7 +636,7 @@ def _download_all(
     """
     from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-    from .segmented import Budget, Cancelled
+    from .obtain.transfer import Budget, Cancelled
 
     budget = Budget(settings.connections)
 

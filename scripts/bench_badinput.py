@@ -27,8 +27,9 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from datastage import manifest, tomlio  # noqa: E402
-from datastage.errors import ManifestError  # noqa: E402
+from datastage.core import tomlio  # noqa: E402
+from datastage.core.errors import ManifestError  # noqa: E402
+from datastage.resolve import manifest  # noqa: E402
 
 
 def _problems(n: int) -> Callable[[], None]:

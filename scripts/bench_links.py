@@ -26,8 +26,8 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from datastage import stage
-from datastage.links import check_links
+from datastage.stage import staging as stage
+from datastage.stage.links import check_links
 
 
 def build(root: Path, n_files: int, n_links: int) -> None:

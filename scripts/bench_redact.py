@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 from typing import Callable
 
-from datastage import redact
+from datastage.core import redact
 
 CASES: dict[str, str] = {
     "reason phrase '?a=b&' x 13k (64 KB)": "HTTP 404 " + "?a=b&" * 13_000,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from datastage.cli import main
+from datastage.cli.main import main
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -18,8 +18,11 @@ from typing import Any, Optional
 
 import pytest
 
-from datastage import api, errors, manifest, tomlio, userconfig
-from datastage.errors import ManifestError, UsageError
+from datastage import api
+from datastage.core import errors, tomlio
+from datastage.core.errors import ManifestError, UsageError
+from datastage.resolve import manifest
+from datastage.settings import configfile as userconfig
 from tests.conftest import run_cli, sha256, tree
 from tests.inprocess import cli
 

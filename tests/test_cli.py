@@ -397,7 +397,7 @@ def test_second_get_makes_no_request_and_imports_no_network_library(manifest, to
     probe = (
         "import atexit, sys\n"
         "atexit.register(lambda: print('LOADED', sorted(m for m in "
-        "('requests', 'urllib3', 'tqdm', 'datastage.download') if m in sys.modules), "
+        "('requests', 'urllib3', 'tqdm', 'datastage.obtain.download') if m in sys.modules), "
         "file=sys.stderr))\n"
         "from datastage.cli import main\n"
         f"main(['get', {str(manifest)!r}, '--to', {str(to)!r}])\n"

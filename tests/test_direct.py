@@ -25,13 +25,13 @@ HEAVY = ("boto3", "botocore", "huggingface_hub", "gdown", "fsspec", "moto")
     ],
 )
 def test_default_names(url: str, names: list[str], expected: str) -> None:
-    from datastage.direct import default_name
+    from datastage.resolve.oneliner import default_name
 
     assert default_name(url, names) == expected
 
 
 def test_targets_are_told_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from datastage.direct import is_direct
+    from datastage.resolve.oneliner import is_direct
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "folder").mkdir()

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import datastage.resolve.manifest
 import pytest
 
 import datastage
-import datastage.manifest
-from datastage.cache import Cache
-from datastage.errors import (
+from datastage.core.errors import (
     AccessDenied,
     ChecksumMismatch,
     HTTPStatusError,
@@ -19,6 +18,7 @@ from datastage.errors import (
     SizeMismatch,
     UnexpectedHTML,
 )
+from datastage.obtain.cache import Cache
 from tests.conftest import payload, sha256, write_manifest
 
 SIZE = 3 * 1024 * 1024 + 123
@@ -154,7 +154,7 @@ def test_resume_after_partial_file_complete_uses_416(tmp_path, server, cache_dir
     # Let one download fail verification, keeping nothing; then lay down what a run killed
     # between its last write and its commit leaves behind: a full .part and its state.
     entry = {"url": url, "sha256": sha256(data), "size": len(data), "extract": False}
-    manifest = datastage.manifest.load(write_manifest(tmp_path, "one", [entry]))
+    manifest = datastage.resolve.manifest.load(write_manifest(tmp_path, "one", [entry]))
     part, state = Cache(cache_dir).partial_paths(manifest.files[0])
     part.parent.mkdir(parents=True)
     part.write_bytes(data)
@@ -172,7 +172,7 @@ def test_a_complete_part_without_a_digest_is_confirmed_with_a_416(tmp_path, serv
     data = payload(100_000)
     url = server.add("/f.bin", data)
     entry = {"url": url, "size": len(data), "extract": False, "pinned": False}
-    manifest = datastage.manifest.load(write_manifest(tmp_path, "one", [entry]))
+    manifest = datastage.resolve.manifest.load(write_manifest(tmp_path, "one", [entry]))
     part, state = Cache(cache_dir).partial_paths(manifest.files[0])
     part.parent.mkdir(parents=True)
     part.write_bytes(data)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from datastage.manifest import tomllib
+from datastage.resolve.manifest import tomllib
 from tests.archives import make_zip
 from tests.conftest import payload, run_cli, sha256, tree, write_manifest
 
@@ -54,7 +54,7 @@ def _install_targets(text: str) -> list[str]:
 
 
 def test_distribution_name_and_every_install_line_agree() -> None:
-    from datastage import errors
+    from datastage.core import errors
 
     project = _pyproject()["project"]
     assert project["name"] == DISTRIBUTION  # `datastage` on PyPI is IBM's DataStage SDK
@@ -166,7 +166,7 @@ def test_verify_hint_repeats_the_target_as_typed_and_works(tmp_path: Path) -> No
 
 def test_unknown_dataset_text_carries_the_suggestion(tmp_path: Path) -> None:
     import datastage
-    from datastage.errors import DatasetNotFound
+    from datastage.core.errors import DatasetNotFound
 
     with pytest.raises(DatasetNotFound) as caught:
         datastage.get("ljspech", to=tmp_path)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import datastage
-from datastage.errors import ManifestError, UsageError
+from datastage.core.errors import ManifestError, UsageError
 from tests.conftest import run_cli, sha256, tree, write_manifest
 from tests.inprocess import cli
 
@@ -80,7 +80,7 @@ def test_same_name_in_different_folders_stages_both(tmp_path, capsys, server):
 
 def test_archives_of_the_same_name_may_share_a_folder(tmp_path):
     """Without ``extract = false`` an archive is unpacked, not copied: no collision at load."""
-    from datastage.manifest import from_dict
+    from datastage.resolve.manifest import from_dict
 
     files = [{"url": "https://h/train/data.tar.gz"}, {"url": "https://h/test/data.tar.gz"}]
     assert len(from_dict({"name": "ok", "files": files}).files) == 2

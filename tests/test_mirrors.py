@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 import datastage
-from datastage.errors import AllMirrorsFailed
+from datastage.core.errors import AllMirrorsFailed
 from tests.conftest import payload, run_cli, sha256, write_manifest
 from tests.servers.http_server import FileServer
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from datastage.overlap import detect_head
+from datastage.stage.streaming import detect_head
 from tests.archives import compress, make_tar, make_zip
 from tests.conftest import payload, run_cli, sha256, tree, write_manifest
 

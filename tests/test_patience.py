@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from datastage.errors import HTTPStatusError, NetworkError
+from datastage.core.errors import HTTPStatusError, NetworkError
 from tests.conftest import file_manifest, payload, run_cli, sha256
 from tests.servers.http_server import FileServer
 
@@ -115,7 +115,7 @@ def test_every_dead_mirror_is_named_with_its_reason_and_fast(tmp_path, server, d
 
 def test_backoff_per_url_is_capped_at_about_a_minute():
     """However many retries are configured, one URL without progress waits <= MAX_WAIT."""
-    from datastage.retrying import MAX_WAIT, Patience
+    from datastage.obtain.retrying import MAX_WAIT, Patience
 
     said: list[str] = []
     slept: list[float] = []

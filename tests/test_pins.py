@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import datastage
-from datastage.errors import AllMirrorsFailed, ChecksumMismatch, SizeMismatch
+from datastage.core.errors import AllMirrorsFailed, ChecksumMismatch, SizeMismatch
 from tests.archives import make_tar
 from tests.conftest import dedent, payload, run_cli, sha256, tree, write_manifest
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from datastage import config, platform
+from datastage.settings import config
+from datastage.settings import machine as platform
 from tests.conftest import run_cli
 
 

@@ -71,7 +71,7 @@ def test_four_ranks_stage_once(tmp_path, server):
 def _holder(lock_kind: str, key: str) -> subprocess.Popen[str]:
     """A process that takes a datastage lock, says so, and sleeps until killed."""
     code = (
-        "import sys, time; from datastage import locks, ranks; "
+        "import sys, time; from datastage.core import locks; from datastage.settings import ranks; "
         "cm = locks.hold(ranks.lock_path(sys.argv[1], sys.argv[2]), 'test'); cm.__enter__(); "
         "print('locked', flush=True); time.sleep(600)"
     )
@@ -127,7 +127,7 @@ def test_stage_lock_of_a_killed_process_is_recovered(tmp_path):
 
 
 def test_rank_variables_are_read_without_torch():
-    from datastage import ranks
+    from datastage.settings import ranks
 
     assert ranks.distributed({"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4"})
     assert not ranks.distributed({"LOCAL_RANK": "0", "WORLD_SIZE": "1"})

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 import datastage
-from datastage import direct
-from datastage.redact import (
+from datastage.core.redact import (
     is_secret_key,
     record_matches,
     redact_text,
@@ -26,6 +25,7 @@ from datastage.redact import (
     same_url,
     url_fields,
 )
+from datastage.resolve import oneliner as direct
 from tests.archives import make_tar
 from tests.conftest import payload, run_cli, tree, write_manifest
 from tests.servers.auth_server import AuthServer

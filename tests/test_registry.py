@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import datastage
-from datastage import registry
-from datastage.errors import DatasetNotFound, ManifestError
-from datastage.manifest import from_dict, load
+from datastage.core.errors import DatasetNotFound, ManifestError
+from datastage.resolve import registry
+from datastage.resolve.manifest import from_dict, load
 from tests.conftest import dedent, run_cli
 
 if sys.version_info >= (3, 11):

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 import datastage
-from datastage import config
-from datastage.cache import Cache
-from datastage.digests import Digest
-from datastage.download import download
-from datastage.errors import UsageError
-from datastage.manifest import FileEntry
-from datastage.progress import Reporter
+from datastage.core.digests import Digest
+from datastage.core.errors import UsageError
+from datastage.core.progress import Reporter
+from datastage.obtain.cache import Cache
+from datastage.obtain.download import download
+from datastage.resolve.manifest import FileEntry
+from datastage.settings import config
 from tests.conftest import payload, run_cli, sha256, write_manifest
 from tests.servers.http_server import FileServer
 from tests.test_crash import _wait_for

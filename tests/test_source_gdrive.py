@@ -61,7 +61,7 @@ def test_old_confirm_link_yields_the_download_url() -> None:
     ],
 )
 def test_refusal_pages_are_recognised(name: str, error: str, words: str) -> None:
-    from datastage import errors
+    from datastage.core import errors
     from datastage.sources.gdrive import recognise
 
     with pytest.raises(getattr(errors, error)) as caught:
@@ -71,7 +71,7 @@ def test_refusal_pages_are_recognised(name: str, error: str, words: str) -> None
 
 
 def test_an_unknown_page_is_unexpected_html() -> None:
-    from datastage.errors import UnexpectedHTML
+    from datastage.core.errors import UnexpectedHTML
     from datastage.sources.gdrive import recognise
 
     with pytest.raises(UnexpectedHTML):
@@ -106,7 +106,7 @@ def test_share_link_one_liner(drive: DriveServer, tmp_path: Path) -> None:
 
 
 def test_virus_scan_interstitial_is_passed_and_ranges_work(drive: DriveServer) -> None:
-    from datastage import config
+    from datastage.settings import config
     from datastage.sources import for_url
 
     drive.add_file(BIG_ID, "big.bin", BIG, mode="confirm")
@@ -147,8 +147,8 @@ def test_refusals_are_one_line_errors_and_never_saved(
 
 
 def test_quota_reached_half_way_is_recognised(drive: DriveServer) -> None:
-    from datastage import config
-    from datastage.errors import QuotaExceeded
+    from datastage.core.errors import QuotaExceeded
+    from datastage.settings import config
     from datastage.sources import for_url
 
     drive.add_file(BIG_ID, "big.bin", BIG, mode="confirm")

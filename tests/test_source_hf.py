@@ -72,7 +72,8 @@ def test_folder_and_glob_and_snapshot(hub: HFServer, tmp_path: Path) -> None:
 
 
 def test_lfs_files_are_pinned_to_the_hub_sha256(hub: HFServer) -> None:
-    from datastage import config, direct
+    from datastage.resolve import oneliner as direct
+    from datastage.settings import config
 
     manifest = direct.manifest_for("hf://datasets/org/speech@main/archive.bin", config.resolve())
     [entry] = manifest.files
@@ -133,7 +134,7 @@ def test_missing_things_are_one_line_errors(hub: HFServer, tmp_path: Path) -> No
 
 
 def test_ranges_for_the_segmented_engine(hub: HFServer) -> None:
-    from datastage import config
+    from datastage.settings import config
     from datastage.sources import for_url
 
     source = for_url("hf://x/y", config.resolve())

@@ -66,7 +66,7 @@ def test_prefix_expands_into_a_tree(s3: tuple[str, Any], tmp_path: Path) -> None
 
 def test_ranged_reads_and_validator(s3: tuple[str, Any]) -> None:
     """What the segmented engine relies on: size, ETag, exact ranges, restart on change."""
-    from datastage import config
+    from datastage.settings import config
     from datastage.sources import for_url
 
     endpoint, client = s3

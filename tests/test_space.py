@@ -10,7 +10,7 @@ import time
 import pytest
 
 import datastage
-from datastage.errors import InsufficientSpace
+from datastage.core.errors import InsufficientSpace
 from tests.conftest import payload, run_cli, sha256, write_manifest
 
 

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 import datastage
-from datastage.errors import UnsafeArchiveMember
-from datastage.links import check_links
+from datastage.core.errors import UnsafeArchiveMember
+from datastage.stage.links import check_links
 from tests.archives import make_tar
 from tests.conftest import payload, run_cli, sha256, tree, write_manifest
 

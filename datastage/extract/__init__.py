@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
-from ..errors import ArchiveError, CorruptArchive, MissingDependency, UnsupportedArchive
+from ..core.errors import ArchiveError, CorruptArchive, MissingDependency, UnsupportedArchive
 from .streams import DECOMPRESSION_ERRORS, decompressed
 from .writer import Budget, SafeWriter
 
@@ -161,7 +161,7 @@ def _has_zip_directory(path: Path) -> bool:
 def refuse_unrecognised(name: str, fmt: Format) -> None:
     """A file named like an archive whose bytes no reader accepts is an error, not a file
     to copy as is (a wrong success): the caller says ``extract = false`` to copy it."""
-    from ..names import archive_suffix
+    from ..core.names import archive_suffix
 
     suffix = archive_suffix(name)
     if fmt.is_archive or not suffix:

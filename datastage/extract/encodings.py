@@ -106,7 +106,7 @@ def decode_raw(
         if _ok(raw, encoding):
             out[raw] = raw.decode(encoding)
         elif setting.explicit:
-            from ..errors import UnsupportedArchive
+            from ..core.errors import UnsupportedArchive
 
             raise UnsupportedArchive(
                 f"{archive}: member name {raw!r} is not valid {encoding} (name_encoding)"

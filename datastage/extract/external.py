@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..errors import UnsafeArchiveMember
-from ..fsutil import remove_tree
+from ..core.errors import UnsafeArchiveMember
+from ..core.fsutil import remove_tree
 from .streams import BadData
 from .tarfmt import MAX_LINK_TARGET
 from .writer import SafeWriter
@@ -81,7 +81,7 @@ def extract_with_bsdtar(
     """
     tool = bsdtar()
     if tool is None:
-        from ..errors import MissingDependency
+        from ..core.errors import MissingDependency
 
         raise MissingDependency(
             f"{writer.archive} is in a format datastage reads through bsdtar",

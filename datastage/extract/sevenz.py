@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional, cast
 
-from ..errors import CorruptArchive, MissingDependency, UnsupportedArchive, install_hint
+from ..core.errors import CorruptArchive, MissingDependency, UnsupportedArchive, install_hint
 from . import external
 from .tarfmt import MAX_LINK_TARGET
 from .writer import MemberSink, SafeWriter

@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Iterator
 from typing import IO, Any, Optional, cast
 
-from ..errors import MissingDependency, install_hint
+from ..core.errors import MissingDependency, install_hint
 
 READ_CHUNK = 1 << 20
 THREADS = os.cpu_count() or 1

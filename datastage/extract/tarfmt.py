@@ -262,9 +262,9 @@ def _allow_holes(writer: SafeWriter, name: str, holes: int) -> None:
     """The budget counts a sparse file's real size. A tar's own size bounds what its members
     store, not their holes: those are allowed on top, as far as the free space would hold
     them written out (a declared map of a petabyte is refused, not hashed for days)."""
-    from ..errors import ArchiveTooLarge
-    from ..fsutil import free_bytes
-    from ..units import human_bytes
+    from ..core.errors import ArchiveTooLarge
+    from ..core.fsutil import free_bytes
+    from ..core.units import human_bytes
 
     budget = writer.budget
     if budget is None or holes <= 0:

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..errors import ArchiveTooLarge, InsufficientSpace, UnsafeArchiveMember
-from ..fsutil import free_bytes
-from ..names import RESERVED_NAMES
-from ..units import human_bytes
+from ..core.errors import ArchiveTooLarge, InsufficientSpace, UnsafeArchiveMember
+from ..core.fsutil import free_bytes
+from ..core.names import RESERVED_NAMES
+from ..core.units import human_bytes
 
 READ_CHUNK = 1 << 20
 #: Worker threads that write and hash files; more than the cores helps hide file-system latency.

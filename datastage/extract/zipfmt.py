@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..errors import UnsupportedArchive
+from ..core.errors import UnsupportedArchive
 from . import external
 from .encodings import CANDIDATES, decode_raw
 from .streams import BadData

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Optional, Protocol
 
-from ..config import Settings
-from ..digests import Digest
-from ..errors import MissingDependency, UsageError, install_hint
-from ..manifest import URL_SCHEME
+from ..core.digests import Digest
+from ..core.errors import MissingDependency, UsageError, install_hint
+from ..resolve.manifest import URL_SCHEME
+from ..settings.config import Settings
 
 
 @dataclass(frozen=True)

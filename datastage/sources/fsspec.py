@@ -13,8 +13,8 @@ from typing import Any, Optional
 
 import fsspec  # noqa: F401  (imported here so a missing package is a MissingDependency)
 
-from ..config import Settings
-from ..errors import AccessDenied, MissingDependency, NetworkError, RemoteNotFound, SourceError
+from ..core.errors import AccessDenied, MissingDependency, NetworkError, RemoteNotFound, SourceError
+from ..settings.config import Settings
 from . import RemoteFile, read_range
 
 VALIDATOR_KEYS = ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "last_modified")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import MissingDependency
+from ..core.errors import MissingDependency
 
 if sys.version_info < (3, 10):  # gdown 6 (the embedded-folder-view parser) needs Python 3.10
     raise MissingDependency(
@@ -39,8 +39,7 @@ import gdown  # noqa: F401  (imported here so a missing gdown is a MissingDepend
 import requests
 from requests.adapters import HTTPAdapter
 
-from ..config import Settings
-from ..errors import (
+from ..core.errors import (
     AccessDenied,
     HTTPStatusError,
     QuotaExceeded,
@@ -48,6 +47,7 @@ from ..errors import (
     SourceError,
     UnexpectedHTML,
 )
+from ..settings.config import Settings
 from . import RemoteFile
 from .http import HTTPBody, HTTPSource
 

@@ -28,9 +28,8 @@ from urllib.parse import unquote
 
 import huggingface_hub  # noqa: F401  (imported here so a missing package is a MissingDependency)
 
-from ..config import Settings
-from ..digests import Digest
-from ..errors import (
+from ..core.digests import Digest
+from ..core.errors import (
     AccessDenied,
     HTTPStatusError,
     NetworkError,
@@ -38,6 +37,7 @@ from ..errors import (
     SourceError,
     UsageError,
 )
+from ..settings.config import Settings
 from . import RemoteFile
 from .http import HTTPBody, HTTPSource
 

@@ -28,8 +28,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .. import __version__
-from ..config import Settings
-from ..errors import (
+from ..core.errors import (
     AccessDenied,
     DatastageError,
     HostUnreachable,
@@ -38,8 +37,9 @@ from ..errors import (
     RemoteNotFound,
     SourceError,
 )
-from ..manifest import file_name_from_url
-from ..retrying import origin
+from ..obtain.retrying import origin
+from ..resolve.manifest import file_name_from_url
+from ..settings.config import Settings
 from . import RemoteFile
 
 CHUNK = 256 * 1024

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import quote, unquote, urlsplit
 
-from ..config import Settings
-from ..errors import AccessDenied, RemoteNotFound, SourceError
+from ..core.errors import AccessDenied, RemoteNotFound, SourceError
+from ..settings.config import Settings
 from . import RemoteFile, read_range
 
 

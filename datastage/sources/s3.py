@@ -19,8 +19,8 @@ from typing import Any, Optional
 
 import boto3  # noqa: F401  (imported here so a missing package is a MissingDependency)
 
-from ..config import Settings
-from ..errors import AccessDenied, NetworkError, RemoteNotFound, SourceError, UsageError
+from ..core.errors import AccessDenied, NetworkError, RemoteNotFound, SourceError, UsageError
+from ..settings.config import Settings
 from . import RemoteFile
 
 CHUNK = 1 << 20

@@ -1,0 +1,245 @@
+"""Every error datastage raises on purpose, and the exit code the CLI uses for it.
+
+Third-party exceptions (requests, OSError, tarfile, ...) are converted into these once, at the
+boundary where they happen, with ``raise ... from e``. The CLI prints ``error: <message>`` and,
+when there is one, ``hint: <hint>``, then exits with ``exit_code``.
+
+    DatastageError                       1
+    ├── UsageError                       2   bad flag combination, bad target string
+    ├── ManifestError                    3   unreadable or invalid manifest (names file and key)
+    │   ├── InvalidManifest              3   every problem of one manifest, each with its key
+    │   └── DatasetNotFound              3   unknown name ("did you mean ...")
+    ├── MissingDependency                3   optional package not installed (install hint)
+    ├── SourceError                      4   the remote side failed
+    │   ├── HTTPStatusError              4   4xx/5xx after retries
+    │   │   ├── RemoteNotFound           4   404/410
+    │   │   └── AccessDenied             4   401/403
+    │   ├── QuotaExceeded                4   a quota page instead of the file (Drive)
+    │   ├── UnexpectedHTML               4   any other HTML page instead of the file
+    │   ├── NetworkError                 4   connection/timeouts after retries
+    │   │   └── HostUnreachable          4   connection refused, name not resolved (quick)
+    │   ├── RemoteChanged                4   file changed on the server while downloading
+    │   └── AllMirrorsFailed             4   every URL of a file failed (each reason listed)
+    ├── IntegrityError                   5
+    │   ├── ChecksumMismatch             5   expected vs actual digest
+    │   ├── SizeMismatch                 5   expected vs actual size
+    │   ├── VerifyFailed                 5   staged tree differs from its marker
+    │   └── DamagedBlob                  5   a cache file no longer matches its sha256
+    ├── ArchiveError                     6
+    │   ├── UnsafeArchiveMember          6   path traversal, links outside, devices
+    │   ├── CorruptArchive               6   truncated or damaged
+    │   ├── UnsupportedArchive           6
+    │   └── ArchiveTooLarge              6   unpacks to more than declared (zip bomb)
+    ├── InsufficientSpace                7   needed vs free, where
+    ├── LockTimeout                      8
+    └── OfflineError                     4   network needed but DATASTAGE_OFFLINE=1
+
+Exit code 130 means interrupted (Ctrl-C). Messages and hints are redacted when the error is
+made (redact.py): a URL's password or token never reaches a message, whoever prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from .redact import redact_text
+
+
+class DatastageError(Exception):
+    """Root of every datastage error. ``str(e)`` is a complete one-line message."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: Optional[str] = None) -> None:
+        message, hint = redact_text(message), hint and redact_text(hint)  # issue 11 item 4
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def note_hint(error: BaseException) -> None:
+    """Add a datastage error's hint to what its traceback shows (a PEP 678 note, Python 3.11+).
+
+    A notebook shows an exception's type, text and notes: without this, "run: datastage get
+    ..." or "pip install ..." would be lost there (the CLI prints ``hint`` on its own line)."""
+    hint = getattr(error, "hint", None)
+    if not isinstance(error, DatastageError) or not hint or hint in str(error):
+        return
+    note = f"hint: {hint}"
+    if hasattr(error, "add_note") and note not in getattr(error, "__notes__", ()):
+        error.add_note(note)
+
+
+class UsageError(DatastageError):
+    exit_code = 2
+
+
+class ManifestError(DatastageError):
+    exit_code = 3
+
+
+class DatasetNotFound(ManifestError):
+    """An unknown dataset or subset. ``str(e)`` carries the "did you mean ..." hint too: a
+    notebook shows only the exception's text (the CLI prints ``message`` and ``hint`` apart)."""
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+class InvalidManifest(ManifestError):
+    """All of a manifest's problems at once, so it is fixed in one round, not one per run.
+
+    ``problems`` holds one "<where>: <key>: <reason>" line each (the CLI prints them under a
+    summary); ``str()`` is still one line: the problem itself, or the count and every problem.
+    """
+
+    def __init__(self, where: str, problems: Sequence[tuple[str, str]]) -> None:
+        # redacted here like every message: a notebook prints ``e.problems`` and ``e.summary``
+        self.problems = tuple(redact_text(f"{where}: {key}: {reason}") for key, reason in problems)
+        if len(problems) == 1:
+            message = self.problems[0]
+        else:
+            listed = "; ".join(f"{key}: {reason}" for key, reason in problems)
+            message = f"{where}: {len(problems)} problems: {listed}"
+        super().__init__(message)
+        self.summary = (
+            self.problems[0] if len(problems) == 1 else f"{where}: {len(problems)} problems"
+        )
+
+
+class MissingDependency(DatastageError):
+    exit_code = 3
+
+
+#: The name on the package index. ``datastage`` there is an unrelated package (IBM's DataStage
+#: SDK), so every install hint names this distribution; the import and command stay ``datastage``.
+DISTRIBUTION = "datastage-ml"
+
+
+def install_hint(extra: str) -> str:
+    """``pip install 'datastage-ml[s3]'``: the command that adds an optional dependency."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
+
+
+class SourceError(DatastageError):
+    exit_code = 4
+
+
+class HTTPStatusError(SourceError):
+    def __init__(self, message: str, status: int, hint: Optional[str] = None) -> None:
+        super().__init__(message, hint)
+        self.status = status
+
+
+class RemoteNotFound(HTTPStatusError):
+    pass
+
+
+class AccessDenied(HTTPStatusError):
+    pass
+
+
+class QuotaExceeded(SourceError):
+    pass
+
+
+class UnexpectedHTML(SourceError):
+    pass
+
+
+class NetworkError(SourceError):
+    pass
+
+
+class HostUnreachable(NetworkError):
+    """Connection refused or the host name does not resolve: a quick retry or two, not minutes
+    of backoff (retrying.py)."""
+
+
+class RemoteChanged(SourceError):
+    pass
+
+
+class AllMirrorsFailed(SourceError):
+    pass
+
+
+class OfflineError(SourceError):
+    pass
+
+
+class IntegrityError(DatastageError):
+    exit_code = 5
+
+
+class ChecksumMismatch(IntegrityError):
+    pass
+
+
+class SizeMismatch(IntegrityError):
+    pass
+
+
+class VerifyFailed(IntegrityError):
+    pass
+
+
+class DamagedBlob(IntegrityError):
+    """Cache blobs whose bytes no longer match the sha256 they are named by (altered on disk).
+    ``blobs`` are the cache.Blob values, so the caller can drop them and fetch them again."""
+
+    def __init__(self, message: str, blobs: tuple[Any, ...] = (), hint: Optional[str] = None):
+        super().__init__(message, hint)
+        self.blobs = blobs
+
+
+class ArchiveError(DatastageError):
+    exit_code = 6
+
+
+class UnsafeArchiveMember(ArchiveError):
+    pass
+
+
+class CorruptArchive(ArchiveError):
+    pass
+
+
+class UnsupportedArchive(ArchiveError):
+    pass
+
+
+class ArchiveTooLarge(ArchiveError):
+    pass
+
+
+class InsufficientSpace(DatastageError):
+    exit_code = 7
+
+    def __init__(self, where: str, needed: Optional[int], free: int, what: str = "") -> None:
+        from .units import human_bytes
+
+        what = f" {what}" if what else ""
+        need = f"need {human_bytes(needed)}" if needed else "the disk filled up"
+        super().__init__(
+            f"not enough disk space in {where}{what}: {need}, {human_bytes(free)} free",
+            hint="free some space, or choose another folder with --to / --cache",
+        )
+        self.needed = needed
+        self.free = free
+
+
+class LockTimeout(DatastageError):
+    exit_code = 8
+
+
+# The public name of these classes is ``datastage.errors`` (a stable import path for users,
+# registered by datastage/__init__.py), whatever module of the package defines them.
+for _cls in list(globals().values()):
+    if isinstance(_cls, type) and issubclass(_cls, DatastageError):
+        _cls.__module__ = "datastage.errors"
+del _cls

@@ -1,0 +1,606 @@
+"""Resumable, verified downloads into the cache.
+
+Owns: the life of one file from "not in the cache" to "verified blob": one downloader per file
+across processes (lock), trying each URL of an entry in turn (mirrors), resuming a ``.part``
+after any interruption (kill -9 included), retrying failures that made no progress
+(``retrying.py``: each retry said on stderr, quick for a dead host), hashing while streaming,
+and refusing HTML pages served as files.
+Does not own: how bytes are requested (sources/), where blobs live (cache.py).
+
+Resume protocol (pip/huggingface_hub style): ``partial/<key>.json`` records the URL, size and
+validator (strong ETag or Last-Modified) of the first response. A re-run asks for
+``Range: bytes=<have>-`` with ``If-Range: <validator>``; a source that answers from byte 0
+(server ignored the range, or the file changed) means truncate and start over. The prefix
+already on disk is hashed once when resuming (hash state cannot be saved across processes).
+
+Segments: when the first response announces a size worth splitting (``segments.count`` > 1:
+``connections`` and ``min_segment`` settings), the open response becomes segment 0 and
+``segmented.py`` fetches the rest over more connections into a preallocated ``.part``. The
+state file then also holds the plan (``segments``: ``[start, pos, end]`` each, saved
+atomically every second or 32 MiB received, whichever first, and on exit), and a re-run
+asks only for the missing ranges, each with If-Range. Any source whose ``open_range`` reports
+a size and honours ranges gets this for free. With a pinned digest, segments are spread over
+every mirror of the entry that serves the same size; the final digest proves the mix.
+
+Mirrors: the entry's URLs are tried in order, those matching the preferred ``mirror`` setting
+first. A URL that fails (error, HTML page, digest mismatch) is dropped and the next one used;
+``AllMirrorsFailed`` names every failure. After a digest mismatch, mirrors are used one at a
+time, so the next failure names the culprit.
+
+Single stream: receive, write and hash run in one thread. Hashing in a second thread (a bounded
+queue of chunks; sha256 releases the GIL) was measured on the 2-core loopback benchmark and
+lost (256 MiB: 1.18-1.61 s against 0.89-0.93 s inline): with the server on the other core there
+is no idle core for the hash, and the hand-off costs more than it overlaps. Revisit it on a
+machine with cores to spare; the CPU floor is sha256 itself (~1.2-1.7 GB/s here).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable, Optional
+
+from .. import sources
+from ..core import locks
+from ..core.digests import Hasher, check, hash_file
+from ..core.errors import (
+    AllMirrorsFailed,
+    DatastageError,
+    HTTPStatusError,
+    IntegrityError,
+    MissingDependency,
+    NetworkError,
+    OfflineError,
+    RemoteChanged,
+    SizeMismatch,
+    SourceError,
+    UnexpectedHTML,
+)
+from ..core.fsutil import disk_full_as_error, ensure_free
+from ..core.progress import Bar, Reporter
+from ..core.redact import redact_url, same_url
+from ..core.units import human_bytes
+from ..resolve.manifest import FileEntry
+from ..settings.config import Settings
+from . import plan as segments
+from .cache import Blob, Cache
+from .retrying import Patience, origin, safe_url
+from .transfer import Budget, Mirror, Restart, SegmentedTransfer
+
+SNIFF_BYTES = 1024
+HTML_SUFFIXES = (".html", ".htm", ".xhtml")
+
+
+@dataclass(frozen=True)
+class _State:
+    """What a resumed run must know about the download it continues."""
+
+    url: str
+    size: Optional[int] = None
+    etag: Optional[str] = None
+    last_modified: Optional[str] = None
+    segments: Optional[list[list[int]]] = None  # the segment plan, when segmented
+
+
+def download(
+    entry: FileEntry,
+    cache: Cache,
+    settings: Settings,
+    reporter: Reporter,
+    budget: Optional[Budget] = None,
+    on_prefix: Optional[Callable[[int], None]] = None,
+) -> Blob:
+    """Return the verified cache blob for ``entry``, downloading it if needed.
+
+    ``budget`` caps the connections open at once (shared by the files of one call; default
+    ``settings.connections``). ``on_prefix(n)`` is told, as the download grows, that bytes
+    ``[0, n)`` of the ``.part`` file are written for good (not yet verified): monotonic, ends
+    at the file size. It is not called when the blob is already in the cache.
+    """
+    blob = cache.find(entry)
+    if blob:
+        return blob
+    if settings.offline and not ordered_urls(entry, settings):
+        raise OfflineError(f"{entry.name} is not in the cache and DATASTAGE_OFFLINE is set")
+    with locks.hold(
+        cache.lock_path(entry), f"download of {entry.name}", settings.lock_timeout, reporter.say
+    ):
+        blob = cache.find(entry)  # another process may have finished it while we waited
+        if blob:
+            return blob
+        budget = budget or Budget(settings.connections)
+        return _from_any_url(entry, cache, settings, reporter, budget, on_prefix)
+
+
+def ordered_urls(entry: FileEntry, settings: Settings) -> list[str]:
+    """The entry's usable URLs, those containing ``settings.mirror`` (a host or any substring)
+    first. Offline, only local paths: reading them is no network use (the demo stages offline).
+    """
+    urls = list(entry.urls)
+    if settings.offline:
+        urls = [u for u in urls if sources.scheme_of(u) == "file"]
+    preferred = settings.mirror
+    if not preferred:
+        return urls
+    return [u for u in urls if preferred in u] + [u for u in urls if preferred not in u]
+
+
+def _from_any_url(
+    entry: FileEntry,
+    cache: Cache,
+    settings: Settings,
+    reporter: Reporter,
+    budget: Budget,
+    on_prefix: Optional[Callable[[int], None]],
+) -> Blob:
+    failures: list[tuple[str, Exception]] = []
+    urls = ordered_urls(entry, settings)
+    spread = entry.pinned and settings.connections > 1
+    while urls:
+        url, rest = urls[0], urls[1:]
+        attempt: Optional[_Download] = None
+        try:
+            attempt = _Download(entry, url, cache, settings, reporter, budget, on_prefix)
+            attempt.spread_urls = rest if spread else []
+            return attempt.run()
+        # MissingDependency: e.g. gs:// without gcsfs, where an https mirror may still serve
+        except (SourceError, IntegrityError, MissingDependency) as e:
+            failures.append((url, e))
+            if isinstance(e, IntegrityError):
+                spread = False  # one mirror at a time from now on: the next failure is its own
+            if rest:
+                reporter.warn(f"{e}; trying the next mirror")
+        finally:
+            if attempt is not None:
+                failures.extend(attempt.dropped)
+        dropped = {u for u, _ in attempt.dropped} if attempt is not None else set()
+        urls = [u for u in rest if u not in dropped]
+    if len(failures) == 1:
+        raise failures[0][1]
+    reasons = "; ".join(f"{safe_url(url)}: {e}" for url, e in failures)
+    raise AllMirrorsFailed(f"all {len(failures)} sources of {entry.name} failed: {reasons}")
+
+
+class _Probe:
+    """Should one connection get company? It runs alone for up to ``seconds``: if it would
+    finish the file within ``FAST_ENOUGH`` at its rate, more connections cannot save much and
+    only cost CPU (a fast unthrottled host, loopback), so it stays alone. A connection clearly
+    too slow (``CLEARLY`` times over) gets company at once, without waiting out the probe.
+    ``seconds=0`` splits at once."""
+
+    FAST_ENOUGH = 2.0
+    CLEARLY = 4.0
+    EVIDENCE = 1 << 20  # bytes before an early verdict: the first chunk's timing is mostly latency
+
+    def __init__(self, size: int, seconds: float, began: float, start: int = 0) -> None:
+        self.size, self.seconds, self.began, self.start = size, seconds, began, start
+        self.split = seconds <= 0
+        self._settled = self.split
+
+    def decided(self, have: int) -> bool:
+        """Called after each chunk; True stops the single stream (to split the rest)."""
+        if self._settled:
+            return self.split
+        elapsed = time.monotonic() - self.began
+        got = have - self.start  # by this response
+        # The rate includes the request's latency: it errs on the side of splitting.
+        projected = (self.size - have) * elapsed / got if got > 0 else float("inf")
+        if got >= self.EVIDENCE and projected > self.FAST_ENOUGH * self.CLEARLY:
+            self.split = self._settled = True
+        elif elapsed >= self.seconds:
+            self.split, self._settled = projected > self.FAST_ENOUGH, True
+        return self.split
+
+
+class _Download:
+    """One URL, one file: resume, stream, hash, verify, commit."""
+
+    def __init__(
+        self,
+        entry: FileEntry,
+        url: str,
+        cache: Cache,
+        settings: Settings,
+        reporter: Reporter,
+        budget: Optional[Budget] = None,
+        on_prefix: Optional[Callable[[int], None]] = None,
+    ):
+        self.entry = entry
+        self.url = url
+        self.cache = cache
+        self.settings = settings
+        self.reporter = reporter
+        self.source = sources.for_url(url, settings)
+        self.part, self.state_path = cache.partial_paths(entry)
+        self.algorithms = [d.algorithm for d in entry.digests]
+        self.budget = budget or Budget(settings.connections)
+        self.on_prefix = on_prefix
+        self.via = url  # what verification errors name as the origin of the bytes
+        self.spread_urls: list[str] = []  # other mirrors that may serve segments
+        self.dropped: list[tuple[str, Exception]] = []  # mirrors that failed on the way
+
+    def run(self) -> Blob:
+        resumed = self._resumable_offset() > 0
+        try:
+            return self._attempt(resume=True)
+        except IntegrityError:
+            if not resumed:
+                raise
+            # The prefix from an earlier run may be what went wrong; one clean try settles it.
+            self.reporter.warn(
+                f"{self.entry.name} failed verification after resuming; downloading it again"
+            )
+            return self._attempt(resume=False)
+
+    def _attempt(self, resume: bool) -> Blob:
+        """One download; a segment plan made worthless by a changed file starts over once."""
+        try:
+            return self._download(resume)
+        except Restart as e:
+            self.reporter.say(f"{self.entry.name}: {e}; starting over")
+            self._discard()
+        try:
+            return self._download(resume=False)
+        except Restart as e:
+            raise RemoteChanged(f"{e}; the file keeps changing on the server") from e
+
+    # -- state -----------------------------------------------------------------------------
+    def _load_state(self) -> Optional[_State]:
+        try:
+            state = _State(**json.loads(self.state_path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+        return replace(state, url=self.url) if same_url(state.url, self.url) else state
+
+    def _resumable_offset(self) -> int:
+        state = self._load_state()
+        if state is None or not self.part.exists():
+            return 0
+        # Bytes from another mirror are fine when a digest will check them; otherwise not.
+        if state.url != self.url and not self.entry.pinned:
+            return 0
+        # Nothing would notice a file changed between runs: no digest, no ETag/Last-Modified
+        # for If-Range. Splicing old and new bytes would then pass (and be pinned): start over.
+        if not self.entry.pinned and not (state.etag or state.last_modified):
+            return 0
+        if state.segments is not None:
+            plan = self._saved_plan(state)
+            return segments.written(plan) if plan else 0
+        have = self.part.stat().st_size
+        return 0 if state.size is not None and have > state.size else have
+
+    def _saved_plan(self, state: _State) -> Optional[list[segments.Segment]]:
+        if state.size is None or state.segments is None:
+            return None
+        try:
+            if self.part.stat().st_size != state.size:
+                return None
+        except OSError:
+            return None
+        return segments.from_json(state.segments, state.size)
+
+    def _save_state(self, state: _State) -> None:
+        """Replace the state file atomically, without fsync: a kill -9 keeps the page cache,
+        and after a power cut the .part's own unsynced bytes are as uncertain as the plan (the
+        final digest catches either). Saved up to ~30 times a second at loopback speed."""
+        tmp = self.state_path.with_name(
+            f".{self.state_path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        )
+        try:
+            stored = {**asdict(state), "url": redact_url(state.url)}  # _load_state matches it back
+            tmp.write_bytes(json.dumps(stored).encode())
+            os.replace(tmp, self.state_path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _discard(self) -> None:
+        for path in (self.part, self.state_path):
+            path.unlink(missing_ok=True)
+
+    # -- transfer --------------------------------------------------------------------------
+    def _download(self, resume: bool) -> Blob:
+        self.part.parent.mkdir(parents=True, exist_ok=True)
+        offset = self._resumable_offset() if resume else 0
+        state = self._load_state() if offset else None
+        if state is not None and state.segments is not None:
+            return self._verify_and_commit(*self._resume_segmented(state))
+        known = sources.RemoteFile(url=self.url, name=self.entry.name)
+        if state and state.url == self.url:
+            known = sources.RemoteFile(
+                url=self.url,
+                name=self.entry.name,
+                size=state.size,
+                etag=state.etag,
+                last_modified=state.last_modified,
+            )
+        if offset and known.size == offset and self.entry.digests:
+            # Every byte arrived before the last run stopped (killed between the last write
+            # and the commit): the digest decides, no request (a range at the end is a 416).
+            hasher = hash_file(self.part, self.algorithms, limit=offset)
+            return self._verify_and_commit(hasher, offset)
+        if offset:
+            self.reporter.say(f"resuming {self.entry.name} at {human_bytes(offset)}")
+            hasher = hash_file(self.part, self.algorithms, limit=offset)
+        else:
+            self._discard()
+            hasher = Hasher(self.algorithms)
+        try:
+            hasher, size = self._transfer(known, hasher)
+        except UnexpectedHTML:
+            self._discard()
+            raise
+        return self._verify_and_commit(hasher, size)
+
+    def _transfer(self, known: sources.RemoteFile, hasher: Hasher) -> tuple[Hasher, Optional[int]]:
+        """Stream the rest of the file into ``.part``; resume after failures without a restart.
+
+        ``hasher.size`` is always the number of bytes in ``.part``: the offset to resume from.
+        """
+        patience = self._patience()
+        bar = None
+        handed_over = False
+        answered = False  # the URL answered in this run: a refused connection is not a dead host
+        holding = self.budget.acquire(threading.Event())
+        try:
+            while True:
+                start = hasher.size
+                body = None
+                asked_at = time.monotonic()
+                try:
+                    body = self.source.open_range(known, start)
+                    answered = True
+                    if body.offset != start:
+                        if start:
+                            self.reporter.say(
+                                f"{self.entry.name}: the server sent the whole file "
+                                "(range ignored or file changed); starting over"
+                            )
+                        hasher = Hasher(self.algorithms)
+                    if body.remote != known or not self.state_path.exists():
+                        known = body.remote
+                        self._save_state(
+                            _State(self.url, known.size, known.etag, known.last_modified)
+                        )
+                    chunks = iter(body)
+                    first = next(chunks, b"")
+                    if hasher.size == 0:
+                        self._refuse_html(first)
+                    size = known.size if known.size is not None else self.entry.size
+                    self._check_size_and_space(size, hasher.size)
+                    if bar is None:
+                        bar = self.reporter.bar(self.entry.name, size, initial=hasher.size)
+                    stream = itertools.chain((first,), chunks)
+                    if size and known.size and self._segmentable(size):
+                        # Also after a retry: a dropped connection must not leave a throttled
+                        # file to a single stream for the rest of its way.
+                        probe = _Probe(size, self.settings.probe, asked_at, hasher.size)
+                        self._write(stream, hasher, bar, until=probe.decided)
+                        if probe.split:
+                            handed_over = True
+                            holding = False  # the token goes with the open response
+                            plan = segments.plan(size, hasher.size)
+                            opened = (body, stream)
+                            return self._run_segments(known, size, plan, hasher, bar, opened), size
+                    self._write(stream, hasher, bar)
+                    if size is not None and hasher.size < size:
+                        raise NetworkError(
+                            f"connection to {origin(self.url)} closed at {hasher.size} of "
+                            f"{size} bytes"
+                        )
+                    return hasher, size
+                except (NetworkError, HTTPStatusError) as e:
+                    if handed_over:
+                        raise  # segments retry on their own; this loop would start over
+                    if body is not None:
+                        body.close()
+                    if hasher.size > start:  # progress resets the patience
+                        patience.reset()
+                    try:
+                        patience.wait(e, self.url, self.budget.cancelled.is_set, alive=answered)
+                    except SourceError:
+                        if hasher.size:
+                            e.message += (
+                                f" ({human_bytes(hasher.size)} kept in the cache; re-run to resume)"
+                            )
+                        raise
+                except BaseException:
+                    if body is not None and not handed_over:
+                        body.close()  # let the server know now, not at garbage collection
+                    raise
+        finally:
+            if holding:
+                self.budget.release()
+            if bar is not None:
+                bar.close()
+
+    def _patience(self) -> Patience:
+        return Patience(self.settings.retries, self.settings.backoff, self.reporter.say)
+
+    # -- segments --------------------------------------------------------------------------
+    def _segmentable(self, size: int) -> bool:
+        return segments.should_split(size, self.settings.connections, self.settings.min_segment)
+
+    def _resume_segmented(self, state: _State) -> tuple[Hasher, Optional[int]]:
+        plan = self._saved_plan(state)
+        if plan is None or state.size is None:
+            raise Restart("the saved segment plan does not match the partial file")
+        size = state.size
+        known = sources.RemoteFile(url=self.url, name=self.entry.name, size=size)
+        if state.url == self.url:
+            known = replace(known, etag=state.etag, last_modified=state.last_modified)
+        have = segments.written(plan)
+        missing = sum(1 for s in plan if not s.done)
+        self.reporter.say(
+            f"resuming {self.entry.name} at {human_bytes(have)} ({missing} segments to go)"
+        )
+        hasher = hash_file(self.part, self.algorithms, limit=segments.contiguous_prefix(plan))
+        bar = self.reporter.bar(self.entry.name, size, initial=have)
+        try:
+            return self._run_segments(known, size, plan, hasher, bar, None), size
+        finally:
+            bar.close()
+
+    def _run_segments(
+        self,
+        known: sources.RemoteFile,
+        size: int,
+        plan: list[segments.Segment],
+        hasher: Hasher,
+        bar: Bar,
+        first: Optional[tuple[Any, Iterator[bytes]]],
+    ) -> Hasher:
+        base = _State(self.url, size, known.etag, known.last_modified)
+
+        def save(p: list[list[int]]) -> None:
+            self._save_state(replace(base, segments=p))
+
+        try:
+            save(segments.to_json(plan))  # before the preallocated .part: never a bare .part
+            self._preallocate(size)
+        except BaseException:
+            if first is not None:
+                first[0].close()
+                self.budget.release()  # the token that came with the open response
+            raise
+        mirrors = [Mirror(self.url, self.source, known, checked=True)]
+        for url in self.spread_urls:
+            try:
+                source = sources.for_url(url, self.settings)
+            except DatastageError:
+                continue  # e.g. a scheme whose library is missing: not a mirror for segments
+            mirrors.append(Mirror(url, source, sources.RemoteFile(url=url, name=self.entry.name)))
+        transfer = SegmentedTransfer(
+            name=self.entry.name,
+            part=self.part,
+            size=size,
+            plan=plan,
+            mirrors=mirrors,
+            hasher=hasher,
+            settings=self.settings,
+            bar=bar,
+            budget=self.budget,
+            save=save,
+            refuse_html=self._refuse_html_from,
+            warn=self.reporter.warn,
+            say=self.reporter.say,
+            on_prefix=self.on_prefix,
+            first=first,
+            pinned=self.entry.pinned,
+        )
+        try:
+            return transfer.run()
+        finally:
+            self.dropped.extend(transfer.dropped)
+            if len(mirrors) > 1 and len(transfer.dropped) < len(mirrors) - 1:
+                self.via = f"{self.url} and its mirrors"
+
+    def _preallocate(self, size: int) -> None:
+        """Reserve the whole file now: segments write at their offsets, and ENOSPC comes first."""
+        with (
+            disk_full_as_error(self.cache.root, size, "for the download cache"),
+            open(self.part, "r+b" if self.part.exists() else "wb") as f,
+        ):
+            if os.fstat(f.fileno()).st_size == size:
+                return
+            f.truncate(size)
+            try:
+                os.posix_fallocate(f.fileno(), 0, size)
+            except AttributeError:  # pragma: no cover - not on every platform
+                pass
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                # EINVAL/EOPNOTSUPP: the file system cannot reserve; the sparse file will do.
+
+    def _check_size_and_space(self, size: Optional[int], offset: int) -> None:
+        if size is not None and self.entry.size is not None and size != self.entry.size:
+            # Saying it before the transfer saves the bytes (and an HTML page is found below).
+            raise SizeMismatch(
+                f"size mismatch for {self.entry.name} from {self.url}: expected "
+                f"{self.entry.size} bytes, the server announces {size}"
+            )
+        if size is not None:
+            ensure_free(self.cache.root, size - offset, "for the download cache")
+
+    def _write(
+        self,
+        chunks: Iterable[bytes],
+        hasher: Hasher,
+        bar: Bar,
+        until: Optional[Callable[[int], bool]] = None,
+    ) -> None:
+        """Append to ``.part`` at ``hasher.size``, hashing as the bytes pass; stop early once
+        ``until(bytes so far)`` says so (the rest of ``chunks`` is left for the caller)."""
+        mode = "r+b" if self.part.exists() else "wb"
+        with (
+            disk_full_as_error(self.cache.root, what="for the download cache"),
+            open(self.part, mode) as f,
+        ):
+            f.seek(hasher.size)
+            f.truncate()
+            for chunk in chunks:
+                self.budget.check()
+                f.write(chunk)
+                hasher.update(chunk)
+                bar.update(len(chunk))
+                if self.on_prefix is not None:
+                    f.flush()  # "written" means a reader of the .part sees it
+                    self.on_prefix(hasher.size)
+                if until is not None and until(hasher.size):
+                    return
+
+    def _refuse_html(self, first: bytes) -> None:
+        self._refuse_html_from(first, self.url)
+
+    def _refuse_html_from(self, first: bytes, url: str) -> None:
+        if looks_like_html(first) and not self.entry.name.lower().endswith(HTML_SUFFIXES):
+            raise UnexpectedHTML(
+                f"{url} returned an HTML page instead of {self.entry.name} "
+                "(an error, login or quota page?)",
+                hint="open the URL in a browser to see what the server says",
+            )
+
+    def _verify_and_commit(self, hasher: Hasher, size: Optional[int]) -> Blob:
+        digests = hasher.hexdigests()
+        try:
+            check(
+                f"{self.entry.name} from {self.via}",
+                hasher.size,
+                digests,
+                self.entry.size if self.entry.size is not None else size,
+                self.entry.digests,
+                why=self._sniff_reason(),
+            )
+        except IntegrityError:
+            self._discard()  # a file that failed verification is never kept
+            raise
+        extra: dict[str, Optional[str]] = {"etag": None, "last_modified": None}
+        state = self._load_state()
+        if state:
+            extra = {"etag": state.etag, "last_modified": state.last_modified}
+        blob = self.cache.commit(self.part, self.entry, digests, extra)
+        self.state_path.unlink(missing_ok=True)
+        return blob
+
+    def _sniff_reason(self) -> str:
+        try:
+            with open(self.part, "rb") as f:
+                head = f.read(SNIFF_BYTES)
+        except OSError:
+            return ""
+        return "it looks like an HTML page, not the file" if looks_like_html(head) else ""
+
+
+def looks_like_html(head: bytes) -> bool:
+    """True for the start of an HTML document (quota, login and error pages)."""
+    text = head[:SNIFF_BYTES].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return text.startswith((b"<!doctype html", b"<html")) or (
+        text.startswith(b"<") and (b"<head" in text or b"<body" in text)
+    )
