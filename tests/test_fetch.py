@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import datastage.resolve.manifest
 import pytest
 
 import datastage
+import datastage.resolve.manifest
 from datastage.core.errors import (
     AccessDenied,
     ChecksumMismatch,
