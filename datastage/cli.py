@@ -223,11 +223,10 @@ def list_(tags: tuple[str, ...], subsets: bool, as_json: bool) -> None:
     """The datasets datastage knows: size, license, subsets and tags, one line each."""
     wanted = {t.lower() for t in tags}
     manifests = [m for m in api.list_datasets() if wanted <= set(m.tags)]
-    if not manifests:  # only a --tag can empty the list
+    if wanted and not manifests:
         known = sorted({t for m in api.list_datasets() for t in m.tags})
         raise DatasetNotFound(
-            f"no dataset has the tag{'s' if len(wanted) > 1 else ''} "
-            f"{', '.join(sorted(wanted))}",
+            f"no dataset has the tag{'s' if len(wanted) > 1 else ''} {', '.join(sorted(wanted))}",
             hint=f"tags: {', '.join(known)}" if known else "see: datastage list",
         )
     if as_json:  # scripts get every subset, as before

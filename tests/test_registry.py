@@ -27,8 +27,18 @@ SHIPPED = sorted(p.stem for p in registry.builtin_dir().glob("*.toml"))
 EXPECTED = {
     "ljspeech", "vctk", "hifitts", "libritts", "libritts-r", "librispeech",
     "aishell3", "ryanspeech", "jsut", "bznsyp",
+    "aishell", "thchs30", "primewords", "stcmds", "magicdata", "aidatatang_200zh", "musan",
+    "rirs_noises", "yesno", "speech_commands", "cmu_arctic", "tedlium1", "tedlium2", "tedlium3",
+    "librilight", "librilight-limited", "mls", "thorsten", "m-ailabs",
 }  # fmt: skip
-NONCOMMERCIAL = {"aishell3", "ryanspeech", "jsut", "bznsyp"}
+NONCOMMERCIAL = {
+    "aishell3", "ryanspeech", "jsut", "bznsyp", "primewords", "stcmds", "magicdata",
+    "aidatatang_200zh", "tedlium1", "tedlium2", "tedlium3",
+}  # fmt: skip
+MANDARIN = {
+    "aishell", "aishell3", "bznsyp", "thchs30", "primewords", "stcmds", "magicdata",
+    "aidatatang_200zh",
+}  # fmt: skip
 SUBSETS7 = [
     "dev-clean", "dev-other", "test-clean", "test-other",
     "train-clean-100", "train-clean-360", "train-other-500",
@@ -54,6 +64,17 @@ def test_every_shipped_manifest_loads_and_is_complete():
             assert manifest.homepage.startswith("https://"), manifest.name
             assert manifest.citation.strip(), manifest.name
         assert manifest.noncommercial == (manifest.name in NONCOMMERCIAL), manifest.name
+        assert manifest.tags, f"{manifest.name}: no tags"
+
+
+def test_the_registry_lists_at_least_30_datasets_each_with_its_own_tags():
+    """Tags are declared at the top of every manifest, not only borrowed from subsets."""
+    assert len(SHIPPED) >= 30
+    for name in SHIPPED:
+        raw = tomllib.loads((registry.builtin_dir() / f"{name}.toml").read_text())
+        assert raw.get("tags"), name
+    listed = run_cli("list").stdout.splitlines()[1:]
+    assert [line.split()[0] for line in listed] == SHIPPED  # one line per dataset
 
 
 def test_names_and_addresses_are_unique():
@@ -96,7 +117,10 @@ def test_every_size_and_digest_in_the_registry_is_a_confirmed_fact():
                     checked += 1
             for mirror in raw.get("mirrors", []):
                 assert Path(mirror).name == Path(raw["url"]).name, mirror
-    assert checked == 46  # 7 LibriSpeech x 3, 7 LibriTTS x 2, 7 LibriTTS-R md5, LJ 2, VCTK 2
+    # 7 LibriSpeech x 3, 7 LibriTTS x 2, 7 LibriTTS-R md5, LJ 2, VCTK 2, and from the research
+    # of 2026-11-28: AISHELL-1 2, THCHS-30 3, Primewords 1, aidatatang 1, MUSAN 1, RIRS 1,
+    # yesno 3, Speech Commands 5, CMU ARCTIC 18, TED-LIUM 6, LibriLight 1, VCTK CREST 1, MLS 14
+    assert checked == 46 + 57
 
 
 def test_every_confirmed_fact_is_in_the_registry():
@@ -203,6 +227,13 @@ GOOD_FILE = {"url": "https://example.org/a.tar.gz", "pinned": False}
         ({"files": [GOOD_FILE], "layout": {"path": ["x"]}}, "layout.path: unknown key"),
         ({"files": [GOOD_FILE], "layout": {"paths": ["../x"]}}, "relative to the root"),
         ({"files": [GOOD_FILE], "noncommercial": "yes"}, "noncommercial: must be true or false"),
+        ({"files": [GOOD_FILE], "tags": "asr"}, "tags: must be a list of strings"),
+        ({"files": [GOOD_FILE], "tags": ["asr", 3]}, "tags: must be a list of strings"),
+        ({"files": [GOOD_FILE], "tags": ["ASR"]}, "tags: 'ASR' is not a tag"),
+        ({"files": [GOOD_FILE], "tags": ["text to speech"]}, "tags: 'text to speech' is not"),
+        ({"files": [GOOD_FILE], "tags": ["x" * 25]}, "tags: 'xxxxxxxxxxxxxxxxxxxxxxxxx' is not"),
+        ({"subsets": {"a": {"files": [GOOD_FILE], "tags": ["-x"]}}}, "subsets.a.tags: '-x' is"),
+        ({"files": [GOOD_FILE], "tag": ["asr"]}, "tag: unknown key (did you mean 'tags'?)"),
     ],
 )
 def test_strict_validation_names_file_and_key(data, message):
@@ -224,6 +255,40 @@ def test_extract_nested_and_pinned_are_accepted(tmp_path):
         """)
     )
     assert load(path).files[0].url == "https://example.org/outer.zip"
+
+
+def test_tags_of_datasets_and_subsets():
+    manifest = from_dict(
+        {
+            "name": "x",
+            "tags": ["asr", "en", "asr"],
+            "subsets": {
+                "de": {"files": [{**GOOD_FILE, "url": "https://e.org/de.tgz"}], "tags": ["de"]},
+                "en": {"files": [{**GOOD_FILE, "url": "https://e.org/en.tgz"}]},
+                "both": {"includes": ["de", "en"]},
+            },
+        }
+    )
+    assert manifest.tags == ("asr", "en", "de")  # its own, then its subsets', each once
+    tags = {s.subset: s.tags for s in manifest.subsets}
+    assert tags == {"de": ("asr", "en", "de"), "en": ("asr", "en"), "both": ("asr", "en", "de")}
+
+
+def test_a_bad_tag_is_a_manifest_error_on_the_command_line(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text(
+        'name = "t"\ntags = ["Mandarin Chinese"]\n[[files]]\nurl = "https://e.org/a.tgz"\npinned = false\n'
+    )
+    for args in (["get", str(path), "--to", str(tmp_path / "d")], ["info", str(path)]):
+        result = run_cli(*args)
+        assert result.returncode == 3 and result.stdout == ""
+        assert result.stderr.splitlines()[0] == (
+            f"error: manifest {path}: tags: 'Mandarin Chinese' is not a tag "
+            '(1-24 lowercase letters, digits, \'-\' or \'+\', e.g. "asr", "zh", "pt-br")'
+        )
+    assert not (tmp_path / "d").exists()
+    listed = run_cli("list", env={"DATASTAGE_REGISTRY": str(tmp_path)})
+    assert listed.returncode == 3 and "tags: 'Mandarin Chinese' is not a tag" in listed.stderr
 
 
 # -- which manifest wins -----------------------------------------------------------------------
@@ -277,15 +342,56 @@ def test_a_path_always_means_that_file(tmp_path, monkeypatch):
 
 
 # -- list / info / search --------------------------------------------------------------------
-def test_list_is_a_table_with_sizes_licenses_and_sources():
+def _rows(result) -> dict[str, str]:
+    """A table's lines by their first cell (the dataset's address)."""
+    assert result.returncode == 0, result.stderr
+    return {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+
+
+def test_list_is_one_line_per_dataset_with_size_license_subsets_and_tags():
     result = run_cli("list")
-    assert result.returncode == 0
-    lines = result.stdout.splitlines()
-    assert lines[0].split()[:4] == ["NAME", "SIZE", "LICENSE", "SOURCES"]
-    row = next(line for line in lines if line.startswith("librispeech/train-clean-100 "))
-    assert "6.4 GB" in row and "CC BY 4.0" in row and "www.openslr.org +4 mirrors" in row
-    ryan = next(line for line in lines if line.startswith("ryanspeech "))
-    assert "CC BY-NC 4.0 [NC]" in ryan and " ? " in ryan
+    header = result.stdout.splitlines()[0].split()
+    assert header == ["NAME", "SIZE", "LICENSE", "SUBSETS", "TAGS", "DESCRIPTION"]
+    rows = _rows(result)
+    assert list(rows) == SHIPPED  # subsets are a count, not lines of their own
+    assert rows["librispeech"].split()[:7] == ["librispeech", "61.4", "GB", "CC", "BY", "4.0", "8"]
+    assert " asr,en " in rows["librispeech"]
+    assert "CC BY-NC 4.0 [NC]" in rows["ryanspeech"] and " ? " in rows["ryanspeech"]
+    # a license's notes are cut (info shows them), the non-commercial flag never is
+    assert "Apache-2.0... [NC]" in rows["aishell3"] and "disputed" not in rows["aishell3"]
+    # eight languages stay one short cell: the first tags, then how many more
+    assert " asr,multilingual,pl,+7 " in rows["mls"]
+    widths = {len(line) for line in result.stdout.splitlines()}
+    assert max(widths) < 200, "a description or cell made the table unreadable"
+
+
+def test_list_subsets_on_request():
+    rows = _rows(run_cli("list", "--subsets"))
+    assert "6.4 GB" in rows["librispeech/train-clean-100"]
+    assert "librispeech" in rows and "speech_commands/v0.01" in rows
+    assert sum(name.startswith("cmu_arctic/") for name in rows) == 18
+
+
+def test_list_tag_filters_datasets():
+    zh = _rows(run_cli("list", "--tag", "zh"))
+    assert set(zh) == MANDARIN and "ljspeech" not in zh
+    assert set(_rows(run_cli("list", "--tag", "ZH", "--tag", "tts"))) == {"aishell3", "bznsyp"}
+    assert list(_rows(run_cli("list", "--tag", "kws"))) == ["speech_commands"]
+    # a language of one subset finds its dataset; with --subsets, only the matching subsets
+    assert set(_rows(run_cli("list", "--tag", "de"))) == {"mls", "m-ailabs", "thorsten"}
+    de = _rows(run_cli("list", "--tag", "de", "--subsets"))
+    assert set(de) == {"mls", "mls/german", "m-ailabs", "m-ailabs/de-de", "thorsten"}
+    as_json = json.loads(run_cli("list", "--tag", "noise", "--json").stdout)
+    assert [r["name"] for r in as_json] == ["musan", "rirs_noises"]
+    assert as_json[0]["tags"] == ["noise", "music", "augmentation"]
+
+
+def test_list_tag_that_no_dataset_has():
+    result = run_cli("list", "--tag", "klingon")
+    assert result.returncode == 3 and result.stdout == ""
+    error, hint = result.stderr.splitlines()
+    assert error == "error: no dataset has the tag klingon"
+    assert hint.startswith("hint: tags: ") and " zh" in hint and " asr," in hint
 
 
 def test_list_json_for_scripts():
@@ -303,12 +409,19 @@ def test_list_json_for_scripts():
 def test_search_finds_datasets_and_subsets():
     result = run_cli("search", "mandarin")
     names = [line.split()[0] for line in result.stdout.splitlines()[1:]]
-    assert result.returncode == 0 and names == ["aishell3", "bznsyp"]
+    assert result.returncode == 0 and names == sorted(MANDARIN)
     names = [r["name"] for r in json.loads(run_cli("search", "CLEAN-360", "--json").stdout)]
     assert names == ["librispeech/train-clean-360", "librispeech/train-960",
                      "libritts/train-clean-360", "libritts-r/train-clean-360"]  # fmt: skip
     missing = run_cli("search", "klingon")
     assert missing.returncode == 3 and missing.stderr.startswith("error: no dataset matches")
+
+
+def test_search_matches_tags():
+    # "kws" and "unlabeled" are in no name, description, license or homepage: only in tags
+    assert list(_rows(run_cli("search", "KWS"))) == ["speech_commands"]
+    hits = json.loads(run_cli("search", "unlabeled", "--json").stdout)
+    assert [(h["name"], h["tags"]) for h in hits] == [("librilight", ["asr", "en", "unlabeled"])]
 
 
 def test_info_shows_terms_pinning_layout_and_subsets(tmp_path):
