@@ -3,7 +3,9 @@ addressing, "did you mean", name clashes between registry folders and paths, lis
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -439,3 +441,91 @@ def test_info_shows_terms_pinning_layout_and_subsets(tmp_path):
     whole = json.loads(run_cli("info", "librispeech", "--json").stdout)
     assert whole["pinned"] == "manifest"
     assert [s["name"] for s in whole["subsets"]][-1] == "librispeech/train-960"
+
+
+# -- shipped manifests against archives of their documented shape -------------------------------
+def _local_copy(name: str, folder: Path, archives: dict[str, bytes]) -> Path:
+    """The registry's manifest with the entries of ``archives`` pointing at local files of the
+    same names (their md5 instead of the real archives' size and digests, no mirrors), so its
+    root, subsets, nesting, dest and layout are exercised without a network."""
+    lines: list[str] = []
+    local = None  # the archive whose [[files]] entry is being rewritten
+    skip = False  # inside its mirrors = [...] list
+    for line in (registry.builtin_dir() / f"{name}.toml").read_text().splitlines():
+        url = re.fullmatch(r'url = "[a-z]+://.*/([^/"]+)"', line)
+        if url and url.group(1) in archives:
+            local = url.group(1)
+            (folder / local).write_bytes(archives[local])
+            lines += [f'url = "{local}"', f'md5 = "{hashlib.md5(archives[local]).hexdigest()}"']
+            continue
+        if local and (not line.strip() or line.startswith("[")):
+            local = None
+        if local and line.startswith("mirrors = ["):
+            skip = True
+        if not (skip or (local and re.match(r"(size|sha256|md5|pinned) = ", line))):
+            lines.append(line)
+        skip = skip and not line.rstrip().endswith("]")
+    assert all(f'url = "{a}"' in lines for a in archives), "an archive is not in the manifest"
+    path = folder / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_aishell_unpacks_its_per_speaker_archives_under_its_root(tmp_path, datastage_cli):
+    from tests.archives import make_tar
+
+    wav = b"RIFF" + bytes(64)
+    data = {
+        "data_aishell/transcript/aishell_transcript_v0.8.txt": b"BAC009S0002W0122 ni hao\n",
+        "data_aishell/wav/S0002.tar.gz": make_tar({"train/S0002/BAC009S0002W0122.wav": wav}, "gz"),
+        "data_aishell/wav/S0916.tar.gz": make_tar({"test/S0916/BAC009S0916W0121.wav": wav}, "gz"),
+    }
+    resource = {"resource_aishell/lexicon.txt": b"ni3 n i3\n"}
+    manifest = _local_copy(
+        "aishell",
+        tmp_path,
+        {
+            "data_aishell.tgz": make_tar(data, "gz"),
+            "resource_aishell.tgz": make_tar(resource, "gz"),
+        },
+    )
+    to = tmp_path / "to"
+    result = datastage_cli("get", f"{manifest}/data", "--to", str(to), "-q")
+    assert result.returncode == 0, result.stderr
+    root = to / "aishell-data" / "data_aishell"
+    assert result.stdout.splitlines()[-1] == str(root)
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == [
+        "transcript/aishell_transcript_v0.8.txt",
+        "wav/test/S0916/BAC009S0916W0121.wav",
+        "wav/train/S0002/BAC009S0002W0122.wav",
+    ]
+    assert "does not look as its manifest expects" not in result.stderr
+    whole = datastage_cli("get", str(manifest), "--to", str(to), "-q")
+    assert whole.returncode == 0, whole.stderr
+    assert sorted(p.name for p in (to / "aishell").iterdir() if not p.name.startswith(".")) == [
+        "data_aishell", "resource_aishell"
+    ]  # fmt: skip
+
+
+def test_speech_commands_keeps_the_test_set_apart(tmp_path, datastage_cli):
+    """Both archives hold yes/... at their top: the test set lands in test/, nothing clashes."""
+    from tests.archives import make_tar
+
+    train = {"yes/0a7c2a8d_nohash_0.wav": b"a", "validation_list.txt": b"", "testing_list.txt": b"",
+             "_background_noise_/white_noise.wav": b"n"}  # fmt: skip
+    test = {"yes/0a7c2a8d_nohash_0.wav": b"b"}
+    manifest = _local_copy(
+        "speech_commands",
+        tmp_path,
+        {
+            "speech_commands_v0.02.tar.gz": make_tar(train, "gz"),
+            "speech_commands_test_set_v0.02.tar.gz": make_tar(test, "gz"),
+        },
+    )
+    to = tmp_path / "to"
+    result = datastage_cli("get", str(manifest), "--to", str(to), "-q")
+    assert result.returncode == 0, result.stderr
+    root = to / "speech_commands"
+    assert (root / "yes/0a7c2a8d_nohash_0.wav").read_bytes() == b"a"
+    assert (root / "test/yes/0a7c2a8d_nohash_0.wav").read_bytes() == b"b"
+    assert "does not look as its manifest expects" not in result.stderr
