@@ -279,7 +279,8 @@ def test_tags_of_datasets_and_subsets():
 def test_a_bad_tag_is_a_manifest_error_on_the_command_line(tmp_path):
     path = tmp_path / "t.toml"
     path.write_text(
-        'name = "t"\ntags = ["Mandarin Chinese"]\n[[files]]\nurl = "https://e.org/a.tgz"\npinned = false\n'
+        'name = "t"\ntags = ["Mandarin Chinese"]\n'
+        '[[files]]\nurl = "https://e.org/a.tgz"\npinned = false\n'
     )
     for args in (["get", str(path), "--to", str(tmp_path / "d")], ["info", str(path)]):
         result = run_cli(*args)
