@@ -69,13 +69,13 @@ def test_every_shipped_manifest_loads_and_is_complete():
         assert manifest.tags, f"{manifest.name}: no tags"
 
 
-def test_the_registry_lists_at_least_30_datasets_each_with_its_own_tags():
+def test_the_registry_lists_at_least_30_datasets_each_with_its_own_tags(datastage_cli):
     """Tags are declared at the top of every manifest, not only borrowed from subsets."""
     assert len(SHIPPED) >= 30
     for name in SHIPPED:
         raw = tomllib.loads((registry.builtin_dir() / f"{name}.toml").read_text())
         assert raw.get("tags"), name
-    listed = run_cli("list").stdout.splitlines()[1:]
+    listed = datastage_cli("list").stdout.splitlines()[1:]
     assert [line.split()[0] for line in listed] == SHIPPED  # one line per dataset
 
 
@@ -351,8 +351,8 @@ def _rows(result) -> dict[str, str]:
     return {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
 
 
-def test_list_is_one_line_per_dataset_with_size_license_subsets_and_tags():
-    result = run_cli("list")
+def test_list_is_one_line_per_dataset_with_size_license_subsets_and_tags(datastage_cli):
+    result = datastage_cli("list")
     header = result.stdout.splitlines()[0].split()
     assert header == ["NAME", "SIZE", "LICENSE", "SUBSETS", "TAGS", "DESCRIPTION"]
     rows = _rows(result)
@@ -368,29 +368,32 @@ def test_list_is_one_line_per_dataset_with_size_license_subsets_and_tags():
     assert max(widths) < 200, "a description or cell made the table unreadable"
 
 
-def test_list_subsets_on_request():
-    rows = _rows(run_cli("list", "--subsets"))
+def test_list_subsets_on_request(datastage_cli):
+    rows = _rows(datastage_cli("list", "--subsets"))
     assert "6.4 GB" in rows["librispeech/train-clean-100"]
     assert "librispeech" in rows and "speech_commands/v0.01" in rows
     assert sum(name.startswith("cmu_arctic/") for name in rows) == 18
 
 
-def test_list_tag_filters_datasets():
-    zh = _rows(run_cli("list", "--tag", "zh"))
+def test_list_tag_filters_datasets(datastage_cli):
+    zh = _rows(datastage_cli("list", "--tag", "zh"))
     assert set(zh) == MANDARIN and "ljspeech" not in zh
-    assert set(_rows(run_cli("list", "--tag", "ZH", "--tag", "tts"))) == {"aishell3", "bznsyp"}
-    assert list(_rows(run_cli("list", "--tag", "kws"))) == ["speech_commands"]
+    assert set(_rows(datastage_cli("list", "--tag", "ZH", "--tag", "tts"))) == {
+        "aishell3",
+        "bznsyp",
+    }
+    assert list(_rows(datastage_cli("list", "--tag", "kws"))) == ["speech_commands"]
     # a language of one subset finds its dataset; with --subsets, only the matching subsets
-    assert set(_rows(run_cli("list", "--tag", "de"))) == {"mls", "m-ailabs", "thorsten"}
-    de = _rows(run_cli("list", "--tag", "de", "--subsets"))
+    assert set(_rows(datastage_cli("list", "--tag", "de"))) == {"mls", "m-ailabs", "thorsten"}
+    de = _rows(datastage_cli("list", "--tag", "de", "--subsets"))
     assert set(de) == {"mls", "mls/german", "m-ailabs", "m-ailabs/de-de", "thorsten"}
-    as_json = json.loads(run_cli("list", "--tag", "noise", "--json").stdout)
+    as_json = json.loads(datastage_cli("list", "--tag", "noise", "--json").stdout)
     assert [r["name"] for r in as_json] == ["musan", "rirs_noises"]
     assert as_json[0]["tags"] == ["noise", "music", "augmentation"]
 
 
-def test_list_tag_that_no_dataset_has():
-    result = run_cli("list", "--tag", "klingon")
+def test_list_tag_that_no_dataset_has(datastage_cli):
+    result = datastage_cli("list", "--tag", "klingon")
     assert result.returncode == 3 and result.stdout == ""
     error, hint = result.stderr.splitlines()
     assert error == "error: no dataset has the tag klingon"
@@ -420,10 +423,10 @@ def test_search_finds_datasets_and_subsets():
     assert missing.returncode == 3 and missing.stderr.startswith("error: no dataset matches")
 
 
-def test_search_matches_tags():
+def test_search_matches_tags(datastage_cli):
     # "kws" and "unlabeled" are in no name, description, license or homepage: only in tags
-    assert list(_rows(run_cli("search", "KWS"))) == ["speech_commands"]
-    hits = json.loads(run_cli("search", "unlabeled", "--json").stdout)
+    assert list(_rows(datastage_cli("search", "KWS"))) == ["speech_commands"]
+    hits = json.loads(datastage_cli("search", "unlabeled", "--json").stdout)
     assert [(h["name"], h["tags"]) for h in hits] == [("librilight", ["asr", "en", "unlabeled"])]
 
 
