@@ -528,13 +528,15 @@ def _overall_pinning(states: list[str]) -> str:
 
 
 def search(word: str) -> list[Manifest]:
-    """Datasets and subsets whose name, description, license or homepage mention ``word``."""
+    """Datasets whose name, description, license, homepage or tags mention ``word``, and
+    subsets whose address or description do (a subset shares its dataset's tags: not listed)."""
     needle = word.lower()
     hits = []
     for manifest in registry.all_manifests():
         text = " ".join(
             [manifest.name, manifest.description, manifest.license, manifest.homepage]
         ).lower()
+        text += " " + " ".join(manifest.tags)
         if needle in text:
             hits.append(manifest)
         hits.extend(s for s in manifest.subsets if needle in f"{s.address} {s.description}".lower())

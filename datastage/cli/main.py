@@ -15,7 +15,6 @@ import sys
 import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn, Optional
-from urllib.parse import urlsplit
 
 import click
 
@@ -210,12 +209,34 @@ def verify(
 
 
 @cli.command(name="list")
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="TAG",
+    help="Only datasets with this tag, e.g. zh, tts, noise (repeat: all of them).",
+)
+@click.option("--subsets", is_flag=True, help="Also one line per subset (NAME/SUBSET).")
 @options.as_json
 @_debug
-def list_(as_json: bool) -> None:
-    """The datasets datastage knows, and their subsets (NAME/SUBSET)."""
-    manifests = api.list_datasets()
-    rows = [m for top in manifests for m in (top, *top.subsets)]
+def list_(tags: tuple[str, ...], subsets: bool, as_json: bool) -> None:
+    """The datasets datastage knows: size, license, subsets and tags, one line each."""
+    wanted = {t.lower() for t in tags}
+    manifests = [m for m in api.list_datasets() if wanted <= set(m.tags)]
+    if wanted and not manifests:
+        known = sorted({t for m in api.list_datasets() for t in m.tags})
+        raise DatasetNotFound(
+            f"no dataset has the tag{'s' if len(wanted) > 1 else ''} {', '.join(sorted(wanted))}",
+            hint=f"tags: {', '.join(known)}" if known else "see: datastage list",
+        )
+    if as_json:  # scripts get every subset, as before
+        subsets = True
+    rows = [
+        m
+        for top in manifests
+        for m in (top, *(top.subsets if subsets else ()))
+        if wanted <= set(m.tags)
+    ]
     if as_json:
         click.echo(json.dumps([_summary(m) for m in rows], indent=2))
         return
@@ -227,7 +248,7 @@ def list_(as_json: bool) -> None:
 @options.as_json
 @_debug
 def search(word: str, as_json: bool) -> None:
-    """Datasets whose name, description, license or homepage mention WORD."""
+    """Datasets whose name, description, license, homepage or tags mention WORD."""
     hits = api.search(word)
     if not hits:
         raise DatasetNotFound(f"no dataset matches {word!r}", hint="see: datastage list")
@@ -243,42 +264,64 @@ def _summary(m: Manifest) -> dict[str, Any]:
         "size": m.total_size,
         "license": m.license,
         "noncommercial": m.noncommercial,
+        "tags": list(m.tags),
         "sources": [redact_url(url) for f in m.files for url in f.urls],
         "subsets": [s.address for s in m.subsets],
         "description": m.description,
     }
 
 
+LICENSE_WIDTH = 20  # the full text is in `datastage info`; the table shows its start
+TAGS_WIDTH = 24  # beyond it: "+N" more (a corpus in 8 languages stays one short cell)
+
+
 def _table(rows: Sequence[Manifest]) -> None:
-    header = ("NAME", "SIZE", "LICENSE", "SOURCES", "DESCRIPTION")
+    """One line per row, the description last (cut to the terminal's width on a terminal)."""
+    header = ("NAME", "SIZE", "LICENSE", "SUBSETS", "TAGS", "DESCRIPTION")
     table = [
         (
             m.address,
             _size(m.total_size),
-            (m.license or "-") + (" [NC]" if m.noncommercial else ""),
-            _sources(m),
+            _license_cell(m),
+            str(len(m.subsets)) if m.subsets else "-",
+            _tags_cell(m.tags),
             m.description,
         )
         for m in rows
     ]
-    widths = [max(len(row[i]) for row in [header, *table]) for i in range(4)]
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(5)]
+    room = None
+    if sys.stdout.isatty():
+        import shutil
+
+        room = max(shutil.get_terminal_size().columns - sum(widths) - 2 * len(widths), 20)
     for row in [header, *table]:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+        text = row[5] if room is None or len(row[5]) <= room else row[5][: room - 3] + "..."
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + text)
 
 
-def _sources(m: Manifest) -> str:
-    """Where the bytes come from, short: primary hosts and how many mirror hosts."""
-    primary = list(dict.fromkeys(_host(f.url) for f in m.files))
-    mirrors = {_host(u) for f in m.files for u in f.mirrors} - set(primary)
-    extra = f" +{len(mirrors)} mirror{'s' if len(mirrors) > 1 else ''}" if mirrors else ""
-    return ", ".join(primary) + extra
+def _license_cell(m: Manifest) -> str:
+    """The license's name without its notes, "[NC]" when non-commercial use only."""
+    text = (m.license or "-").split(" (")[0].split(";")[0].strip()
+    if len(text) > LICENSE_WIDTH:
+        text = text[: LICENSE_WIDTH - 3] + "..."
+    elif text != m.license and m.license:
+        text += "..."
+    return text + (" [NC]" if m.noncommercial else "")
 
 
-def _host(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme in ("http", "https"):
-        return parts.hostname or redact_url(url)  # no host ("http://u:pw@/x"): the whole URL
-    return f"{parts.scheme}://" if parts.scheme else "local file"
+def _tags_cell(tags: Sequence[str]) -> str:
+    """All tags, or as many as fit TAGS_WIDTH and "+N" for the rest."""
+    text = ",".join(tags) or "-"
+    if len(text) <= TAGS_WIDTH:
+        return text
+    shown: list[str] = []
+    for tag in tags:
+        rest = len(tags) - len(shown) - 1
+        if len(",".join([*shown, tag])) + len(f",+{rest}") > TAGS_WIDTH:
+            break
+        shown.append(tag)
+    return ",".join([*shown, f"+{len(tags) - len(shown)}"])
 
 
 @cli.command()

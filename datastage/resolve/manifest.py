@@ -18,6 +18,7 @@ Does not own: finding manifests by name (registry.py) or acting on them (api.py)
     pinned = false                     # optional: says "no confirmed digest" (trust on first use)
 
     aliases = ["baker"]                # optional: other names that find this manifest
+    tags = ["tts", "zh"]               # optional: task and language codes (list --tag, search)
     noncommercial = true               # optional: warn on stderr before downloading
     license_note = "..."               # optional: shown with that warning
     [layout]                           # optional: checked after staging (a warning if it differs)
@@ -25,7 +26,8 @@ Does not own: finding manifests by name (registry.py) or acting on them (api.py)
     counts = { "wavs/*.wav" = 13100 }  # globs under the root and how many files they match
     [subsets.<name>]                   # optional: addressed as "<name>/<subset>"; own files,
     files = [...]                      # root, layout, description; or includes = [<subsets>];
-                                       # whole = false keeps it out of the whole dataset
+                                       # whole = false keeps it out of the whole dataset;
+                                       # tags = [...] adds to the dataset's tags
 """
 
 from __future__ import annotations
@@ -58,13 +60,16 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # never valid raw in a URL (CR/LF wou
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 TOP_KEYS = {"name", "description", "homepage", "license", "citation", "version", "root", "files"}
-TOP_KEYS |= {"noncommercial", "license_note", "layout", "subsets", "aliases"}
+TOP_KEYS |= {"noncommercial", "license_note", "layout", "subsets", "aliases", "tags"}
 FILE_KEYS = {"url", "mirrors", "size", "extract", "name", "dest", "unpacked_size", *HEX_LENGTHS}
 # pinned: a declaration (false = no confirmed digest, trust on first use); the others say how
 # an archive is unpacked (extract/steps.py).
 FILE_KEYS |= {"pinned", "strip_components", "nested", "extract_nested", "name_encoding"}
 LAYOUT_KEYS = {"paths", "counts"}
-SUBSET_KEYS = {"description", "root", "files", "includes", "whole", "layout"}
+SUBSET_KEYS = {"description", "root", "files", "includes", "whole", "layout", "tags"}
+# A tag is a short word users filter by: a task (asr, tts, kws, noise, speaker) or a language
+# code (en, zh, pt-br). Lowercase, so `list --tag ZH` and the manifest always agree.
+TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9+-]{0,23}\Z")
 SUBSET_SEPARATOR = "/"  # "librispeech/train-clean-100"; staged as DIR/librispeech-train-clean-100
 
 
@@ -149,6 +154,9 @@ class Manifest:
     dataset: str = ""  # set on a subset: the dataset it belongs to
     whole: bool = True  # a subset that is part of the whole dataset
     aliases: tuple[str, ...] = ()  # other names users know it by ("baker" for "bznsyp")
+    # Task and language tags. A subset has its dataset's tags and its own; a dataset also has
+    # those of its subsets (so `list --tag de` finds a multilingual corpus).
+    tags: tuple[str, ...] = ()
     # How the user named it (a .toml path, a URL): what hints tell them to type again.
     typed: str = field(default="", compare=False)
     # A one-liner's --name as the user gave it: hints repeat it (else they stage elsewhere).
@@ -227,6 +235,7 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
     noncommercial = bool(v.boolean(data, "noncommercial", ""))
     layout = v.attempt(Layout(), _layout, v, data, "")
     licensing = (text["license"], noncommercial, text["license_note"])
+    tags = _tags(v, data, "")
     subsets = v.attempt((), _subsets, v, data, base, name, root, licensing)
     subsets = tuple(
         replace(
@@ -235,6 +244,7 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
             homepage=text["homepage"],
             citation=text["citation"],
             version=text["version"],
+            tags=_merged(tags, sub.tags),
         )
         for sub in subsets
     )
@@ -264,6 +274,7 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
         layout=layout,
         subsets=subsets,
         aliases=aliases,
+        tags=_merged(tags, *(sub.tags for sub in subsets)),
     )
 
 
@@ -309,6 +320,25 @@ def check_url(url: str) -> Optional[str]:
     if parts.scheme.lower() in ("http", "https") and not parts.hostname:
         return f"{_shown(url)} has no host name"
     return None
+
+
+def _tags(v: _Validator, table: Mapping[str, Any], prefix: str) -> tuple[str, ...]:
+    """``tags = ["asr", "zh"]``: short lowercase words; a bad list is reported as a whole."""
+    tags = v.string_list(table, "tags", prefix)
+    bad = [t for t in tags if not TAG_PATTERN.match(t)]
+    if bad:
+        v.note(
+            prefix + "tags",
+            f"{_shown(bad[0])} is not a tag (1-24 lowercase letters, digits, '-' or '+', "
+            'e.g. "asr", "zh", "pt-br")',
+        )
+        return ()
+    return tuple(dict.fromkeys(tags))
+
+
+def _merged(*groups: tuple[str, ...]) -> tuple[str, ...]:
+    """Tags of several groups, each once, in order of first appearance."""
+    return tuple(dict.fromkeys(t for group in groups for t in group))
 
 
 def _aliases(v: _Validator, data: Mapping[str, Any]) -> list[str]:
@@ -418,6 +448,7 @@ def _subset(
         subset=sub,
         dataset=dataset,
         whole=whole if whole is not None else not includes,
+        tags=_tags(v, table, key),
     )
     v.skip_if_new_problems(start)
     return manifest, includes
@@ -427,13 +458,14 @@ def _with_includes(
     v: _Validator, sub: str, parsed: dict[str, tuple[Manifest, list[str]]]
 ) -> Manifest:
     manifest, includes = parsed[sub]
-    files, layout = manifest.files, manifest.layout
+    files, layout, tags = manifest.files, manifest.layout, manifest.tags
     for other in includes:
         if other not in parsed or parsed[other][1]:
             v.fail(f"subsets.{sub}.includes", f"{_shown(other)} is not a subset with its own files")
         files = _union(files, parsed[other][0].files)
         layout = layout.merged(parsed[other][0].layout)
-    return replace(manifest, files=files, layout=layout)
+        tags = _merged(tags, parsed[other][0].tags)
+    return replace(manifest, files=files, layout=layout, tags=tags)
 
 
 def _union(files: tuple[FileEntry, ...], more: tuple[FileEntry, ...]) -> tuple[FileEntry, ...]:
