@@ -511,12 +511,20 @@ def info(
         ],
         "files": files,
     }
+    result["mirrors"] = _mirror_measurements(store.root, manifest)
     if to is not None:
         dest = config.given_path(to, "--to")
         result["staged"] = (
             str(stage.root_of(manifest, dest)) if stage.is_current(manifest, dest) else None
         )
     return result
+
+
+def _mirror_measurements(cache_root: Path, manifest: Manifest) -> dict[str, Any]:
+    """What the last mirror probe measured for the hosts of the target's URLs (mirrors.py)."""
+    from . import mirrors
+
+    return mirrors.report(cache_root, [u for f in manifest.files for u in f.urls])
 
 
 def _overall_pinning(states: list[str]) -> str:
