@@ -64,8 +64,10 @@ def get(
     Safe to call from every process at once: the data is downloaded and staged once; under
     torchrun the ranks of one machine take turns on a local lock (see ranks.py).
     ``connections`` caps the connections open at once (segments and files together);
-    ``mirror`` prefers the URLs that contain it (e.g. a host name); ``name_encoding`` decodes
-    a URL/path archive's member names that are not UTF-8 (default: detected, with a warning).
+    ``mirror``: ``"auto"`` (default) the fastest host (mirrors.py), ``"listed"`` the
+    manifest's order, other text the URLs that contain it (e.g. a host name);
+    ``name_encoding`` decodes a URL/path archive's member names that are not UTF-8
+    (default: detected, with a warning).
     ``force`` stages again even when a current staging is in place (the cached files it
     reuses are re-hashed, as in every staging; a damaged one is fetched again).
     ``repair`` re-hashes the staged files and the cached files they came from, as ``verify``

@@ -23,7 +23,8 @@ a size and honours ranges gets this for free. With a pinned digest, segments are
 every mirror of the entry that serves the same size; the final digest proves the mix.
 
 Mirrors: the entry's URLs are tried in order, those matching the preferred ``mirror`` setting
-first, or, with ``--mirror auto`` (the default), the fastest host first (mirrors.py probes them). A URL that fails (error, HTML page, digest mismatch) is dropped and the next one used;
+first, or, with ``--mirror auto`` (the default), the fastest host first (mirrors.py probes
+them). A URL that fails (error, HTML page, digest mismatch) is dropped and the next one used;
 ``AllMirrorsFailed`` names every failure. After a digest mismatch, mirrors are used one at a
 time, so the next failure names the culprit.
 
@@ -118,7 +119,8 @@ def download(
 
 def ordered_urls(entry: FileEntry, settings: Settings) -> list[str]:
     """The entry's usable URLs, those containing ``settings.mirror`` (a host or any substring)
-    first (``auto``: as listed; ``_from_any_url`` then ranks them by speed, mirrors.py). Offline, only local paths: reading them is no network use (the demo stages offline).
+    first (``auto``: as listed; ``_from_any_url`` then ranks them by speed, mirrors.py).
+    Offline, only local paths: reading them is no network use (the demo stages offline).
     """
     urls = list(entry.urls)
     if settings.offline:

@@ -20,6 +20,7 @@ download never asks), other schemes (kept after the probed ones, in their order)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -66,9 +67,9 @@ class Measurement:
 
     def seconds_for(self, size: int) -> float:
         """Estimated time to download ``size`` bytes from this host."""
-        if not self.ok or self.ttfb is None:
+        if not self.ok or self.ttfb is None or not self.rate:
             return float("inf")
-        return self.ttfb + (size / self.rate if self.rate else 0.0)
+        return self.ttfb + size / self.rate
 
 
 @dataclass
@@ -159,7 +160,7 @@ def describe(m: Measurement) -> str:
 
     if not m.ok:
         return f"{m.host}  failed: {m.error}"
-    rate = f"{human_bytes(int(m.rate))}/s" if m.rate else "rate not measured"
+    rate = f"{human_bytes(int(m.rate))}/s" if m.rate else "no data within the probe"
     return f"{m.host}  ttfb {(m.ttfb or 0) * 1000:.0f} ms, {rate}"
 
 
@@ -229,7 +230,7 @@ def _probe(url: str, settings: Settings, size: Optional[int], deadline: float) -
     still yields a rate within the second."""
     from .sources.http import HTTPSource
 
-    session = HTTPSource(settings).session
+    session = HTTPSource(settings).session  # its own pool: closed with the probe
     wait = max(0.05, deadline - time.monotonic())
     asked = time.monotonic()
     try:
@@ -237,6 +238,7 @@ def _probe(url: str, settings: Settings, size: Optional[int], deadline: float) -
             url, headers={"Range": f"bytes=0-{PROBE_BYTES - 1}"}, stream=True, timeout=wait
         )
     except Exception as e:  # a probe must never break the download it serves
+        session.close()
         return _failed(url, _why(e))
     ttfb = time.monotonic() - asked
     got = 0
@@ -253,14 +255,15 @@ def _probe(url: str, settings: Settings, size: Optional[int], deadline: float) -
                 return _failed(url, "an HTML page instead of the file", url_specific=True)
             got += len(chunk)
         spent = time.monotonic() - started
-    except Exception as e:  # noqa: BLE001 - the connection broke mid-sample
+    except Exception as e:  # the connection broke mid-sample
         if not got:
             return _failed(url, _why(e))
         spent = time.monotonic() - started
     finally:
         response.close()
-    rate = round(got / spent) if got and spent > 0 else None
-    return Measurement(**_who(url), measured_at=time.time(), ttfb=round(ttfb, 4), rate=rate)
+        session.close()
+    rate = round(got / max(spent, 1e-6))  # 0: headers, then nothing in time (ranked last)
+    return _measured(url, ttfb=round(ttfb, 4), rate=rate)
 
 
 def _refusal(response: Any, size: Optional[int]) -> Optional[tuple[str, bool]]:
@@ -326,14 +329,19 @@ def _why(e: BaseException) -> str:
 
 
 def _failed(url: str, error: str, url_specific: bool = False) -> Measurement:
-    return Measurement(
-        **_who(url), measured_at=time.time(), error=error, url_specific=url_specific
-    )
+    return _measured(url, error=error, url_specific=url_specific)
 
 
-def _who(url: str) -> dict[str, str]:
+def _measured(url: str, **found: Any) -> Measurement:
+    """A measurement of ``url``'s host made now: the URL kept only redacted and as a digest."""
     fields = url_fields(url)
-    return {"host": host_of(url), "url": fields["url"], "url_sha256": fields["url_sha256"]}
+    return Measurement(
+        host=host_of(url),
+        url=fields["url"],
+        url_sha256=fields["url_sha256"],
+        measured_at=time.time(),
+        **found,
+    )
 
 
 # -- the record --------------------------------------------------------------------------
@@ -355,7 +363,5 @@ def _save(cache_dir: Path, record: dict[str, Measurement]) -> None:
     data: dict[str, Any] = {"hosts": {h: asdict(m) for h, m in sorted(record.items())}}
     for m in data["hosts"].values():
         m["url"] = redact_url(m["url"])  # stored redacted already; never a secret on disk
-    try:
+    with contextlib.suppress(OSError):
         write_atomic(cache_dir / RECORD, (json.dumps(data, indent=1) + "\n").encode())
-    except OSError:
-        pass

@@ -143,10 +143,7 @@ def test_a_mirror_answering_404_or_html_is_skipped(tmp_path, fast, slow, fault):
     data = payload(MIB)
     bad = FileServer()
     try:
-        if fault == "404":
-            bad_url = bad.url("/gone.bin")
-        else:
-            bad_url = bad.add("/f.bin", data, html=True)
+        bad_url = bad.url("/gone.bin") if fault == "404" else bad.add("/f.bin", data, html=True)
         urls = [bad_url, slow.add("/f.bin", data), fast.add("/f.bin", data)]
         done = _get(tmp_path, write_manifest(tmp_path, "ds", [_entry(urls, data)]))
         assert len(bad.log) == 1, "only the probe asked the bad host"
@@ -167,7 +164,9 @@ def test_mirror_host_overrides_the_ranking_and_listed_keeps_the_order(tmp_path, 
 
     fast.log.clear()
     slow.log.clear()
-    done = run_cli("fetch", str(manifest), env={"DATASTAGE_MIRROR": "listed", **_cache(tmp_path, 2)})
+    done = run_cli(
+        "fetch", str(manifest), env={"DATASTAGE_MIRROR": "listed", **_cache(tmp_path, 2)}
+    )
     assert done.returncode == 0, done.stderr
     assert [r.range for r in fast.log] == [None] and not slow.log, "listed order, no probe"
 
@@ -181,7 +180,9 @@ def test_info_shows_what_was_measured_without_secrets(tmp_path, fast, slow):
     data = payload(MIB)
     secret_url = fast.add("/f.bin", data).replace("http://", "http://alice:hunter2pw@")
     dead = f"http://127.0.0.1:{_closed_port()}/f.bin"
-    manifest = write_manifest(tmp_path, "ds", [_entry([dead, slow.add("/f.bin", data), secret_url], data)])
+    manifest = write_manifest(
+        tmp_path, "ds", [_entry([dead, slow.add("/f.bin", data), secret_url], data)]
+    )
     before = run_cli("info", str(manifest))
     assert before.returncode == 0 and "mirror:" not in before.stdout, "nothing measured yet"
     _get(tmp_path, manifest)
@@ -218,9 +219,7 @@ def test_one_candidate_or_one_host_makes_no_probe(tmp_path, fast):
 
 def test_probes_are_per_host_and_reused_across_files_and_runs(tmp_path, fast, slow):
     files = {f"f{i}.bin": payload(200_000, seed=i) for i in range(4)}
-    entries = [
-        _entry([slow.add(f"/{n}", d), fast.add(f"/{n}", d)], d, n) for n, d in files.items()
-    ]
+    entries = [_entry([slow.add(f"/{n}", d), fast.add(f"/{n}", d)], d, n) for n, d in files.items()]
     manifest = write_manifest(tmp_path, "ds", entries)
     _get(tmp_path, manifest)
     for name, data in files.items():
