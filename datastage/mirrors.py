@@ -25,7 +25,7 @@ import json
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -38,6 +38,7 @@ LISTED = "listed"  # the manifest's order, no probe
 PROBE_BYTES = 256 * 1024  # asked of each host: enough for a rate, little to waste
 PROBE_SECONDS = 1.0  # all probes of one ranking together
 FRESH_SECONDS = 600.0  # a measurement is reused this long
+KEEP_SECONDS = 30 * 86400.0  # older measurements leave the record (info shows the rest)
 SPREAD_FACTOR = 4.0  # a mirror this many times slower than the fastest gets no segments
 NOMINAL_SIZE = 64 * 1024 * 1024  # the size ranked for when the file's size is unknown
 RECORD = "index/mirrors.json"
@@ -192,7 +193,9 @@ def _measure(urls: list[str], settings: Settings, size: Optional[int]) -> dict[s
         _save(settings.cache_dir, record)
         for url in urls:
             if url not in found:
-                found[url] = record[host_of(url)]
+                m = record[host_of(url)]
+                # another URL's 404 on the same host says nothing of this one: unranked
+                found[url] = m if _applies(m, url) else replace(m, error=None, ttfb=None)
     return found
 
 
@@ -360,7 +363,9 @@ def _save(cache_dir: Path, record: dict[str, Measurement]) -> None:
     """Write the record atomically; a cache that cannot be written only loses the hint."""
     from .fsutil import write_atomic
 
-    data: dict[str, Any] = {"hosts": {h: asdict(m) for h, m in sorted(record.items())}}
+    now = time.time()
+    kept = {h: m for h, m in sorted(record.items()) if now - m.measured_at < KEEP_SECONDS}
+    data: dict[str, Any] = {"hosts": {h: asdict(m) for h, m in kept.items()}}
     for m in data["hosts"].values():
         m["url"] = redact_url(m["url"])  # stored redacted already; never a secret on disk
     with contextlib.suppress(OSError):
