@@ -67,8 +67,10 @@ def get(
     Safe to call from every process at once: the data is downloaded and staged once; under
     torchrun the ranks of one machine take turns on a local lock (see ranks.py).
     ``connections`` caps the connections open at once (segments and files together);
-    ``mirror`` prefers the URLs that contain it (e.g. a host name); ``name_encoding`` decodes
-    a URL/path archive's member names that are not UTF-8 (default: detected, with a warning).
+    ``mirror``: ``"auto"`` (default) the fastest host (mirrors.py), ``"listed"`` the
+    manifest's order, other text the URLs that contain it (e.g. a host name);
+    ``name_encoding`` decodes a URL/path archive's member names that are not UTF-8
+    (default: detected, with a warning).
     ``force`` stages again even when a current staging is in place (the cached files it
     reuses are re-hashed, as in every staging; a damaged one is fetched again).
     ``repair`` re-hashes the staged files and the cached files they came from, as ``verify``
@@ -514,12 +516,20 @@ def info(
         ],
         "files": files,
     }
+    result["mirrors"] = _mirror_measurements(store.root, manifest)
     if to is not None:
         dest = config.given_path(to, "--to")
         result["staged"] = (
             str(stage.root_of(manifest, dest)) if stage.is_current(manifest, dest) else None
         )
     return result
+
+
+def _mirror_measurements(cache_root: Path, manifest: Manifest) -> dict[str, Any]:
+    """What the last mirror probe measured for the hosts of the target's URLs (mirrors.py)."""
+    from .obtain import mirrors
+
+    return mirrors.report(cache_root, [u for f in manifest.files for u in f.urls])
 
 
 def _overall_pinning(states: list[str]) -> str:

@@ -50,8 +50,10 @@ _connections = click.option(
 _mirror = click.option(
     "--mirror",
     default=None,
-    metavar="TEXT",
-    help="Prefer the URLs that contain TEXT (e.g. a host name) [env DATASTAGE_MIRROR].",
+    metavar="auto|listed|TEXT",
+    help="Which of a file's URLs to use first: auto = the fastest host, measured by a short "
+    "probe of each; listed = the manifest's order; TEXT = the URLs that contain TEXT (e.g. a "
+    "host name) [env DATASTAGE_MIRROR; default: auto].",
 )
 
 
@@ -368,6 +370,8 @@ def info(target: str, to: Optional[str], cache: Optional[str], as_json: bool) ->
         elif f["pinned"] != "manifest":
             click.echo("  pinned:    no (unconfirmed; the first download pins it)")
         click.echo(f"  cached:    {f['cached'] or 'no'}")
+    for line in details.get("mirrors", {}).get("lines", []):
+        click.echo(f"{'mirror:':13}{line}")
     if details.get("citation"):
         click.echo(f"{'citation:':13}{details['citation'].strip()}")
 
