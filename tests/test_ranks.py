@@ -11,7 +11,8 @@ import tarfile
 import time
 from pathlib import Path
 
-from tests.conftest import payload, sha256, write_manifest
+from datastage import ranks
+from tests.conftest import payload, run_cli, sha256, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,15 +131,16 @@ def test_stage_lock_of_a_killed_process_is_recovered(tmp_path):
     (src / "x.txt").write_text("hello")
     to = (tmp_path / "fast").absolute()
     holder = _holder("stage", str(to / "src"))
+    command = [sys.executable, "-m", "datastage", "stage", str(src), "--to", str(to)]
+    # While the holder lives, stage times out on THE lock it holds (exit 8, the lock named)
+    blocked = run_cli(*command[3:], env={"DATASTAGE_LOCK_TIMEOUT": "0.5"}, cwd=ROOT)
+    assert blocked.returncode == 8, blocked.stderr
+    assert "\nerror: timed out after 0.5s waiting for another process" in blocked.stderr
+    assert str(ranks.lock_path("stage", str(to / "src"))) in blocked.stderr
+    assert not (to / "src").exists()
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
-    done = subprocess.run(
-        [sys.executable, "-m", "datastage", "stage", str(src), "--to", str(to)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert (to / "src" / "x.txt").read_text() == "hello"
 
