@@ -55,7 +55,7 @@ def cache_dir(hermetic_env: Path) -> Path:
 
 
 #: Fixtures that mount a file system: the tests using them get the ``needs_mount`` marker.
-MOUNT_FIXTURES = ("small_disk", "mount_tmpfs", "bind_mount")
+MOUNT_FIXTURES = ("small_disk", "mount_tmpfs", "bind_mount", "read_only_view")
 NEEDS_MOUNT = "needs_mount"
 #: Set (e.g. in CI, which runs as root) to fail instead of skip when mounting is refused.
 #: Read once here: hermetic_env clears DATASTAGE_* for each test.
