@@ -9,6 +9,8 @@ import functools
 import os
 import pstats
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Optional
@@ -112,3 +114,38 @@ def test_tar_extracts_from_a_pipe(
     tools_run = set(tool_log.read_text().split()) if tool_log else set()
     used = tools_run | _python_decoders(profile)
     assert used == _expected(compression, backend, tools=tool_log is not None)
+
+
+_SEEKABLE_PROBE = """
+import sys
+from pathlib import Path
+from datastage.extract import Format, SafeWriter, extract_stream
+record = {}
+out = Path(sys.argv[2])
+out.mkdir()
+with open(sys.argv[1], "rb") as f:
+    extract_stream(f, Format("tar", sys.argv[3]), SafeWriter(out, "", "a.tar", record))
+print(len(record), *sorted(m for m in ("indexed_bzip2", "rapidgzip") if m in sys.modules))
+"""
+
+
+@pytest.mark.skipif(THREADS < 2, reason="not tested: one core never uses the threaded libraries")
+@pytest.mark.parametrize("compression", ["gz", "bz2"])
+def test_a_seekable_file_goes_to_the_threaded_library_without_the_tool(
+    tmp_path: Path, tool_log: Optional[Path], compression: str
+):
+    """A cached archive (seekable): pigz/lbzip2 when on PATH, else indexed_bzip2/rapidgzip,
+    which datastage imports only when it uses them (seen in a fresh interpreter)."""
+    archive = tmp_path / f"a.tar.{compression}"
+    archive.write_bytes(_archive(compression))
+    code = [sys.executable, "-c", _SEEKABLE_PROBE, str(archive), str(tmp_path / "out"), compression]
+    done = subprocess.run(code, capture_output=True, text=True, check=True)
+    count, *libraries = done.stdout.split()
+    assert int(count) == len(FILES)
+    assert all((tmp_path / "out" / k).read_bytes() == v for k, v in FILES.items())
+    tools_run = set(tool_log.read_text().split()) if tool_log else set()
+    if tool_log is not None:
+        assert (tools_run, libraries) == ({TOOLS[compression]}, [])
+    else:
+        library = {"gz": "rapidgzip", "bz2": "indexed_bzip2"}[compression]
+        assert (tools_run, libraries) == (set(), [library])
