@@ -80,6 +80,14 @@ _s3_endpoint = click.option(
 )
 
 
+_from = click.option(
+    "--from",
+    "from_",
+    default=None,
+    metavar="DIR|URL",
+    help="Read the files from your copy instead of downloading them: a folder holding them by "
+    "name (how a gated dataset is staged) or a URL prefix (URL/<name>).",
+)
 _repair = click.option(
     "--repair",
     is_flag=True,
@@ -108,6 +116,7 @@ _repair = click.option(
 @_s3_endpoint
 @_connections
 @_mirror
+@_from
 @click.option("--force", is_flag=True, help="Stage again even if a current staging is in place.")
 @_repair
 @_quiet
@@ -123,6 +132,7 @@ def get(
     s3_endpoint: Optional[str],
     connections: Optional[int],
     mirror: Optional[str],
+    from_: Optional[str],
     force: bool,
     repair: bool,
     quiet: Optional[bool],
@@ -147,6 +157,7 @@ def get(
         mirror=mirror,
         force=force,
         repair=repair,
+        from_=from_,
     )
     click.echo(root)
 
@@ -159,6 +170,7 @@ def get(
 @_s3_endpoint
 @_connections
 @_mirror
+@_from
 @_quiet
 @_debug
 def fetch(
@@ -169,6 +181,7 @@ def fetch(
     s3_endpoint: Optional[str],
     connections: Optional[int],
     mirror: Optional[str],
+    from_: Optional[str],
     quiet: Optional[bool],
 ) -> None:
     """Download and verify TARGET into the cache without staging it; prints the cached files."""
@@ -181,6 +194,7 @@ def fetch(
         s3_endpoint=s3_endpoint,
         connections=connections,
         mirror=mirror,
+        from_=from_,
     )
     for path in paths:
         click.echo(path)
@@ -243,6 +257,7 @@ def _summary(m: Manifest) -> dict[str, Any]:
         "size": m.total_size,
         "license": m.license,
         "noncommercial": m.noncommercial,
+        "access": m.access,
         "sources": [redact_url(url) for f in m.files for url in f.urls],
         "subsets": [s.address for s in m.subsets],
         "description": m.description,
@@ -268,10 +283,12 @@ def _table(rows: Sequence[Manifest]) -> None:
 
 def _sources(m: Manifest) -> str:
     """Where the bytes come from, short: primary hosts and how many mirror hosts."""
-    primary = list(dict.fromkeys(_host(f.url) for f in m.files))
+    urls = [u for f in m.files for u in (f.urls[:1] or [p.url for p in f.parts if p.has_url][:1])]
+    primary = list(dict.fromkeys(_host(u) for u in urls))
     mirrors = {_host(u) for f in m.files for u in f.mirrors} - set(primary)
     extra = f" +{len(mirrors)} mirror{'s' if len(mirrors) > 1 else ''}" if mirrors else ""
-    return ", ".join(primary) + extra
+    gated = ["gated"] if m.gated else []  # register and use get --from
+    return ", ".join(gated + primary) + extra
 
 
 def _host(url: str) -> str:
@@ -299,6 +316,10 @@ def info(target: str, to: Optional[str], cache: Optional[str], as_json: bool) ->
             click.echo(f"{key + ':':13}{details[key]}")
     if details["noncommercial"]:
         click.echo(f"{'terms:':13}non-commercial use only")
+    if details["access"] == "gated":
+        click.echo(f"{'access:':13}gated: register at {details['register']}, then get --from DIR")
+        if details["instructions"]:
+            click.echo(f"{'download:':13}{details['instructions']}")
     click.echo(f"{'size:':13}{_size(details['size'])}")
     click.echo(f"{'pinned:':13}{_PINNING[details['pinned']]}")
     if "staged" in details:
@@ -316,6 +337,11 @@ def info(target: str, to: Optional[str], cache: Optional[str], as_json: bool) ->
             click.echo(f"  url:       {url}")
         for digest in f["digests"]:
             click.echo(f"  digest:    {digest}")
+        for part in f["parts"]:
+            shown = "  ".join([*part["urls"][:1], *part["digests"]])
+            click.echo(f"  part:      {part['name']}  ({_size(part['size'])})  {shown}".rstrip())
+        if not f["urls"] and not f["parts"]:
+            click.echo("  url:       none (gated: download it yourself, then get --from DIR)")
         if f["pin"]:
             pin = f["pin"]
             click.echo(
