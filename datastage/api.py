@@ -10,7 +10,6 @@ is already staged reads one manifest and one marker, and touches no network libr
 
 from __future__ import annotations
 
-import functools
 import os
 import shlex
 from collections import defaultdict
@@ -321,18 +320,12 @@ def _download_pinned(
     ``on_prefix`` (overlap.py) is told how much of the ``.part`` is written, when it downloads.
     A new pin is said at once, or added to ``pinned_now`` for one line about all files."""
     from . import localcopy, tiers
-    from .download import download
     from .pins import Pins
 
     book = Pins(store.root)
     try:
-        fetch_one = functools.partial(download, budget=budget, on_prefix=on_prefix)
-        if not localcopy.reachable(expected):  # gated: only a copy already at hand will do
-            fetch_one = localcopy.refuse(manifest)
-        elif expected.parts and not expected.source:
-            from . import parts
-
-            fetch_one = functools.partial(parts.join, budget=budget)
+        # download, join parts, or (gated, no copy at hand) say how to get the file
+        fetch_one = localcopy.fetcher(manifest, expected, budget, on_prefix)
         blob = tiers.obtain(expected, manifest, store, settings, reporter, fetch_one)
     except (ChecksumMismatch, SizeMismatch, AllMirrorsFailed) as e:
         pin = book.get(entry) if expected is not entry else None

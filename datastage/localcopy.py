@@ -18,11 +18,12 @@ cache are the same as after a download, so a later ``get`` without ``--from`` fi
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 from .errors import GatedDataset, NotInFolder, UsageError
@@ -123,14 +124,25 @@ def gated_error(manifest: Manifest) -> GatedDataset:
     )
 
 
-def refuse(manifest: Manifest) -> Any:
-    """A downloader (tiers.obtain's last resort) for a file no URL serves: the gated error.
-    The cache, the persistent tier and source folders were asked first."""
+def fetcher(
+    manifest: Manifest, entry: FileEntry, budget: Any = None, on_prefix: Any = None
+) -> Callable[..., Any]:
+    """What tiers.obtain calls last for ``entry`` (after the cache, the persistent tier and
+    source folders): a download of its URLs (or --from copy), the join of its parts, or, for
+    a gated file that no URL serves, the error saying how to get it."""
+    if not reachable(entry):
 
-    def downloader(*_: Any, **__: Any) -> Any:
-        raise gated_error(manifest)
+        def refuse(*_: Any, **__: Any) -> Any:
+            raise gated_error(manifest)
 
-    return downloader
+        return refuse
+    if entry.parts and not entry.source:
+        from . import parts
+
+        return functools.partial(parts.join, budget=budget)
+    from .download import download
+
+    return functools.partial(download, budget=budget, on_prefix=on_prefix)
 
 
 def _count(names: Sequence[str]) -> str:
@@ -143,4 +155,4 @@ def _names(names: Sequence[str]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-__all__ = ["check_base", "gated_error", "is_folder", "join", "locate", "reachable", "refuse"]
+__all__ = ["check_base", "fetcher", "gated_error", "is_folder", "join", "locate", "reachable"]

@@ -474,3 +474,19 @@ def test_registry_voxceleb1_is_gated_with_its_parts(tmp_path, datastage_cli):
     listed = datastage_cli("list")
     line = next(row for row in listed.stdout.splitlines() if row.startswith("voxceleb1 "))
     assert "gated" in line
+
+
+def test_fetch_from_folder_caches_the_joined_file(tmp_path, datastage_cli):
+    manifest = _gated(tmp_path)
+    downloads = _downloads(tmp_path / "dl")
+    done = datastage_cli("fetch", str(manifest), "--from", str(downloads))
+    assert done.returncode == 0, done.stderr
+    cached = [Path(line) for line in done.stdout.split()]
+    assert [sha256(p.read_bytes()) for p in cached] == [sha256(ZIP), sha256(TEST_ZIP)]
+
+
+def test_push_of_a_gated_dataset_not_in_the_cache_says_how_to_get_it(tmp_path, datastage_cli):
+    done = datastage_cli("push", "voxceleb1", "s3://bucket/prefix")
+    assert done.returncode == 3, done.stderr
+    assert "voxceleb1 is gated" in done.stderr
+    assert "Traceback" not in done.stderr
