@@ -53,7 +53,7 @@ def locate(manifest: Manifest, base: str, cached: Sequence[bool]) -> Manifest:
     """``manifest`` whose files are read from ``base``; ``cached[i]``: file i is in the cache
     already (not needed). A folder lacking files is one NotInFolder naming every one of them."""
     if is_folder(base):
-        folder = path_of(base)
+        folder = path_of(base).absolute()  # messages name the folder wherever run from
         if not folder.is_dir():
             raise UsageError(f"--from {folder}: no such folder")
         files, missing = [], []

@@ -422,6 +422,34 @@ def test_killed_join_leaves_no_blob_and_the_rerun_completes(tmp_path, cache_dir)
     assert [p.name for p in _blobs(cache_dir)] == [sha256(joined)]
 
 
+def test_a_join_left_by_a_killed_run_is_removed_by_the_next(tmp_path, datastage_cli, cache_dir):
+    """Without FUSE: the half-joined file a kill -9 leaves (its temporary name) is never taken
+    for the file; the next join of that entry removes it and commits a verified blob."""
+    entry = {"name": "j.bin", "sha256": sha256(ZIP), "extract": False}
+    entry["parts"] = [{"name": n, "md5": md5(d)} for n, d in zip(NAMES, PARTS)]
+    manifest = write_manifest(tmp_path, "j", [entry], access="gated", register="https://x.org/r")
+    stale = cache_dir / "partial" / f"sha256-{sha256(ZIP)}.k1ll3d{'.join'}"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(ZIP[:1000])
+    downloads = _downloads(tmp_path / "dl")
+    done = datastage_cli(
+        "get", str(manifest), "--to", str(tmp_path / "out"), "--from", str(downloads)
+    )
+    assert done.returncode == 0, done.stderr
+    assert (Path(done.stdout.strip()) / "j.bin").read_bytes() == ZIP
+    assert _joins(cache_dir) == []
+    assert [p.name for p in _blobs(cache_dir)] == [sha256(ZIP)]
+
+
+def test_missing_files_are_named_with_a_relative_from(tmp_path, datastage_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    manifest = _gated(tmp_path)
+    (tmp_path / "dl").mkdir()
+    done = datastage_cli("get", str(manifest), "--to", str(tmp_path / "out"), "--from", "dl")
+    assert done.returncode == 4, done.stderr
+    assert f"not found in {tmp_path / 'dl'}:" in done.stderr
+
+
 # -- manifests --------------------------------------------------------------------------------
 
 
