@@ -396,9 +396,22 @@ def test_list_tag_filters_datasets(datastage_cli):
     }
     assert list(_rows(datastage_cli("list", "--tag", "kws"))) == ["speech_commands"]
     # a language of one subset finds its dataset; with --subsets, only the matching subsets
-    assert set(_rows(datastage_cli("list", "--tag", "de"))) == {"mls", "m-ailabs", "thorsten"}
+    assert set(_rows(datastage_cli("list", "--tag", "de"))) == {
+        "mls",
+        "m-ailabs",
+        "thorsten",
+        "css10",
+    }
     de = _rows(datastage_cli("list", "--tag", "de", "--subsets"))
-    assert set(de) == {"mls", "mls/german", "m-ailabs", "m-ailabs/de-de", "thorsten"}
+    assert set(de) == {
+        "mls",
+        "mls/german",
+        "m-ailabs",
+        "m-ailabs/de-de",
+        "thorsten",
+        "css10",
+        "css10/german",
+    }
     as_json = json.loads(datastage_cli("list", "--tag", "noise", "--json").stdout)
     assert [r["name"] for r in as_json] == ["musan", "rirs_noises"]
     assert as_json[0]["tags"] == ["noise", "music", "augmentation"]
