@@ -249,9 +249,12 @@ class VerifyFailed(IntegrityError):
 
 class DamagedBlob(IntegrityError):
     """Cache blobs whose bytes no longer match the sha256 they are named by (altered on disk).
-    ``blobs`` are the cache.Blob values, so the caller can drop them and fetch them again."""
+    ``blobs`` are the cache.Blob values (path, size, the expected sha256), so the caller can
+    drop them and fetch them again."""
 
-    def __init__(self, message: str, blobs: tuple[Any, ...] = (), hint: Optional[str] = None):
+    def __init__(
+        self, message: str, blobs: tuple[Any, ...] = (), hint: Optional[str] = None
+    ) -> None:
         super().__init__(message, hint)
         self.blobs = blobs
 
