@@ -17,7 +17,7 @@ from datastage.core.errors import (
     SizeMismatch,
 )
 from tests.archives import make_tar
-from tests.conftest import payload, sha256, write_manifest
+from tests.conftest import payload, run_cli, sha256, write_manifest
 from tests.servers.http_server import FileServer
 
 
@@ -120,3 +120,25 @@ def test_amend_redacts_and_keeps_type_and_fields():
     assert isinstance(error, ChecksumMismatch) and error.expected == "sha256:aa"
     assert str(error) == error.args[0] == "checksum mismatch via https://***@host/x"
     assert error.hint == "see https://host/y?token=***"
+
+
+def test_every_hf_endpoint_that_failed_is_named(tmp_path):
+    """The first endpoint's error, amended with the others' (type, status and hint kept)."""
+    pytest.importorskip("huggingface_hub")
+    from tests.servers.hf_server import HFServer
+
+    mirrors = [HFServer(), HFServer()]
+    try:
+        for mirror in mirrors:
+            mirror.down = True
+        result = run_cli(
+            "get", "hf://datasets/org/speech/archive.bin", "--to", str(tmp_path),
+            "--hf-endpoint", ",".join(m.base for m in mirrors), env={"DATASTAGE_RETRIES": "0"},
+        )  # fmt: skip
+    finally:
+        for mirror in mirrors:
+            mirror.close()
+    assert result.returncode == 4, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "; then " in errors[0], result.stderr
+    assert all(m.base.split("//")[1] in errors[0] for m in mirrors), errors[0]
