@@ -96,8 +96,10 @@ def test_a_mirror_with_other_bytes_is_blamed_on_the_pin(tmp_path, server, server
     with pytest.raises(AllMirrorsFailed) as caught:
         datastage.fetch(str(manifest))
     error = caught.value
-    kinds = [type(failure) for _, failure in error.failures]
-    assert kinds == [RemoteNotFound, ChecksumMismatch]
+    assert [(url, type(failure)) for url, failure in error.failures] == [
+        (urls[0], RemoteNotFound),
+        (urls[1], ChecksumMismatch),
+    ]
     assert "(expected value pinned on first use, " in str(error)
     assert "datastage unpin" in (error.hint or "")
 
