@@ -57,7 +57,9 @@ def test_an_announced_size_names_the_url_redacted(tmp_path, server, cache_dir):
 
 
 @pytest.fixture
-def server2():  # type: ignore[no-untyped-def]
+def server2(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A second server; the mirrors are tried in the manifest's order (not ranked by speed)."""
+    monkeypatch.setenv("DATASTAGE_MIRROR", "listed")
     s = FileServer()
     yield s
     s.close()
