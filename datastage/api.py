@@ -1,8 +1,9 @@
 """The Python API, and the one place that knows the order of the pipeline.
 
-    get(target, to)  = resolve manifest (or synthesise one for a URL/path: direct.py)
-                       -> already staged? -> check space -> fetch every file
-                       (cache, lock, resume, verify) -> stage (extract, marker, rename)
+    get(target, to)  = resolve: the manifest (or one synthesised for a URL/path: oneliner.py)
+                       -> already staged? (instant)
+                       -> obtain: space, then every file's verified blob (obtain/obtaining.py)
+                       -> extract + stage: partial folder, marker, rename (stage/staging.py)
 
 Everything a later step needs is imported when that step runs, so a ``get`` of a dataset that
 is already staged reads one manifest and one marker, and touches no network library.
@@ -12,33 +13,23 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar, Union, cast
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from .core import writable
-from .core.errors import (
-    AllMirrorsFailed,
-    ChecksumMismatch,
-    CorruptArchive,
-    DamagedBlob,
-    DatastageError,
-    InsufficientSpace,
-    SizeMismatch,
-    UsageError,
-    VerifyFailed,
-)
-from .core.fsutil import SPACE_MARGIN, existing_ancestor, free_bytes
+from .core.errors import CorruptArchive, DatastageError, UsageError, VerifyFailed
 from .core.progress import Reporter
 from .core.redact import redact_url
 from .resolve import registry
-from .resolve.manifest import URL_SCHEME, FileEntry, Manifest
+from .resolve.manifest import URL_SCHEME, Manifest
 from .settings import config
 from .stage import staging as stage
 
+if TYPE_CHECKING:
+    from .obtain.cache import Blob
+
 PathLike = Union[str, "os.PathLike[str]"]
-T = TypeVar("T")
 
 
 def get(
@@ -86,23 +77,11 @@ def get(
     if from_ is not None:
         _check_from(target, from_)
     if URL_SCHEME.match(target):  # listing a URL may use the network: fail before it ...
-        try:
-            writable.check(dest, config.resolve(cache_dir=cache).cache_dir)
-        except OSError:
-            # ... unless it is staged already: a read-only --to (or cache) still answers.
-            staged = None
-            if not (force or repair):
-                staged = _staged_root(
-                    target,
-                    sha256,
-                    name,
-                    dest,
-                    name_encoding=name_encoding,
-                    cache_dir=cache,
-                    **endpoints,
-                )
-            if staged is None:
-                raise
+        staged = _staged_if_unwritable(
+            target, sha256, name, dest, not (force or repair),
+            name_encoding=name_encoding, cache_dir=cache, **endpoints,
+        )  # fmt: skip
+        if staged is not None:
             return staged
     manifest = _manifest(target, sha256, name, name_encoding, cache_dir=cache, **endpoints)
     if not (force or repair) and stage.is_current(manifest, dest):
@@ -113,6 +92,33 @@ def get(
     writable.check(dest, settings.cache_dir)  # before any download
     if from_ is not None:
         manifest = _located(manifest, from_, settings)
+    return _get_in_turn(manifest, dest, settings, force, repair)
+
+
+def _staged_if_unwritable(
+    target: str,
+    sha256: Optional[str],
+    name: Optional[str],
+    dest: Path,
+    trust_staged: bool,
+    **settings: Any,
+) -> Optional[Path]:
+    """For a URL target, before listing it: None when ``dest`` and the cache are writable; else
+    where it is staged already (a read-only --to or cache still answers), else the OSError."""
+    try:
+        writable.check(dest, config.resolve(cache_dir=settings.get("cache_dir")).cache_dir)
+    except OSError:
+        staged = _staged_root(target, sha256, name, dest, **settings) if trust_staged else None
+        if staged is None:
+            raise
+        return staged
+    return None
+
+
+def _get_in_turn(
+    manifest: Manifest, dest: Path, settings: config.Settings, force: bool, repair: bool
+) -> Path:
+    """``_get``, once per machine under torchrun (ranks.py); at once otherwise."""
     from .settings import ranks
 
     if not ranks.distributed():
@@ -147,6 +153,7 @@ def get_manifest(
 ) -> Path:
     """Fetch and stage an already resolved manifest (no is-current shortcut, no rank turn).
     ``force``: stage again even if a current staging is in place."""
+    from .obtain import obtaining
     from .obtain.cache import Cache
     from .obtain.usage import in_use
 
@@ -157,70 +164,34 @@ def get_manifest(
         overlapped = _overlapped(manifest, dest, settings, reporter, force)
         if overlapped is not None:
             return overlapped
-        blobs = list(zip(manifest.files, _obtain_all(manifest, dest, settings, reporter)))
+        obtained = obtaining.obtain_all(manifest, dest, settings, reporter)
+        blobs = list(zip(manifest.files, obtained))
         return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout, force=force)
 
+    store = Cache(settings.cache_dir)
     try:
-        with in_use(Cache(settings.cache_dir)):  # cache rm/prune wait until it is staged
-            return _fetching_damaged_again(attempt, settings, reporter)
+        with in_use(store):  # cache rm/prune wait until it is staged
+            return obtaining.fetching_damaged_again(attempt, store, reporter)
     except CorruptArchive as e:
-        raise _with_unpin_hint(e, manifest, settings) from None
-
-
-def _fetching_damaged_again(action: Callable[[], T], settings: Any, reporter: Reporter) -> T:
-    """Run ``action``; if it found cache blobs altered on disk, drop them and run it again
-    (they are then downloaded, or copied from the persistent tier, hashed on the way in)."""
-    from .obtain.cache import Cache
-
-    try:
-        return action()
-    except DamagedBlob as e:
-        store = Cache(settings.cache_dir)
-        for blob in e.blobs:
-            reporter.warn(f"the cached {blob.path} no longer matches its sha256; fetching it again")
-            try:
-                store.discard(blob)
-            except OSError as why:
-                raise DamagedBlob(
-                    f"{e.message}; it cannot be removed: {why.strerror or why}",
-                    e.blobs,
-                    hint=f"remove it by hand (rm {blob.path}) and try again",
-                ) from None
-    return action()
-
-
-def _with_unpin_hint(
-    error: CorruptArchive, manifest: Manifest, settings: config.Settings
-) -> CorruptArchive:
-    """A damaged archive whose bytes match their first-use pin stays an archive error, and the
-    pin stays (only `unpin` replaces one): say how to accept a fixed file."""
-    from .obtain.pins import Pins
-
-    book = Pins(settings.cache_dir)
-    if any(book.status(entry)[1] is not None for entry in manifest.files):
-        error.hint = (
-            "a file pinned on first use is damaged; if its server now has a sound copy: "
-            f"datastage unpin {manifest.address}, then try again"
-        )
-    return error
+        raise obtaining.with_unpin_hint(e, manifest, store) from None
 
 
 def _overlapped(
     manifest: Manifest, dest: Path, settings: config.Settings, reporter: Reporter, force: bool
 ) -> Optional[Path]:
-    """Extract while downloading (overlap.py) when that is safe; None: take the usual path."""
+    """Extract while downloading (streaming.py) when that is safe; None: take the usual path."""
+    from .obtain import obtaining
     from .obtain.cache import Cache
-    from .stage import streaming as overlap
+    from .stage import streaming
 
-    if not overlap.enabled():
+    if not streaming.enabled():
         return None
     store = Cache(settings.cache_dir)
-    pinned = _pinned_entries(manifest, store)
-    if not overlap.eligible(manifest, pinned, store):
+    pinned = obtaining.pinned_entries(manifest, store)
+    if not streaming.eligible(manifest, pinned, store):
         return None
-    _warn_license(manifest, reporter)
-    _check_space_before_download(replace(manifest, files=tuple(pinned)), store, dest)
-    return overlap.get(manifest, pinned, dest, settings, reporter, store, force)
+    obtaining.before_download(manifest, pinned, store, dest, reporter)
+    return streaming.get(manifest, pinned, dest, settings, reporter, store, force)
 
 
 def fetch(
@@ -247,117 +218,17 @@ def fetch(
     )
     if from_ is not None:
         manifest = _located(manifest, from_, settings)
+    from .obtain import obtaining
     from .obtain.cache import Cache
     from .obtain.usage import in_use
 
     reporter = Reporter(settings.quiet)
-    with in_use(Cache(settings.cache_dir)):
-        blobs = _fetching_damaged_again(
-            lambda: _obtain_all(manifest, None, settings, reporter), settings, reporter
+    store = Cache(settings.cache_dir)
+    with in_use(store):
+        blobs = obtaining.fetching_damaged_again(
+            lambda: obtaining.obtain_all(manifest, None, settings, reporter), store, reporter
         )
     return [blob.path for blob in blobs]
-
-
-def _obtain_all(
-    manifest: Manifest, dest: Optional[Path], settings: config.Settings, reporter: Reporter
-) -> list[Any]:
-    """Every file's verified cache blob, in manifest order (space checked first)."""
-    from .obtain import usage as cachetool
-    from .obtain.cache import Cache
-
-    store = Cache(settings.cache_dir)
-    _warn_license(manifest, reporter)
-    pinned = _pinned_entries(manifest, store)
-    _check_space_before_download(replace(manifest, files=tuple(pinned)), store, dest)
-    pinned_now: Optional[list[str]] = [] if len(manifest.files) > 1 else None
-    try:
-        blobs = _download_all(manifest, pinned, store, settings, reporter, pinned_now)
-    finally:
-        _say_pinned(manifest, pinned_now or [], reporter)
-    cachetool.record_use(store, manifest, list(zip(manifest.files, blobs)))
-    return blobs
-
-
-def _warn_license(manifest: Manifest, reporter: Reporter) -> None:
-    """Non-commercial terms are said before a byte moves (even with --quiet: it is a warning)."""
-    if manifest.noncommercial:
-        note = f" ({manifest.license_note})" if manifest.license_note else ""
-        reporter.warn(
-            f"{manifest.address} is licensed {manifest.license or 'restrictively'}: "
-            f"non-commercial use only{note}; {_where_terms_are(manifest)}"
-        )
-    elif manifest.license_note:
-        reporter.warn(f"{manifest.address}: {manifest.license_note}")
-
-
-def _where_terms_are(manifest: Manifest) -> str:
-    """Somewhere real to read the terms: the homepage, else who publishes the files."""
-    if manifest.homepage:
-        return f"check the terms at {manifest.homepage}"
-    from urllib.parse import urlsplit
-
-    hosts = dict.fromkeys(urlsplit(url).hostname or "" for f in manifest.files for url in f.urls)
-    published = ", ".join(h for h in hosts if h)
-    where = f" ({published})" if published else ""
-    return f"the manifest names no homepage: check the terms with its publisher{where}"
-
-
-def _pinned_entries(manifest: Manifest, store: Any) -> list[FileEntry]:
-    """Entries with their trust-on-first-use pins turned into expected size and sha256."""
-    from .obtain.pins import Pins, apply
-
-    book = Pins(store.root)
-    return [apply(entry, book.get(entry)) for entry in manifest.files]
-
-
-def _download_pinned(
-    manifest: Manifest,
-    entry: FileEntry,
-    expected: FileEntry,
-    store: Any,
-    settings: Any,
-    reporter: Reporter,
-    budget: Any = None,
-    on_prefix: Any = None,
-    pinned_now: Optional[list[str]] = None,
-) -> Any:
-    """Download ``expected``; record a first-use pin, or say which pin a mismatch broke.
-    ``on_prefix`` (overlap.py) is told how much of the ``.part`` is written, when it downloads.
-    A new pin is said at once, or added to ``pinned_now`` for one line about all files."""
-    from .obtain import localcopy
-    from .obtain import persistent as tiers
-    from .obtain.pins import Pins
-
-    book = Pins(store.root)
-    try:
-        # download, join parts, or (gated, no copy at hand) say how to get the file
-        fetch_one = localcopy.fetcher(manifest, expected, budget, on_prefix)
-        blob = tiers.obtain(expected, manifest, store, settings, reporter, fetch_one)
-    except (ChecksumMismatch, SizeMismatch, AllMirrorsFailed) as e:
-        pin = book.get(entry) if expected is not entry else None
-        if pin is None or "mismatch" not in str(e):
-            raise
-        raise type(e)(
-            f"{e} (expected value pinned on first use, {pin.pinned_at})",
-            hint="if the dataset was re-released on purpose: "
-            f"datastage unpin {shlex.quote(manifest.target)}, then try again",
-        ) from e
-    pin = book.record(entry, blob.size, blob.sha256, manifest.dataset or manifest.name)
-    if pin and pinned_now is not None:
-        pinned_now.append(entry.name)
-    elif pin:
-        reporter.say(f"{entry.name}: pinned on first use (size {pin.size}, sha256:{pin.sha256})")
-    return blob
-
-
-def _say_pinned(manifest: Manifest, names: list[str], reporter: Reporter) -> None:
-    """One line for the files of a run that were pinned on first use, not one per file."""
-    if names:
-        reporter.say(
-            f"pinned on first use: {len(names)} of {len(manifest.files)} files had no sha256 in "
-            "the manifest; their sizes and sha256 are recorded and later downloads must match "
-            f"(see: datastage info {shlex.quote(manifest.target)})"
-        )
 
 
 def unpin(target: str, cache: Optional[PathLike] = None) -> list[str]:
@@ -443,7 +314,7 @@ def _inspect(
     marker: dict[str, Any],
     settings: config.Settings,
     reporter: Reporter,
-) -> Optional[tuple[str, list[Any]]]:
+) -> Optional[tuple[str, list[Blob]]]:
     """Re-hash a staging and the cache blobs its marker says it was built from (those still
     in the cache). None: all intact; else (what differs, the damaged blobs)."""
     from .obtain.cache import Blob, Cache, damaged
@@ -599,13 +470,13 @@ def _manifest(
     **settings: Any,
 ) -> Manifest:
     """The registry's (or a manifest file's) manifest, or one synthesised for a URL/path."""
-    from .resolve import oneliner as direct
+    from .resolve import oneliner
 
     target = _checked_target(target, name)
     _check_endpoints(settings)
-    if direct.is_direct(target):
+    if oneliner.is_direct(target):
         resolved = config.resolve(**settings)
-        found = direct.manifest_for(
+        found = oneliner.manifest_for(
             target, resolved, name=name, sha256=sha256, name_encoding=name_encoding
         )
     elif sha256 or name:
@@ -663,11 +534,11 @@ def _check_from(target: str, base: str) -> None:
 
 def _located(manifest: Manifest, base: str, settings: config.Settings) -> Manifest:
     """``manifest`` reading its files from ``base`` (files in the cache are not needed there)."""
-    from .obtain import localcopy
+    from .obtain import localcopy, obtaining
     from .obtain.cache import Cache
 
     store = Cache(settings.cache_dir)
-    cached = [store.find(entry) is not None for entry in _pinned_entries(manifest, store)]
+    cached = [store.find(entry) is not None for entry in obtaining.pinned_entries(manifest, store)]
     return localcopy.locate(manifest, base, cached)
 
 
@@ -680,66 +551,3 @@ def _check_endpoints(settings: dict[str, Any]) -> None:
             reason = check_url(url.strip()) if url.strip() else None
             if reason:
                 raise UsageError(f"--{key.replace('_', '-')}: {reason}")
-
-
-def _download_all(
-    manifest: Manifest,
-    pinned: list[FileEntry],
-    store: Any,
-    settings: Any,
-    reporter: Reporter,
-    pinned_now: Optional[list[str]] = None,
-) -> list[Any]:
-    """Every file's blob, in manifest order, several at once within one budget of connections.
-
-    Files start in manifest order; each takes connections from the shared budget as its
-    segments need them, so a big file and many small ones share the link without exceeding
-    ``settings.connections``. The first failure stops the others (at their next chunk;
-    their ``.part`` files stay, resumable) and is raised.
-    """
-    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-
-    from .obtain.transfer import Budget, Cancelled
-
-    budget = Budget(settings.connections)
-
-    def one(entry: FileEntry, expected: FileEntry) -> Any:
-        return _download_pinned(
-            manifest, entry, expected, store, settings, reporter, budget, pinned_now=pinned_now
-        )
-
-    pairs = list(zip(manifest.files, pinned))
-    if len(pairs) == 1 or settings.connections == 1:
-        return [one(e, p) for e, p in pairs]
-    with ThreadPoolExecutor(max_workers=min(len(pairs), settings.connections)) as pool:
-        futures = [pool.submit(one, e, p) for e, p in pairs]
-        try:
-            wait(futures, return_when=FIRST_EXCEPTION)
-        finally:  # a failed file or Ctrl-C: the others stop at their next chunk
-            if not all(f.done() and not f.exception() for f in futures):
-                budget.cancel()
-                pool.shutdown(wait=True, cancel_futures=True)
-        failed = [f for f in futures if not f.cancelled() and f.exception()]
-        if failed:  # the first real failure, not a file stopped because of it
-            first = next((f for f in failed if not isinstance(f.exception(), Cancelled)), failed[0])
-            raise cast(BaseException, first.exception())
-        return [f.result() for f in futures]
-
-
-def _check_space_before_download(manifest: Manifest, store: Any, dest: Optional[Path]) -> None:
-    """Fail before any byte moves if the cache (and the target, if on that disk) lacks room."""
-    needs: dict[Path, int] = defaultdict(int)
-    for entry in manifest.files:
-        if entry.size is not None and store.find(entry) is None:
-            needs[store.root] += entry.size
-    if dest is not None:
-        needs[dest] += sum(e.unpacked_size or 0 for e in manifest.files)
-    by_device: dict[int, tuple[Path, int]] = {}
-    for path, needed in needs.items():
-        device = existing_ancestor(path).stat().st_dev
-        held = by_device.get(device, (path, 0))
-        by_device[device] = (held[0], held[1] + needed)
-    for path, needed in by_device.values():
-        free = free_bytes(path)
-        if needed and needed + SPACE_MARGIN > free:
-            raise InsufficientSpace(str(path), needed, free, f"for {manifest.name}")

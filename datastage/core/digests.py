@@ -114,12 +114,16 @@ def check(
     suffix = f"; {why}" if why else ""
     if expected_size is not None and size != expected_size:
         raise SizeMismatch(
-            f"size mismatch for {what}: expected {expected_size} bytes, got {size}{suffix}"
+            f"size mismatch for {what}: expected {expected_size} bytes, got {size}{suffix}",
+            expected=expected_size,
+            actual=size,
         )
     for digest in expected:
         actual = digests.get(digest.algorithm)
         if actual is not None and actual != digest.hexdigest:
             raise ChecksumMismatch(
                 f"checksum mismatch for {what}: expected {digest}, "
-                f"got {digest.algorithm}:{actual}{suffix}"
+                f"got {digest.algorithm}:{actual}{suffix}",
+                expected=str(digest),
+                actual=f"{digest.algorithm}:{actual}",
             )

@@ -38,6 +38,13 @@ when there is one, ``hint: <hint>``, then exits with ``exit_code``.
 
 Exit code 130 means interrupted (Ctrl-C). Messages and hints are redacted when the error is
 made (redact.py): a URL's password or token never reaches a message, whoever prints it.
+
+Errors that a caller acts on carry what it needs as fields, so nothing is decided by matching
+their text: ``expected``/``actual`` (ChecksumMismatch: "alg:hex"; SizeMismatch: bytes) and the
+``url`` they came from, ``failures`` (AllMirrorsFailed: each URL with its error), ``blobs``
+(DamagedBlob), ``path`` (CorruptArchive: the archive as its message names it; InsufficientSpace:
+where). URLs in fields are redacted like messages. A caller that knows more says so with
+``amend`` (same object, fields and type; the text redacted again).
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from .redact import redact_text
+from .redact import redact_text, redact_url
 
 
 class DatastageError(Exception):
@@ -61,6 +68,18 @@ class DatastageError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def amend(self, suffix: str = "", hint: Optional[str] = None) -> None:
+        """Say more where more is known: ``suffix`` is appended to the message, ``hint`` (if
+        given) replaces the hint; both redacted, as in a new error. Type and fields stay."""
+        self.message = redact_text(f"{self.message}{suffix}")
+        self.args = (self.message,)
+        if hint is not None:
+            self.hint = redact_text(hint)
+
+
+def _redacted(url: Optional[str]) -> Optional[str]:
+    return None if url is None else redact_url(url)
 
 
 def note_hint(error: BaseException) -> None:
@@ -175,7 +194,17 @@ class RemoteChanged(SourceError):
 
 
 class AllMirrorsFailed(SourceError):
-    pass
+    """Every URL of a file failed; ``failures`` holds each (redacted URL, its error), in order."""
+
+    def __init__(
+        self,
+        message: str,
+        hint: Optional[str] = None,
+        *,
+        failures: Sequence[tuple[str, BaseException]] = (),
+    ) -> None:
+        super().__init__(message, hint)
+        self.failures = tuple((redact_url(url), error) for url, error in failures)
 
 
 class NotInFolder(SourceError):
@@ -192,11 +221,41 @@ class IntegrityError(DatastageError):
 
 
 class ChecksumMismatch(IntegrityError):
-    pass
+    """Bytes whose digest is not the expected one: ``expected`` and ``actual`` are "alg:hex";
+    ``url`` is where the bytes came from, when one URL did."""
+
+    def __init__(
+        self,
+        message: str,
+        hint: Optional[str] = None,
+        *,
+        expected: Optional[str] = None,
+        actual: Optional[str] = None,
+        url: Optional[str] = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.expected = expected
+        self.actual = actual
+        self.url = _redacted(url)
 
 
 class SizeMismatch(IntegrityError):
-    pass
+    """Bytes (or an announced length) of another size: ``expected`` and ``actual`` in bytes;
+    ``url`` is where they came from, when one URL did."""
+
+    def __init__(
+        self,
+        message: str,
+        hint: Optional[str] = None,
+        *,
+        expected: Optional[int] = None,
+        actual: Optional[int] = None,
+        url: Optional[str] = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.expected = expected
+        self.actual = actual
+        self.url = _redacted(url)
 
 
 class VerifyFailed(IntegrityError):
@@ -205,9 +264,12 @@ class VerifyFailed(IntegrityError):
 
 class DamagedBlob(IntegrityError):
     """Cache blobs whose bytes no longer match the sha256 they are named by (altered on disk).
-    ``blobs`` are the cache.Blob values, so the caller can drop them and fetch them again."""
+    ``blobs`` are the cache.Blob values (path, size, the expected sha256), so the caller can
+    drop them and fetch them again."""
 
-    def __init__(self, message: str, blobs: tuple[Any, ...] = (), hint: Optional[str] = None):
+    def __init__(
+        self, message: str, blobs: tuple[Any, ...] = (), hint: Optional[str] = None
+    ) -> None:
         super().__init__(message, hint)
         self.blobs = blobs
 
@@ -221,7 +283,13 @@ class UnsafeArchiveMember(ArchiveError):
 
 
 class CorruptArchive(ArchiveError):
-    pass
+    """A truncated or damaged archive; ``path`` is the archive as the message names it."""
+
+    def __init__(
+        self, message: str, hint: Optional[str] = None, *, path: Optional[str] = None
+    ) -> None:
+        super().__init__(message, hint)
+        self.path = path
 
 
 class UnsupportedArchive(ArchiveError):
@@ -244,6 +312,7 @@ class InsufficientSpace(DatastageError):
             f"not enough disk space in {where}{what}: {need}, {human_bytes(free)} free",
             hint="free some space, or choose another folder with --to / --cache",
         )
+        self.path = where
         self.needed = needed
         self.free = free
 

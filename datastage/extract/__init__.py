@@ -261,6 +261,7 @@ def _refuse_empty(writer: SafeWriter, fmt: Format) -> None:
         raise CorruptArchive(
             f"{writer.archive} holds no files or folders ({fmt}); nothing to stage",
             hint="the archive is empty or damaged; get it again from its source",
+            path=writer.archive,
         )
 
 
@@ -312,6 +313,7 @@ def _archive_errors(writer: SafeWriter, fmt: Format) -> Iterator[None]:
                 f"{writer.archive} is damaged ({fmt}): its reader failed with "
                 f"{type(e).__name__}: {_one_line(e)}",
                 hint="delete it from the cache if this persists; re-run to download it again",
+                path=writer.archive,
             ) from e
         if isinstance(e, ArchiveError) or not isinstance(e, (*_ARCHIVE_ERRORS, OSError)):
             raise
@@ -321,6 +323,7 @@ def _archive_errors(writer: SafeWriter, fmt: Format) -> Iterator[None]:
         raise CorruptArchive(
             f"{writer.archive} is damaged or truncated ({fmt}): {_one_line(e)}",
             hint="delete it from the cache if this persists; re-run to download it again",
+            path=writer.archive,
         ) from e
 
 

@@ -132,6 +132,7 @@ def _extract_py7zr(path: Path, writer: SafeWriter) -> None:
         raise CorruptArchive(
             f"{writer.archive} is damaged or truncated (7z): {' '.join(str(e).split())}",
             hint="delete it from the cache if this persists; re-run to download it again",
+            path=writer.archive,
         ) from e
 
 

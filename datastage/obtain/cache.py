@@ -27,12 +27,15 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ..core.digests import CACHE_ALGORITHM, HEX_LENGTHS
 from ..core.fsutil import fsync_dir, write_atomic
 from ..core.redact import redact_url
 from ..resolve.manifest import FileEntry
+
+if TYPE_CHECKING:
+    import threading
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,11 @@ class Cache:
         return Blob(target, target.stat().st_size, sha256, fresh=True)
 
 
-def damaged(blob: Blob, on_bytes: Any = None, stop: Any = None) -> Optional[str]:
+def damaged(
+    blob: Blob,
+    on_bytes: Optional[Callable[[int], None]] = None,
+    stop: Optional[threading.Event] = None,
+) -> Optional[str]:
     """Why ``blob``'s bytes do not match its name (sha256 and size), or None when they do.
     ``stop`` (a threading.Event) ends the read early; the answer is then None."""
     h = hashlib.sha256()

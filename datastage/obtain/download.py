@@ -165,7 +165,9 @@ def _from_any_url(
     if len(failures) == 1:
         raise failures[0][1]
     reasons = "; ".join(f"{safe_url(url)}: {e}" for url, e in failures)
-    raise AllMirrorsFailed(f"all {len(failures)} sources of {entry.name} failed: {reasons}")
+    raise AllMirrorsFailed(
+        f"all {len(failures)} sources of {entry.name} failed: {reasons}", failures=failures
+    )
 
 
 class _Probe:
@@ -525,7 +527,10 @@ class _Download:
             # Saying it before the transfer saves the bytes (and an HTML page is found below).
             raise SizeMismatch(
                 f"size mismatch for {self.entry.name} from {self.url}: expected "
-                f"{self.entry.size} bytes, the server announces {size}"
+                f"{self.entry.size} bytes, the server announces {size}",
+                expected=self.entry.size,
+                actual=size,
+                url=self.url,
             )
         if size is not None:
             ensure_free(self.cache.root, size - offset, "for the download cache")

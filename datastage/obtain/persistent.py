@@ -68,9 +68,9 @@ def obtain(
     if blob is None:
         blob = from_sources(entry, manifest.name, settings.sources, store, settings, reporter)
     if blob is None and settings.shared_cache:
-        from . import shared as s3cache
+        from . import shared
 
-        blob = s3cache.restore(
+        blob = shared.restore(
             entry, manifest.name, settings.shared_cache, store, settings, reporter
         )
     if blob is None:

@@ -31,7 +31,6 @@ import huggingface_hub  # noqa: F401  (imported here so a missing package is a M
 from ..core.digests import Digest
 from ..core.errors import (
     AccessDenied,
-    HTTPStatusError,
     NetworkError,
     RemoteNotFound,
     SourceError,
@@ -180,10 +179,8 @@ class HFSource:
         first = failures[0]
         if len(failures) == 1:
             raise first
-        rest = "; ".join(f"then {e}" for e in failures[1:])
-        if isinstance(first, HTTPStatusError):
-            raise type(first)(f"{first}; {rest}", first.status, first.hint)
-        raise type(first)(f"{first}; {rest}", first.hint)
+        first.amend("; " + "; ".join(f"then {e}" for e in failures[1:]))
+        raise first
 
 
 def _select(path: str, names: list[str]) -> tuple[set[str], str]:

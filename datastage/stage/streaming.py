@@ -274,8 +274,8 @@ def get(
 ) -> Path:
     """Download the manifest's one file and stage it, extracting while it downloads.
     ``force``: stage it again even if a current staging is in place."""
-    from .. import api
     from ..obtain import usage as cachetool
+    from ..obtain.obtaining import obtain_one
 
     entry, expected = manifest.files[0], pinned[0]
     reader = GrowingFile(store.partial_paths(expected)[0])
@@ -283,9 +283,10 @@ def get(
 
     def download() -> None:
         try:
-            outcome["blob"] = api._download_pinned(
-                manifest, entry, expected, store, settings, reporter, on_prefix=reader.advance
-            )
+            outcome["blob"] = obtain_one(
+                entry, manifest, store, settings, reporter,
+                expected=expected, on_prefix=reader.advance,
+            )  # fmt: skip
             reader.finish(outcome["blob"])
         except BaseException as e:
             outcome["error"] = e
