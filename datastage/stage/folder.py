@@ -46,7 +46,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Any, Callable, Optional, TextIO
 
 from .. import __version__
 from ..core.digests import READ_CHUNK
@@ -54,7 +54,7 @@ from ..core.errors import IntegrityError, UsageError
 from ..core.fsutil import disk_full_as_error, ensure_free, remove_tree, write_atomic
 from ..core.names import MARKER, strip_archive_suffix
 from ..core.progress import Reporter
-from ..resolve.manifest import NAME_PATTERN
+from ..resolve.manifest import NAME_PATTERN, Manifest
 from ..settings import config
 from .marker import MARKER_FORMAT, read_marker
 from .ownership import refuse_unless_ours
@@ -85,6 +85,11 @@ def checked_name(src: Path, name: Optional[str]) -> str:
     return name
 
 
+#: How ``stage`` stages an archive: with ``get``'s pipeline, ``api.get_manifest``, which the
+#: caller passes in (stage/ sits below api in the layer order, so it does not import it).
+GetManifest = Callable[[Manifest, Path, config.Settings], Path]
+
+
 def stage(
     src: Path,
     to: Path,
@@ -92,8 +97,11 @@ def stage(
     workers: int = DEFAULT_WORKERS,
     quiet: bool = False,
     force: bool = False,
+    *,
+    get_manifest: GetManifest,
 ) -> Path:
-    """Copy folder ``src`` (or extract archive ``src``) to ``to/<name>``; return that folder."""
+    """Copy folder ``src`` (or extract archive ``src``, with ``get_manifest``) to
+    ``to/<name>``; return that folder."""
     src = src.expanduser().absolute()
     name = checked_name(src, name)
     if src.is_file():
@@ -102,7 +110,7 @@ def stage(
                 f"--force re-copies a folder; {src} is a file",
                 hint=f"to stage the archive again, remove {to / name} first",
             )
-        return _stage_archive(src, to, name, quiet)
+        return _stage_archive(src, to, name, quiet, get_manifest)
     if not src.is_dir():
         raise UsageError(f"{src}: no such folder or file")
     reporter = Reporter(quiet)
@@ -133,8 +141,7 @@ def stage(
         return _Stager(src, staging, listing, previous, force, workers, reporter).run()
 
 
-def _stage_archive(src: Path, to: Path, name: str, quiet: bool) -> Path:
-    from .. import api
+def _stage_archive(src: Path, to: Path, name: str, quiet: bool, get_manifest: GetManifest) -> Path:
     from ..resolve.manifest import from_dict
     from .layout import root_of
     from .verify import is_current
@@ -143,7 +150,7 @@ def _stage_archive(src: Path, to: Path, name: str, quiet: bool) -> Path:
     dest = to.expanduser().absolute()
     if is_current(manifest, dest):
         return root_of(manifest, dest)
-    return api.get_manifest(manifest, dest, config.resolve(quiet=quiet))
+    return get_manifest(manifest, dest, config.resolve(quiet=quiet))
 
 
 def _previous(target: Path, src: Path) -> Optional[dict[str, Any]]:
