@@ -192,12 +192,12 @@ def stage(
     """
     from ..api import get_manifest
     from ..settings import config
-    from ..stage import folder as folders
+    from ..stage import folder
 
     dest = config.resolve_to(to)
     source = config.given_path(src, "SRC")
-    workers = workers or folders.DEFAULT_WORKERS
-    staged = folders.stage(
+    workers = workers or folder.DEFAULT_WORKERS
+    staged = folder.stage(
         source, dest, name, workers, bool(quiet), force=force, get_manifest=get_manifest
     )
     click.echo(staged)
