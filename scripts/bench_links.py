@@ -8,7 +8,7 @@ file, half chains through earlier links), and a marker listing them. Then times,
 - ``links.check_links`` (one scandir pass, memoised resolution): what every staging pays;
 - the peer way, ``os.path.realpath`` of every link (what SafeWriter does per archive): the
   kernel walks each chain from scratch, so chains cost their length each time;
-- ``stage._refuse_foreign`` on the tree as an existing staging (marker parse + a walk for
+- ``ownership.refuse_unless_ours`` on the tree as an existing staging (marker parse + a walk for
   files the marker does not list): what replacing a staging pays, twice.
 Leaves WORK for re-runs (--clean removes it). Numbers are wall seconds on a warm page cache.
 """
@@ -26,8 +26,9 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from datastage.stage import staging as stage
+from datastage.core.names import MARKER
 from datastage.stage.links import check_links
+from datastage.stage.ownership import refuse_unless_ours
 
 
 def build(root: Path, n_files: int, n_links: int) -> None:
@@ -48,7 +49,7 @@ def build(root: Path, n_files: int, n_links: int) -> None:
         os.symlink(target, root / rel)
         files[rel] = {"symlink": target}
     marker = {"format": 1, "name": root.name, "content_key": "bench", "root": "", "files": files}
-    (root / stage.MARKER).write_text(json.dumps(marker))
+    (root / MARKER).write_text(json.dumps(marker))
 
 
 def best(fn: Callable[[], object], runs: int = 3) -> float:
@@ -86,7 +87,7 @@ def main() -> None:
     rows = [
         ("check_links (datastage)", best(lambda: check_links(root))),
         ("realpath of every link (peer)", best(lambda: realpath_each(root))),
-        ("_refuse_foreign (marker + walk)", best(lambda: stage._refuse_foreign(root))),
+        ("refuse_unless_ours (marker + walk)", best(lambda: refuse_unless_ours(root))),
     ]
     print(f"{'check':34} {'seconds':>8}   ({args.files} files, {args.links} links)")
     for name, seconds in rows:

@@ -190,13 +190,17 @@ def stage(
     Many files are copied at once; an interrupted run resumes; a re-run copies what changed in
     SRC since (symlinks stay links inside SRC; FIFOs and devices are skipped). Prints the folder.
     """
+    from ..api import get_manifest
     from ..settings import config
-    from ..stage import folder as folders
+    from ..stage import folder
 
     dest = config.resolve_to(to)
     source = config.given_path(src, "SRC")
-    workers = workers or folders.DEFAULT_WORKERS
-    click.echo(folders.stage(source, dest, name, workers, bool(quiet), force=force))
+    workers = workers or folder.DEFAULT_WORKERS
+    staged = folder.stage(
+        source, dest, name, workers, bool(quiet), force=force, get_manifest=get_manifest
+    )
+    click.echo(staged)
 
 
 @click.command()

@@ -1,4 +1,4 @@
-"""The user's own data: ``datastage stage SRC --to DIR`` (``pack`` is in packing.py).
+"""The user's own data: ``datastage stage SRC --to DIR`` (``pack`` is in pack.py).
 
 stage (a folder) — from a slow mount (Drive, autodl-fs, NFS) to fast disk:
 
@@ -39,7 +39,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 import threading
 import time
 from collections import deque
@@ -47,27 +46,21 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Any, Callable, Optional, TextIO
 
 from .. import __version__
-from ..core import locks
 from ..core.digests import READ_CHUNK
 from ..core.errors import IntegrityError, UsageError
 from ..core.fsutil import disk_full_as_error, ensure_free, remove_tree, write_atomic
-from ..core.names import strip_archive_suffix
+from ..core.names import MARKER, strip_archive_suffix
 from ..core.progress import Reporter
-from ..resolve.manifest import NAME_PATTERN
+from ..resolve.manifest import NAME_PATTERN, Manifest
 from ..settings import config
+from .marker import MARKER_FORMAT, read_marker
+from .ownership import refuse_unless_ours
 from .srctree import FileInfo, Listing, check_unchanged, list_tree, open_listed, refuse_nested
-from .staging import (
-    MARKER,
-    MARKER_FORMAT,
-    _problems,
-    _refuse_foreign,
-    _swap_into_place,
-    lock_for,
-    read_marker,
-)
+from .staging import Staging
+from .verify import problems
 
 JOURNAL = ".datastage-journal.jsonl"
 PARTIAL_OWNER = ".datastage-partial.json"
@@ -92,6 +85,11 @@ def checked_name(src: Path, name: Optional[str]) -> str:
     return name
 
 
+#: How ``stage`` stages an archive: with ``get``'s pipeline, ``api.get_manifest``, which the
+#: caller passes in (stage/ sits below api in the layer order, so it does not import it).
+GetManifest = Callable[[Manifest, Path, config.Settings], Path]
+
+
 def stage(
     src: Path,
     to: Path,
@@ -99,8 +97,11 @@ def stage(
     workers: int = DEFAULT_WORKERS,
     quiet: bool = False,
     force: bool = False,
+    *,
+    get_manifest: GetManifest,
 ) -> Path:
-    """Copy folder ``src`` (or extract archive ``src``) to ``to/<name>``; return that folder."""
+    """Copy folder ``src`` (or extract archive ``src``, with ``get_manifest``) to
+    ``to/<name>``; return that folder."""
     src = src.expanduser().absolute()
     name = checked_name(src, name)
     if src.is_file():
@@ -109,20 +110,21 @@ def stage(
                 f"--force re-copies a folder; {src} is a file",
                 hint=f"to stage the archive again, remove {to / name} first",
             )
-        return _stage_archive(src, to, name, quiet)
+        return _stage_archive(src, to, name, quiet, get_manifest)
     if not src.is_dir():
         raise UsageError(f"{src}: no such folder or file")
     reporter = Reporter(quiet)
     target = to / name
     refuse_nested(src, target, "--to")  # before anything is made inside SRC
     to.mkdir(parents=True, exist_ok=True)
-    _refuse_foreign(target)  # before a long listing of a slow mount; again under the lock
+    refuse_unless_ours(target)  # before a long listing of a slow mount; again under the lock
     if _previous(target, src) is None:
         reporter.say(f"listing {src}")  # a re-run stays quiet unless something changed
     listing = list_tree(src, reporter.warn)
-    lock = lock_for(target)  # the lock `get` takes: the two never stage into one folder at once
-    with locks.hold(lock, f"staging {src}", config.resolve().lock_timeout, reporter.say):
-        _refuse_foreign(target)
+    # the lock `get` takes (the two never stage into one folder at once); our own partial
+    # folders are resumed, and kept if this run fails
+    lock_timeout = config.resolve().lock_timeout
+    with Staging(target, reporter, lock_timeout, f"staging {src}", resumable=True) as staging:
         previous = None if force else _previous(target, src)
         if previous is not None and not _has_source_times(previous):
             reporter.say("the staged copy records no source times (an older datastage): copying")
@@ -132,23 +134,23 @@ def stage(
             if change.any():
                 reporter.say(f"source changed: {change}")
             else:
-                damaged = _problems(target, previous["files"], rehash=False, limit=1)
+                damaged = problems(target, previous["files"], rehash=False, limit=1)
                 if not damaged:
                     return target
                 reporter.say(f"the staged copy is incomplete ({damaged[0]}); copying it again")
-        return _Stager(src, target, listing, previous, force, workers, reporter).run()
+        return _Stager(src, staging, listing, previous, force, workers, reporter).run()
 
 
-def _stage_archive(src: Path, to: Path, name: str, quiet: bool) -> Path:
-    from .. import api
+def _stage_archive(src: Path, to: Path, name: str, quiet: bool, get_manifest: GetManifest) -> Path:
     from ..resolve.manifest import from_dict
-    from . import staging as stage
+    from .layout import root_of
+    from .verify import is_current
 
     manifest = from_dict({"name": name, "files": [{"url": str(src)}]})
     dest = to.expanduser().absolute()
-    if stage.is_current(manifest, dest):
-        return stage.root_of(manifest, dest)
-    return api.get_manifest(manifest, dest, config.resolve(quiet=quiet))
+    if is_current(manifest, dest):
+        return root_of(manifest, dest)
+    return get_manifest(manifest, dest, config.resolve(quiet=quiet))
 
 
 def _previous(target: Path, src: Path) -> Optional[dict[str, Any]]:
@@ -208,12 +210,13 @@ def _umask() -> int:
 
 
 class _Stager:
-    """One run of ``stage`` for a folder: resume or start a partial folder, fill it, swap it in."""
+    """One run of ``stage`` for a folder: resume or start a partial folder, fill it, swap it in
+    (``staging``: the lock is held; the partial folder is made, adopted and swapped by it)."""
 
     def __init__(
         self,
         src: Path,
-        target: Path,
+        staging: Staging,
         listing: Listing,
         previous: Optional[dict[str, Any]],
         force: bool,
@@ -221,7 +224,8 @@ class _Stager:
         reporter: Reporter,
     ) -> None:
         self.src = src
-        self.target = target
+        self.staging = staging
+        self.target = staging.target
         self.listing = listing
         self.previous = previous
         self.force = force
@@ -268,10 +272,9 @@ class _Stager:
             if leftover != keep:  # ours, dead (we hold the lock) and of no use
                 remove_tree(leftover)
         if keep is not None:
+            self.staging.adopt(keep)
             return keep
-        partial = Path(
-            tempfile.mkdtemp(dir=self.target.parent, prefix=f".{self.target.name}.partial-")
-        )
+        partial = self.staging.make_partial()
         owner = {"made_by": PARTIAL_KIND, "partial": partial.name, "source": str(self.src)}
         fd = os.open(partial / PARTIAL_OWNER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -440,7 +443,7 @@ class _Stager:
         os.chmod(partial / MARKER, 0o644 & ~self.umask)
         (partial / JOURNAL).unlink()
         (partial / PARTIAL_OWNER).unlink()
-        _swap_into_place(partial, self.target)
+        self.staging.swap()
         os.chmod(self.target, self.dir_mode(self.listing.dirs[""]))
 
 

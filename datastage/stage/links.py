@@ -4,7 +4,7 @@ SafeWriter checks the links of one archive as it extracts them, but a tree is of
 several writers (a nested archive, the next ``[[files]]`` entry, ``stage SRC``), and a later one
 may replace a link an earlier, approved link goes through (``s -> d/up/..`` is harmless while
 ``d/up -> .``, and leads out once ``d/up -> ..``). So the finished tree is checked once, as a
-whole, just before it is committed (stage.py), whatever produced it.
+whole, just before it is committed (the staging seam, staging.py), whatever produced it.
 
 Rules (decided here, documented in docs/design.md):
 - a link's target must be relative and must stay inside the folder at every step of its

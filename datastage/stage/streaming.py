@@ -14,7 +14,7 @@ hit, DATASTAGE_OVERLAP=0) takes the usual path: download, then stage.
 
 A resumed download is read from byte 0: the prefix already on disk is extracted first, then
 the new bytes as they come. kill -9 leaves a resumable ``.part`` and a partial folder that the
-next run removes (stage.py), so a rerun resumes the download and builds the exact tree.
+next run removes (staging.py), so a rerun resumes the download and builds the exact tree.
 """
 
 from __future__ import annotations
@@ -23,15 +23,14 @@ import bz2
 import hashlib
 import lzma
 import os
-import tempfile
 import threading
 import zlib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..core import locks
 from ..core.errors import ArchiveError, UnsupportedArchive
-from ..core.fsutil import SPACE_MARGIN, disk_full_as_error, ensure_free, free_bytes, remove_tree
+from ..core.fsutil import SPACE_MARGIN, free_bytes
 from ..core.progress import Reporter
 from ..extract import Format, SafeWriter, extract_stream, output_name
 from ..extract.streams import ReadStream
@@ -39,8 +38,7 @@ from ..extract.writer import Budget
 from ..obtain.cache import Blob, Cache
 from ..resolve.manifest import FileEntry, Manifest
 from ..settings.config import Settings
-from . import staging as stage
-from .links import check_links
+from .staging import Staging, stage
 
 ENV = "DATASTAGE_OVERLAP"
 HEAD_MIN = 512
@@ -208,9 +206,8 @@ def detect_head(head: bytes, at_end: bool) -> Optional[Format]:
         return Format("zip")  # any non-streamable kind: the usual path detects it exactly
     for magic, compression in _COMPRESSION_MAGIC.items():
         if head.startswith(magic):
-            try:
-                inner = _decompress_some(head, compression)
-            except Exception:
+            inner = _decompress_some(head, compression)
+            if inner is None:
                 return Format("compressed", compression)  # extraction reports the damage
             if len(inner) >= HEAD_MIN:
                 if _is_tar_header(inner[:512]):
@@ -232,16 +229,24 @@ def _may_hold_archive(inner: bytes) -> bool:
     return magic_name(inner) is not None or not any(inner)
 
 
-def _decompress_some(head: bytes, compression: str) -> bytes:
-    if compression == "gz":
-        return zlib.decompressobj(47).decompress(head, 4096)
-    if compression == "bz2":
-        return bz2.BZ2Decompressor().decompress(head, 4096)
-    if compression == "xz":
-        return lzma.LZMADecompressor().decompress(head, 4096)
-    import zstandard
+def _decompress_some(head: bytes, compression: str) -> Optional[bytes]:
+    """Up to 4 kB of what ``head`` decompresses to; None when the decompressor finds it
+    damaged (only its own error: anything else is a bug, and is not hidden)."""
+    if compression == "zst":
+        import zstandard
 
-    return zstandard.ZstdDecompressor().decompressobj().decompress(head)[:4096]
+        try:
+            return zstandard.ZstdDecompressor().decompressobj().decompress(head)[:4096]
+        except zstandard.ZstdError:
+            return None
+    try:
+        if compression == "gz":
+            return zlib.decompressobj(47).decompress(head, 4096)
+        if compression == "bz2":
+            return bz2.BZ2Decompressor().decompress(head, 4096)
+        return lzma.LZMADecompressor().decompress(head, 4096)
+    except (zlib.error, OSError, lzma.LZMAError):  # bz2 reports damage as OSError
+        return None
 
 
 def _is_tar_header(block: bytes) -> bool:
@@ -263,6 +268,42 @@ def _read_head(reader: GrowingFile) -> tuple[bytes, Format]:
 # -- the pipeline ------------------------------------------------------------------------------
 
 
+class _Download:
+    """The download, in a thread beside the extraction, telling ``reader`` how much of the
+    ``.part`` is final. A daemon thread: Ctrl-C must not wait for a slow server (the ``.part``
+    stays resumable)."""
+
+    def __init__(self, fetch: Callable[[Callable[[int], None]], Blob], reader: GrowingFile) -> None:
+        self.reader = reader
+        self.blob: Optional[Blob] = None
+        self._fetch = fetch
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name="datastage-overlap", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.blob = self._fetch(self.reader.advance)
+            self.reader.finish(self.blob)
+        except BaseException as e:
+            self._error = e
+            self.reader.fail()
+
+    def settled(self) -> Optional[Blob]:
+        """Wait for the download; its error wins over whatever the extraction saw.
+        None: it was cancelled (the extraction failed first)."""
+        self._thread.join()
+        self.reader.close()
+        if self._error is not None and not isinstance(self._error, _Cancelled):
+            raise self._error
+        return self.blob
+
+    def stop(self) -> None:
+        """Cancel the download and wait until it has stopped."""
+        self.reader.cancel()
+        self._thread.join()
+
+
 def get(
     manifest: Manifest,
     pinned: list[FileEntry],
@@ -274,72 +315,47 @@ def get(
 ) -> Path:
     """Download the manifest's one file and stage it, extracting while it downloads.
     ``force``: stage it again even if a current staging is in place."""
-    from ..obtain import usage as cachetool
+    from ..obtain import usage
     from ..obtain.obtaining import obtain_one
 
     entry, expected = manifest.files[0], pinned[0]
     reader = GrowingFile(store.partial_paths(expected)[0])
-    outcome: dict[str, Any] = {}
-
-    def download() -> None:
-        try:
-            outcome["blob"] = obtain_one(
-                entry, manifest, store, settings, reporter,
-                expected=expected, on_prefix=reader.advance,
-            )  # fmt: skip
-            reader.finish(outcome["blob"])
-        except BaseException as e:
-            outcome["error"] = e
-            reader.fail()
-
-    # a daemon: Ctrl-C must not wait for a slow server (the .part stays resumable)
-    thread = threading.Thread(target=download, name="datastage-overlap", daemon=True)
-    thread.start()
-
-    def settled() -> Optional[Blob]:
-        """Wait for the download; its error wins over whatever the extraction saw.
-        None: it was cancelled (the extraction failed first)."""
-        thread.join()
-        reader.close()
-        error = outcome.get("error")
-        if error is not None and not isinstance(error, _Cancelled):
-            raise error
-        return outcome.get("blob")
-
+    download = _Download(
+        lambda on_prefix: obtain_one(
+            entry, manifest, store, settings, reporter, expected=expected, on_prefix=on_prefix
+        ),
+        reader,
+    )
     try:
         head, fmt = _read_head(reader)
     except (_DownloadFailed, _Restarted):
-        fmt = Format("plain")
-        head = b""
+        fmt, head = Format("plain"), b""
 
     def usual() -> Path:
         """Download, then stage from the verified blob: what api.get_manifest does."""
-        blob = _must(settled())
-        cachetool.record_use(store, manifest, [(entry, blob)])
-        return stage.stage(
-            manifest, [(entry, blob)], dest, reporter, settings.lock_timeout, force=force
-        )
+        blob = _must(download.settled())
+        usage.record_use(store, manifest, [(entry, blob)])
+        return stage(manifest, [(entry, blob)], dest, reporter, settings.lock_timeout, force=force)
 
     if fmt.kind not in ("tar", "compressed"):  # not streamable
         return usual()
     try:
         root = _stage_streaming(
-            manifest, expected, fmt, _Headed(head, reader), reader, dest, reporter, settings,
-            settled, force,
+            manifest, expected, fmt, _Headed(head, reader), download, dest, reporter, settings,
+            force,
         )  # fmt: skip
     except _Restarted:
         # the bytes changed under the extraction (the download started over): stage from the
         # verified blob instead
         return usual()
     except ArchiveError:
-        reader.cancel()
-        thread.join()
+        download.stop()
         _discard_download(store, expected, settings, reporter)
         raise
     except BaseException:
         reader.cancel()
         raise
-    cachetool.record_use(store, manifest, [(entry, outcome["blob"])])
+    usage.record_use(store, manifest, [(entry, _must(download.blob))])
     return root
 
 
@@ -348,66 +364,57 @@ def _stage_streaming(
     entry: FileEntry,
     fmt: Format,
     stream: _Headed,
-    reader: GrowingFile,
+    download: _Download,
     to: Path,
     reporter: Reporter,
     settings: Settings,
-    settled: Any,
     force: bool,
 ) -> Path:
-    """``stage.stage`` with the one file extracted from ``stream`` as it grows.
+    """``staging.stage`` with the one file extracted from ``stream`` as it grows.
     ``entry`` carries the expected digests: the manifest's, or its first-use pin's."""
-    to.mkdir(parents=True, exist_ok=True)
-    lock = stage.lock_for(stage.dataset_dir(manifest, to))
-    with locks.hold(lock, f"staging {manifest.name} in {to}", settings.lock_timeout, reporter.say):
-        if not force and stage.is_current(manifest, to):
-            settled()
-            return stage.root_of(manifest, to)
-        stage._remove_leftovers(manifest, to)
-        target = stage.dataset_dir(manifest, to)
-        owned = stage._refuse_foreign(target)
+    reader = download.reader
+    with Staging.of(manifest, to, reporter, settings.lock_timeout, force=force) as staging:
+        if staging.current:
+            download.settled()
+            return staging.root
         declared = entry.unpacked_size
         if declared is None and fmt.kind == "tar" and fmt.compression is None:
             declared = entry.size  # members + headers: an upper bound
-        ensure_free(to, declared or 0, f"to stage {manifest.name}")
-        partial = Path(tempfile.mkdtemp(dir=to, prefix=f".{manifest.name}.partial-"))
-        try:
-            with disk_full_as_error(to, declared, f"to stage {manifest.name}"):
-                record: dict[str, Any] = {}
-                folder = partial / entry.dest if entry.dest else partial
-                folder.mkdir(parents=True, exist_ok=True)
-                writer = SafeWriter(
-                    folder, entry.dest, entry.name, record, _budget(entry, declared, folder),
-                    entry.strip_components,
-                )  # fmt: skip
-                out_name = output_name(entry.name, fmt.compression)
-                try:
-                    extract_stream(stream, fmt, writer, out_name, entry.name_encoding)  # type: ignore[arg-type]
-                except (_DownloadFailed, ArchiveError):
-                    # Let the download finish when stale bytes (a restart) may explain the
-                    # damage, or when a digest can tell a bad mirror from a bad archive: the
-                    # download then moves on to the next mirror itself, as on the usual path.
-                    # A first-use pin decides too: bytes that differ from it are a checksum
-                    # mismatch (exit 5, both values), never an archive error, so a server
-                    # cannot pass off other content as "damaged". Otherwise stop it now (its
-                    # .part is dropped: a rerun starts afresh).
-                    if not reader.restarted and not _digest_decides(manifest, entry):
-                        reader.cancel()
-                    if settled() is not None:  # it finished first: let the blob decide
-                        raise _Restarted("the download finished despite the damage") from None
-                    raise  # (a failed download raised its own error in settled())
-                blob = _must(settled())  # verified: only now may the staging become visible
-                if reader.digest_to_end() != blob.sha256:
-                    raise _Restarted("the extracted bytes are not the verified file's")
-                check_links(partial)
-                stage._check_root(manifest, partial)
-                stage._check_layout(manifest, partial, reporter)
-                stage._write_marker(manifest, [(manifest.files[0], blob)], partial, record)
-            stage._swap_into_place(partial, target, owned, links_checked=True)
-        except BaseException:
-            remove_tree(partial)
-            raise
-    return stage.root_of(manifest, to)
+        with staging.building(declared) as partial:
+            record: dict[str, Any] = {}
+            writer = _writer(entry, declared, partial, record)
+            out_name = output_name(entry.name, fmt.compression)
+            try:
+                extract_stream(stream, fmt, writer, out_name, entry.name_encoding)  # type: ignore[arg-type]
+            except (_DownloadFailed, ArchiveError):
+                # Let the download finish when stale bytes (a restart) may explain the
+                # damage, or when a digest can tell a bad mirror from a bad archive: the
+                # download then moves on to the next mirror itself, as on the usual path.
+                # A first-use pin decides too: bytes that differ from it are a checksum
+                # mismatch (exit 5, both values), never an archive error, so a server
+                # cannot pass off other content as "damaged". Otherwise stop it now (its
+                # .part is dropped: a rerun starts afresh).
+                if not reader.restarted and not _digest_decides(manifest, entry):
+                    reader.cancel()
+                if download.settled() is not None:  # it finished first: let the blob decide
+                    raise _Restarted("the download finished despite the damage") from None
+                raise  # (a failed download raised its own error in settled())
+            blob = _must(download.settled())  # verified: only now may the staging be visible
+            if reader.digest_to_end() != blob.sha256:
+                raise _Restarted("the extracted bytes are not the verified file's")
+            staging.seal([(manifest.files[0], blob)], record)
+        staging.swap()
+        return staging.root
+
+
+def _writer(
+    entry: FileEntry, declared: Optional[int], partial: Path, record: dict[str, Any]
+) -> SafeWriter:
+    """The writer of the entry's members, under its ``dest`` in the partial folder."""
+    folder = partial / entry.dest if entry.dest else partial
+    folder.mkdir(parents=True, exist_ok=True)
+    budget = _budget(entry, declared, folder)
+    return SafeWriter(folder, entry.dest, entry.name, record, budget, entry.strip_components)
 
 
 def _digest_decides(manifest: Manifest, expected: FileEntry) -> bool:
