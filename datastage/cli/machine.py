@@ -13,6 +13,8 @@ from typing import Any, Optional
 
 import click
 
+from ..core.errors import UsageError
+from ..core.progress import Reporter
 from ..core.redact import redact_url
 from ..core.units import human_bytes
 from . import options
@@ -43,7 +45,7 @@ def environment() -> dict[str, Any]:
     settings = config.resolve()
     try:
         to: Optional[str] = str(config.resolve_to())
-    except Exception:  # no default on a plain machine: shown as such
+    except UsageError:  # no default on a plain machine: shown as such
         to = None
     return {
         "platform": found.name,
@@ -118,17 +120,16 @@ def config() -> None:
 @_debug
 def config_get(key: str) -> None:
     """Print the configured value of KEY (exit 1 when it is not set)."""
-    from ..core.errors import UsageError
-    from ..settings import configfile as userconfig
+    from ..settings import configfile
 
-    if key not in userconfig.KEYS:
+    if key not in configfile.KEYS:
         raise UsageError(
-            f"unknown config key {key!r}", hint=f"known keys: {', '.join(userconfig.KEYS)}"
+            f"unknown config key {key!r}", hint=f"known keys: {', '.join(configfile.KEYS)}"
         )
-    values = userconfig.load()
+    values = configfile.load()
     if key not in values:
         raise click.exceptions.Exit(1)
-    click.echo(userconfig.render(values[key]))
+    click.echo(configfile.render(values[key]))
 
 
 @config.command(name="set")
@@ -137,10 +138,9 @@ def config_get(key: str) -> None:
 @_debug
 def config_set(key: str, value: str) -> None:
     """Set KEY to VALUE (a list takes paths separated by ':')."""
-    from ..settings import config
-    from ..settings import configfile as userconfig
+    from ..settings import config, configfile
 
-    saved = userconfig.set_value(key, value)
+    saved = configfile.set_value(key, value)
     if key == "persistent_cache":  # say now, not at the next get, that it cannot be used yet
         config.on_a_mounted_store(config.given_path(saved, "persistent_cache"))
 
@@ -150,20 +150,20 @@ def config_set(key: str, value: str) -> None:
 @_debug
 def config_unset(key: str) -> None:
     """Remove KEY from the config file."""
-    from ..settings import configfile as userconfig
+    from ..settings import configfile
 
-    userconfig.unset(key)
+    configfile.unset(key)
 
 
 @config.command(name="list")
 @_debug
 def config_list() -> None:
     """Every key in the config file, and where the file is."""
-    from ..settings import configfile as userconfig
+    from ..settings import configfile
 
-    click.echo(f"# {userconfig.path()}")
-    for key, value in userconfig.load().items():
-        click.echo(f"{key} = {userconfig.render(value)}")
+    click.echo(f"# {configfile.path()}")
+    for key, value in configfile.load().items():
+        click.echo(f"{key} = {configfile.render(value)}")
 
 
 # -- stage / pack ----------------------------------------------------------------------------
@@ -191,12 +191,12 @@ def stage(
     SRC since (symlinks stay links inside SRC; FIFOs and devices are skipped). Prints the folder.
     """
     from ..settings import config
-    from ..stage import folder as folders
+    from ..stage import folder
 
     dest = config.resolve_to(to)
     source = config.given_path(src, "SRC")
-    workers = workers or folders.DEFAULT_WORKERS
-    click.echo(folders.stage(source, dest, name, workers, bool(quiet), force=force))
+    workers = workers or folder.DEFAULT_WORKERS
+    click.echo(folder.stage(source, dest, name, workers, bool(quiet), force=force))
 
 
 @click.command()
@@ -211,10 +211,10 @@ def pack(src: str, to: str, name: Optional[str], quiet: Optional[bool]) -> None:
     Later sessions stage it in one sequential read: datastage get PATH/<name>.toml
     """
     from ..settings import config
-    from ..stage import pack as packing
+    from ..stage.pack import pack as pack_folder
 
     source, dest = config.given_path(src, "SRC"), config.given_path(to, "--to")
-    click.echo(packing.pack(source, dest, name, bool(quiet)))
+    click.echo(pack_folder(source, dest, name, bool(quiet)))
 
 
 @click.command()
@@ -227,10 +227,31 @@ def push(target: str, url: str, quiet: Optional[bool]) -> None:
 
     Point them at it with: datastage config set shared_cache s3://bucket/prefix
     """
-    from ..obtain import shared as s3cache
-
-    for pushed in s3cache.push_dataset(target, url, quiet):
+    for pushed in _push(target, url, quiet):
         click.echo(pushed)
+
+
+def _push(target: str, url: str, quiet: Optional[bool]) -> list[str]:
+    """Every file of ``target`` verified in the cache (fetched if need be), then uploaded.
+
+    Here rather than in obtain/shared.py: the shared cache is one rung of the ladder that
+    obtains a file (persistent.obtain), so it cannot also climb that ladder."""
+    from ..obtain import persistent, shared
+    from ..obtain.cache import Cache
+    from ..obtain.download import download
+    from ..resolve import registry
+    from ..settings import config
+
+    shared.split(url)  # a bad URL fails before any download
+    manifest = registry.resolve(target)
+    settings = config.resolve(quiet=quiet)
+    reporter = Reporter(settings.quiet)
+    store = Cache(settings.cache_dir)
+    blobs = [
+        (entry, persistent.obtain(entry, manifest, store, settings, reporter, download))
+        for entry in manifest.files
+    ]
+    return shared.push(manifest, blobs, url, reporter)
 
 
 # -- cache -----------------------------------------------------------------------------------
@@ -265,11 +286,11 @@ def cache_dir(cache_dir: Optional[str]) -> None:
 @_debug
 def cache_ls(cache_dir: Optional[str], as_json: bool) -> None:
     """What the cache holds, how big, where."""
-    from ..obtain import usage as cachetool
+    from ..obtain import usage
 
     store = _store(cache_dir)
-    rows = cachetool.ls(store)
-    total = cachetool.total_size(rows)
+    rows = usage.ls(store)
+    total = usage.total_size(rows)
     if as_json:
         out = [
             {
@@ -300,9 +321,9 @@ def cache_ls(cache_dir: Optional[str], as_json: bool) -> None:
 @_debug
 def cache_rm(name: str, cache_dir: Optional[str]) -> None:
     """Delete the cached files of dataset NAME (staged copies are not touched)."""
-    from ..obtain import usage as cachetool
+    from ..obtain import usage
 
-    freed = cachetool.rm(_store(cache_dir), name)
+    freed = usage.rm(_store(cache_dir), name)
     click.echo(f"removed {name}: {_size(freed)} freed", err=True)
 
 
@@ -322,27 +343,24 @@ def cache_prune(
 
     Sizes are decimal (500M = 500,000,000 bytes; 500MiB = 500 x 1024^2), as `cache ls` shows.
     """
-    from ..obtain import usage as cachetool
+    from ..obtain import usage
 
     limit = _parse_size(max_size) if max_size is not None else None
     if math.isnan(partial_age) or partial_age < 0:  # -1 would sweep every partial file (inf: none)
-        from ..core.errors import UsageError
-
         raise UsageError(f"--partial-age: {partial_age!r} is not a number of hours, 0 or more")
     store = _store(cache_dir)
-    removed = cachetool.prune(store, limit, partial_age * 3600, dry_run=dry_run)
+    removed = usage.prune(store, limit, partial_age * 3600, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for what, size in removed:
         click.echo(f"{verb} {what} ({_size(size)})")
     if limit is not None:
-        left = cachetool.verified_size(store)
+        left = usage.verified_size(store)
         if dry_run:
             left -= sum(size for what, size in removed if not os.path.isabs(what))
         click.echo(f"{'would leave' if dry_run else 'left'}: {_size(left)} of verified downloads")
 
 
 def _parse_size(text: str) -> int:
-    from ..core.errors import UsageError
     from ..core.units import parse_size
 
     try:

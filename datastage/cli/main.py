@@ -22,6 +22,7 @@ import click
 from .. import __version__, api
 from ..core.errors import DatasetNotFound, DatastageError, InsufficientSpace, InvalidManifest
 from ..core.redact import redact_text, redact_url
+from ..core.text import one_line, switch
 from ..core.units import human_bytes
 from ..resolve.manifest import Manifest
 from ..settings.config import DEBUG_ENV
@@ -418,7 +419,7 @@ def _size(n: Optional[int]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    debug = "--debug" in args or switch(os.environ.get(DEBUG_ENV), default=False)
     try:
         result = cli.main(args=args, prog_name="datastage", standalone_mode=False)
     except _NO_ARGS_IS_HELP as e:  # a bare `datastage`: the help, as with --help
@@ -469,16 +470,12 @@ def _fail(
 ) -> NoReturn:
     if debug:  # the chain names URLs (requests: "with url: /x?token=..."): redacted too
         print(redact_text(traceback.format_exc()), end="", file=sys.stderr)
-    print(f"error: {redact_text(_one_line(message))}", file=sys.stderr)
+    print(f"error: {redact_text(one_line(message))}", file=sys.stderr)
     if len(details) > 1:
         for line in details[:MAX_DETAILS]:
-            print(f"  {redact_text(_one_line(line))}", file=sys.stderr)
+            print(f"  {redact_text(one_line(line))}", file=sys.stderr)
         if len(details) > MAX_DETAILS:
             print(f"  ... and {len(details) - MAX_DETAILS} more", file=sys.stderr)
     if hint:
-        print(f"hint: {redact_text(_one_line(hint))}", file=sys.stderr)
+        print(f"hint: {redact_text(one_line(hint))}", file=sys.stderr)
     sys.exit(code)
-
-
-def _one_line(text: Any) -> str:
-    return " ".join(str(text).split())
