@@ -16,8 +16,8 @@ import click
 from ..core.errors import UsageError
 from ..core.progress import Reporter
 from ..core.redact import redact_url
-from ..core.units import human_bytes
 from . import options
+from .options import size_text
 
 _debug = options.debug
 _quiet = options.quiet
@@ -27,10 +27,6 @@ _json = options.as_json
 def register(cli: click.Group) -> None:
     for command in (env, config, stage, pack, cache, push):
         cli.add_command(command)
-
-
-def _size(n: Optional[int]) -> str:
-    return human_bytes(n) if n is not None else "?"
 
 
 # -- env -------------------------------------------------------------------------------------
@@ -87,7 +83,7 @@ def env(as_json: bool) -> None:
         return
     click.echo(f"platform:          {info['platform']}")
     for s in info["stores"]:
-        state = f"{_size(s['free'])} free" if s["available"] else "not mounted / missing"
+        state = f"{size_text(s['free'])} free" if s["available"] else "not mounted / missing"
         click.echo(f"{s['role'] + ' disk:' if s['role'] == 'fast' else s['role'] + ':':19}"
                    f"{s['path']}  ({s['label']}; {state})")  # fmt: skip
     for key, value in info["network"].items() or [("network", "no proxy or HF_ENDPOINT set")]:
@@ -308,11 +304,11 @@ def cache_ls(cache_dir: Optional[str], as_json: bool) -> None:
     click.echo(f"# {store.root}")
     for r in rows:
         where = os.path.commonpath([str(p) for p in r.paths]) if len(r.paths) > 1 else r.paths[0]
-        shared = f"  ({_size(r.shared)} shared with other datasets)" if r.shared else ""
-        click.echo(f"{r.name:24} {_size(r.size):>10}  {r.files:4} file(s)  {where}{shared}")
+        shared = f"  ({size_text(r.shared)} shared with other datasets)" if r.shared else ""
+        click.echo(f"{r.name:24} {size_text(r.size):>10}  {r.files:4} file(s)  {where}{shared}")
     shared_note = "  (files shared by several datasets counted once)"
     note = shared_note if any(r.shared for r in rows) else ""
-    click.echo(f"{'total':24} {_size(total):>10}{note}")
+    click.echo(f"{'total':24} {size_text(total):>10}{note}")
 
 
 @cache.command(name="rm")
@@ -324,7 +320,7 @@ def cache_rm(name: str, cache_dir: Optional[str]) -> None:
     from ..obtain import usage
 
     freed = usage.rm(_store(cache_dir), name)
-    click.echo(f"removed {name}: {_size(freed)} freed", err=True)
+    click.echo(f"removed {name}: {size_text(freed)} freed", err=True)
 
 
 @cache.command(name="prune")
@@ -352,12 +348,14 @@ def cache_prune(
     removed = usage.prune(store, limit, partial_age * 3600, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for what, size in removed:
-        click.echo(f"{verb} {what} ({_size(size)})")
+        click.echo(f"{verb} {what} ({size_text(size)})")
     if limit is not None:
         left = usage.verified_size(store)
         if dry_run:
             left -= sum(size for what, size in removed if not os.path.isabs(what))
-        click.echo(f"{'would leave' if dry_run else 'left'}: {_size(left)} of verified downloads")
+        click.echo(
+            f"{'would leave' if dry_run else 'left'}: {size_text(left)} of verified downloads"
+        )
 
 
 def _parse_size(text: str) -> int:

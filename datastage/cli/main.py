@@ -23,10 +23,10 @@ from .. import __version__, api
 from ..core.errors import DatasetNotFound, DatastageError, InsufficientSpace, InvalidManifest
 from ..core.redact import redact_text, redact_url
 from ..core.text import one_line, switch
-from ..core.units import human_bytes
 from ..resolve.manifest import Manifest
 from ..settings.config import DEBUG_ENV
 from . import options
+from .options import size_text
 
 EXIT_INTERRUPTED = 130
 EXIT_BAD_PATH = 2  # like a usage error: the user's path, not datastage, is at fault
@@ -255,7 +255,7 @@ def _table(rows: Sequence[Manifest]) -> None:
     table = [
         (
             m.address,
-            _size(m.total_size),
+            size_text(m.total_size),
             (m.license or "-") + (" [NC]" if m.noncommercial else ""),
             _sources(m),
             m.description,
@@ -300,19 +300,19 @@ def info(target: str, to: Optional[str], cache: Optional[str], as_json: bool) ->
             click.echo(f"{key + ':':13}{details[key]}")
     if details["noncommercial"]:
         click.echo(f"{'terms:':13}non-commercial use only")
-    click.echo(f"{'size:':13}{_size(details['size'])}")
+    click.echo(f"{'size:':13}{size_text(details['size'])}")
     click.echo(f"{'pinned:':13}{_PINNING[details['pinned']]}")
     if "staged" in details:
         click.echo(f"{'staged:':13}{details['staged'] or 'no'}")
     for sub in details["subsets"]:
         note = "" if sub["whole"] else "  (not part of the whole)"
-        click.echo(f"{'subset:':13}{sub['name']}  ({_size(sub['size'])}){note}")
+        click.echo(f"{'subset:':13}{sub['name']}  ({size_text(sub['size'])}){note}")
     for pattern in details["layout"]["paths"]:
         click.echo(f"{'expects:':13}{pattern}")
     for pattern, count in details["layout"]["counts"].items():
         click.echo(f"{'expects:':13}{count} files matching {pattern}")
     for f in details["files"]:
-        click.echo(f"file:        {f['name']}  ({_size(f['size'])})")
+        click.echo(f"file:        {f['name']}  ({size_text(f['size'])})")
         for url in f["urls"]:
             click.echo(f"  url:       {url}")
         for digest in f["digests"]:
@@ -408,10 +408,6 @@ def hash_(files: tuple[str, ...], algorithms: tuple[str, ...]) -> None:
 from .machine import register as _register_platform_commands  # noqa: E402
 
 _register_platform_commands(cli)
-
-
-def _size(n: Optional[int]) -> str:
-    return human_bytes(n) if n is not None else "?"
 
 
 # -- entry point -----------------------------------------------------------------------------
