@@ -3,7 +3,9 @@ addressing, "did you mean", name clashes between registry folders and paths, lis
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -27,12 +29,27 @@ SHIPPED = sorted(p.stem for p in registry.builtin_dir().glob("*.toml"))
 EXPECTED = {
     "ljspeech", "vctk", "hifitts", "libritts", "libritts-r", "librispeech",
     "aishell3", "ryanspeech", "jsut", "bznsyp",
+    "aishell", "thchs30", "primewords", "stcmds", "magicdata", "aidatatang_200zh", "musan",
+    "rirs_noises", "yesno", "speech_commands", "cmu_arctic", "tedlium1", "tedlium2", "tedlium3",
+    "librilight", "librilight-limited", "mls", "thorsten", "m-ailabs",
 }  # fmt: skip
-NONCOMMERCIAL = {"aishell3", "ryanspeech", "jsut", "bznsyp"}
+NONCOMMERCIAL = {
+    "aishell3", "ryanspeech", "jsut", "bznsyp", "primewords", "stcmds", "magicdata",
+    "aidatatang_200zh", "tedlium1", "tedlium2", "tedlium3", "kss",
+}  # fmt: skip
+MANDARIN = {
+    "aishell", "aishell3", "bznsyp", "thchs30", "primewords", "stcmds", "magicdata",
+    "aidatatang_200zh",
+}  # fmt: skip
 SUBSETS7 = [
     "dev-clean", "dev-other", "test-clean", "test-other",
     "train-clean-100", "train-clean-360", "train-other-500",
 ]  # fmt: skip
+
+
+def _fact_key(dataset: str, raw: dict) -> str:
+    """Facts are keyed by URL; a gated file or part (no URL) by "<dataset>/<file name>"."""
+    return raw.get("url") or f"{dataset}/{raw['name']}"
 
 
 def _raw_files(path: Path) -> list[dict]:
@@ -54,6 +71,17 @@ def test_every_shipped_manifest_loads_and_is_complete():
             assert manifest.homepage.startswith("https://"), manifest.name
             assert manifest.citation.strip(), manifest.name
         assert manifest.noncommercial == (manifest.name in NONCOMMERCIAL), manifest.name
+        assert manifest.tags, f"{manifest.name}: no tags"
+
+
+def test_the_registry_lists_at_least_30_datasets_each_with_its_own_tags(datastage_cli):
+    """Tags are declared at the top of every manifest, not only borrowed from subsets."""
+    assert len(SHIPPED) >= 30
+    for name in SHIPPED:
+        raw = tomllib.loads((registry.builtin_dir() / f"{name}.toml").read_text())
+        assert raw.get("tags"), name
+    listed = datastage_cli("list").stdout.splitlines()[1:]
+    assert [line.split()[0] for line in listed] == SHIPPED  # one line per dataset
 
 
 def test_names_and_addresses_are_unique():
@@ -88,20 +116,29 @@ def test_every_size_and_digest_in_the_registry_is_a_confirmed_fact():
     for name in SHIPPED:
         if name == "demo":
             continue
-        for raw in _raw_files(registry.builtin_dir() / f"{name}.toml"):
+        files = _raw_files(registry.builtin_dir() / f"{name}.toml")
+        for raw in files + [part for f in files for part in f.get("parts", [])]:
+            where = _fact_key(name, raw)
             for key in ("size", "sha256", "md5", "sha1", "sha512"):
                 if key in raw:
-                    assert raw["url"] in FACTS, f"{name}: {raw['url']} has {key} but no facts"
-                    assert FACTS[raw["url"]].get(key) == raw[key], f"{name} {raw['url']} {key}"
+                    assert where in FACTS, f"{name}: {where} has {key} but no facts"
+                    assert FACTS[where].get(key) == raw[key], f"{name} {where} {key}"
                     checked += 1
             for mirror in raw.get("mirrors", []):
                 assert Path(mirror).name == Path(raw["url"]).name, mirror
-    assert checked == 46  # 7 LibriSpeech x 3, 7 LibriTTS x 2, 7 LibriTTS-R md5, LJ 2, VCTK 2
+    # 7 LibriSpeech x 3, 7 LibriTTS x 2, 7 LibriTTS-R md5, LJ 2, VCTK 2, and from the research
+    # of 2026-11-28: AISHELL-1 2, THCHS-30 3, Primewords 1, aidatatang 1, MUSAN 1, RIRS 1,
+    # yesno 3, Speech Commands 5, CMU ARCTIC 18, TED-LIUM 6, LibriLight 1, VCTK CREST 1, MLS 14;
+    # VoxCeleb1 6, VoxCeleb2 10 (gated)
+    assert checked == 46 + 57 + 16
 
 
 def test_every_confirmed_fact_is_in_the_registry():
     entries = {
-        f.url: f for m in datastage.list_datasets() for s in (m, *m.subsets) for f in s.files
+        f.url if f.has_url else f"{m.name}/{f.name}": f
+        for m in datastage.list_datasets()
+        for s in (m, *m.subsets)
+        for f in (g for e in s.files for g in (e, *e.parts))
     }
     for url, fact in FACTS.items():
         entry = entries[url]
@@ -203,6 +240,13 @@ GOOD_FILE = {"url": "https://example.org/a.tar.gz", "pinned": False}
         ({"files": [GOOD_FILE], "layout": {"path": ["x"]}}, "layout.path: unknown key"),
         ({"files": [GOOD_FILE], "layout": {"paths": ["../x"]}}, "relative to the root"),
         ({"files": [GOOD_FILE], "noncommercial": "yes"}, "noncommercial: must be true or false"),
+        ({"files": [GOOD_FILE], "tags": "asr"}, "tags: must be a list of strings"),
+        ({"files": [GOOD_FILE], "tags": ["asr", 3]}, "tags: must be a list of strings"),
+        ({"files": [GOOD_FILE], "tags": ["ASR"]}, "tags: 'ASR' is not a tag"),
+        ({"files": [GOOD_FILE], "tags": ["text to speech"]}, "tags: 'text to speech' is not"),
+        ({"files": [GOOD_FILE], "tags": ["x" * 25]}, "tags: 'xxxxxxxxxxxxxxxxxxxxxxxxx' is not"),
+        ({"subsets": {"a": {"files": [GOOD_FILE], "tags": ["-x"]}}}, "subsets.a.tags: '-x' is"),
+        ({"files": [GOOD_FILE], "tag": ["asr"]}, "tag: unknown key (did you mean 'tags'?)"),
     ],
 )
 def test_strict_validation_names_file_and_key(data, message):
@@ -224,6 +268,41 @@ def test_extract_nested_and_pinned_are_accepted(tmp_path):
         """)
     )
     assert load(path).files[0].url == "https://example.org/outer.zip"
+
+
+def test_tags_of_datasets_and_subsets():
+    manifest = from_dict(
+        {
+            "name": "x",
+            "tags": ["asr", "en", "asr"],
+            "subsets": {
+                "de": {"files": [{**GOOD_FILE, "url": "https://e.org/de.tgz"}], "tags": ["de"]},
+                "en": {"files": [{**GOOD_FILE, "url": "https://e.org/en.tgz"}]},
+                "both": {"includes": ["de", "en"]},
+            },
+        }
+    )
+    assert manifest.tags == ("asr", "en", "de")  # its own, then its subsets', each once
+    tags = {s.subset: s.tags for s in manifest.subsets}
+    assert tags == {"de": ("asr", "en", "de"), "en": ("asr", "en"), "both": ("asr", "en", "de")}
+
+
+def test_a_bad_tag_is_a_manifest_error_on_the_command_line(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text(
+        'name = "t"\ntags = ["Mandarin Chinese"]\n'
+        '[[files]]\nurl = "https://e.org/a.tgz"\npinned = false\n'
+    )
+    for args in (["get", str(path), "--to", str(tmp_path / "d")], ["info", str(path)]):
+        result = run_cli(*args)
+        assert result.returncode == 3 and result.stdout == ""
+        assert result.stderr.splitlines()[0] == (
+            f"error: manifest {path}: tags: 'Mandarin Chinese' is not a tag "
+            '(1-24 lowercase letters, digits, \'-\' or \'+\', e.g. "asr", "zh", "pt-br")'
+        )
+    assert not (tmp_path / "d").exists()
+    listed = run_cli("list", env={"DATASTAGE_REGISTRY": str(tmp_path)})
+    assert listed.returncode == 3 and "tags: 'Mandarin Chinese' is not a tag" in listed.stderr
 
 
 # -- which manifest wins -----------------------------------------------------------------------
@@ -277,15 +356,73 @@ def test_a_path_always_means_that_file(tmp_path, monkeypatch):
 
 
 # -- list / info / search --------------------------------------------------------------------
-def test_list_is_a_table_with_sizes_licenses_and_sources():
-    result = run_cli("list")
-    assert result.returncode == 0
-    lines = result.stdout.splitlines()
-    assert lines[0].split()[:4] == ["NAME", "SIZE", "LICENSE", "SOURCES"]
-    row = next(line for line in lines if line.startswith("librispeech/train-clean-100 "))
-    assert "6.4 GB" in row and "CC BY 4.0" in row and "www.openslr.org +4 mirrors" in row
-    ryan = next(line for line in lines if line.startswith("ryanspeech "))
-    assert "CC BY-NC 4.0 [NC]" in ryan and " ? " in ryan
+def _rows(result) -> dict[str, str]:
+    """A table's lines by their first cell (the dataset's address)."""
+    assert result.returncode == 0, result.stderr
+    return {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+
+
+def test_list_is_one_line_per_dataset_with_size_license_subsets_and_tags(datastage_cli):
+    result = datastage_cli("list")
+    header = result.stdout.splitlines()[0].split()
+    assert header == ["NAME", "SIZE", "LICENSE", "SUBSETS", "TAGS", "DESCRIPTION"]
+    rows = _rows(result)
+    assert list(rows) == SHIPPED  # subsets are a count, not lines of their own
+    assert rows["librispeech"].split()[:7] == ["librispeech", "61.4", "GB", "CC", "BY", "4.0", "8"]
+    assert " asr,en " in rows["librispeech"]
+    assert "CC BY-NC 4.0 [NC]" in rows["ryanspeech"] and " ? " in rows["ryanspeech"]
+    # a license's notes are cut (info shows them), the non-commercial flag never is
+    assert "Apache-2.0... [NC]" in rows["aishell3"] and "disputed" not in rows["aishell3"]
+    # eight languages stay one short cell: the first tags, then how many more
+    assert " asr,multilingual,pl,+7 " in rows["mls"]
+    widths = {len(line) for line in result.stdout.splitlines()}
+    assert max(widths) < 200, "a description or cell made the table unreadable"
+
+
+def test_list_subsets_on_request(datastage_cli):
+    rows = _rows(datastage_cli("list", "--subsets"))
+    assert "6.4 GB" in rows["librispeech/train-clean-100"]
+    assert "librispeech" in rows and "speech_commands/v0.01" in rows
+    assert sum(name.startswith("cmu_arctic/") for name in rows) == 18
+
+
+def test_list_tag_filters_datasets(datastage_cli):
+    zh = _rows(datastage_cli("list", "--tag", "zh"))
+    assert set(zh) == MANDARIN | {"css10"} and "ljspeech" not in zh  # css10/chinese
+    assert set(_rows(datastage_cli("list", "--tag", "ZH", "--tag", "tts"))) == {
+        "aishell3",
+        "bznsyp",
+        "css10",
+    }
+    assert list(_rows(datastage_cli("list", "--tag", "kws"))) == ["speech_commands"]
+    # a language of one subset finds its dataset; with --subsets, only the matching subsets
+    assert set(_rows(datastage_cli("list", "--tag", "de"))) == {
+        "mls",
+        "m-ailabs",
+        "thorsten",
+        "css10",
+    }
+    de = _rows(datastage_cli("list", "--tag", "de", "--subsets"))
+    assert set(de) == {
+        "mls",
+        "mls/german",
+        "m-ailabs",
+        "m-ailabs/de-de",
+        "thorsten",
+        "css10",
+        "css10/german",
+    }
+    as_json = json.loads(datastage_cli("list", "--tag", "noise", "--json").stdout)
+    assert [r["name"] for r in as_json] == ["musan", "rirs_noises"]
+    assert as_json[0]["tags"] == ["noise", "music", "augmentation"]
+
+
+def test_list_tag_that_no_dataset_has(datastage_cli):
+    result = datastage_cli("list", "--tag", "klingon")
+    assert result.returncode == 3 and result.stdout == ""
+    error, hint = result.stderr.splitlines()
+    assert error == "error: no dataset has the tag klingon"
+    assert hint.startswith("hint: tags: ") and " zh" in hint and " asr," in hint
 
 
 def test_list_json_for_scripts():
@@ -303,12 +440,19 @@ def test_list_json_for_scripts():
 def test_search_finds_datasets_and_subsets():
     result = run_cli("search", "mandarin")
     names = [line.split()[0] for line in result.stdout.splitlines()[1:]]
-    assert result.returncode == 0 and names == ["aishell3", "bznsyp"]
+    assert result.returncode == 0 and names == sorted(MANDARIN)
     names = [r["name"] for r in json.loads(run_cli("search", "CLEAN-360", "--json").stdout)]
     assert names == ["librispeech/train-clean-360", "librispeech/train-960",
                      "libritts/train-clean-360", "libritts-r/train-clean-360"]  # fmt: skip
     missing = run_cli("search", "klingon")
     assert missing.returncode == 3 and missing.stderr.startswith("error: no dataset matches")
+
+
+def test_search_matches_tags(datastage_cli):
+    # "kws" and "unlabeled" are in no name, description, license or homepage: only in tags
+    assert list(_rows(datastage_cli("search", "KWS"))) == ["speech_commands"]
+    hits = json.loads(datastage_cli("search", "unlabeled", "--json").stdout)
+    assert [(h["name"], h["tags"]) for h in hits] == [("librilight", ["asr", "en", "unlabeled"])]
 
 
 def test_info_shows_terms_pinning_layout_and_subsets(tmp_path):
@@ -326,3 +470,91 @@ def test_info_shows_terms_pinning_layout_and_subsets(tmp_path):
     whole = json.loads(run_cli("info", "librispeech", "--json").stdout)
     assert whole["pinned"] == "manifest"
     assert [s["name"] for s in whole["subsets"]][-1] == "librispeech/train-960"
+
+
+# -- shipped manifests against archives of their documented shape -------------------------------
+def _local_copy(name: str, folder: Path, archives: dict[str, bytes]) -> Path:
+    """The registry's manifest with the entries of ``archives`` pointing at local files of the
+    same names (their md5 instead of the real archives' size and digests, no mirrors), so its
+    root, subsets, nesting, dest and layout are exercised without a network."""
+    lines: list[str] = []
+    local = None  # the archive whose [[files]] entry is being rewritten
+    skip = False  # inside its mirrors = [...] list
+    for line in (registry.builtin_dir() / f"{name}.toml").read_text().splitlines():
+        url = re.fullmatch(r'url = "[a-z]+://.*/([^/"]+)"', line)
+        if url and url.group(1) in archives:
+            local = url.group(1)
+            (folder / local).write_bytes(archives[local])
+            lines += [f'url = "{local}"', f'md5 = "{hashlib.md5(archives[local]).hexdigest()}"']
+            continue
+        if local and (not line.strip() or line.startswith("[")):
+            local = None
+        if local and line.startswith("mirrors = ["):
+            skip = True
+        if not (skip or (local and re.match(r"(size|sha256|md5|pinned) = ", line))):
+            lines.append(line)
+        skip = skip and not line.rstrip().endswith("]")
+    assert all(f'url = "{a}"' in lines for a in archives), "an archive is not in the manifest"
+    path = folder / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_aishell_unpacks_its_per_speaker_archives_under_its_root(tmp_path, datastage_cli):
+    from tests.archives import make_tar
+
+    wav = b"RIFF" + bytes(64)
+    data = {
+        "data_aishell/transcript/aishell_transcript_v0.8.txt": b"BAC009S0002W0122 ni hao\n",
+        "data_aishell/wav/S0002.tar.gz": make_tar({"train/S0002/BAC009S0002W0122.wav": wav}, "gz"),
+        "data_aishell/wav/S0916.tar.gz": make_tar({"test/S0916/BAC009S0916W0121.wav": wav}, "gz"),
+    }
+    resource = {"resource_aishell/lexicon.txt": b"ni3 n i3\n"}
+    manifest = _local_copy(
+        "aishell",
+        tmp_path,
+        {
+            "data_aishell.tgz": make_tar(data, "gz"),
+            "resource_aishell.tgz": make_tar(resource, "gz"),
+        },
+    )
+    to = tmp_path / "to"
+    result = datastage_cli("get", f"{manifest}/data", "--to", str(to), "-q")
+    assert result.returncode == 0, result.stderr
+    root = to / "aishell-data" / "data_aishell"
+    assert result.stdout.splitlines()[-1] == str(root)
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == [
+        "transcript/aishell_transcript_v0.8.txt",
+        "wav/test/S0916/BAC009S0916W0121.wav",
+        "wav/train/S0002/BAC009S0002W0122.wav",
+    ]
+    assert "does not look as its manifest expects" not in result.stderr
+    whole = datastage_cli("get", str(manifest), "--to", str(to), "-q")
+    assert whole.returncode == 0, whole.stderr
+    assert sorted(p.name for p in (to / "aishell").iterdir() if not p.name.startswith(".")) == [
+        "data_aishell", "resource_aishell"
+    ]  # fmt: skip
+
+
+def test_speech_commands_keeps_the_test_set_apart(tmp_path, datastage_cli):
+    """Both archives hold yes/... at their top: the test set lands in test/, nothing clashes."""
+    from tests.archives import make_tar
+
+    train = {"yes/0a7c2a8d_nohash_0.wav": b"a", "validation_list.txt": b"", "testing_list.txt": b"",
+             "_background_noise_/white_noise.wav": b"n"}  # fmt: skip
+    test = {"yes/0a7c2a8d_nohash_0.wav": b"b"}
+    manifest = _local_copy(
+        "speech_commands",
+        tmp_path,
+        {
+            "speech_commands_v0.02.tar.gz": make_tar(train, "gz"),
+            "speech_commands_test_set_v0.02.tar.gz": make_tar(test, "gz"),
+        },
+    )
+    to = tmp_path / "to"
+    result = datastage_cli("get", str(manifest), "--to", str(to), "-q")
+    assert result.returncode == 0, result.stderr
+    root = to / "speech_commands"
+    assert (root / "yes/0a7c2a8d_nohash_0.wav").read_bytes() == b"a"
+    assert (root / "test/yes/0a7c2a8d_nohash_0.wav").read_bytes() == b"b"
+    assert "does not look as its manifest expects" not in result.stderr

@@ -232,9 +232,8 @@ def _push(target: str, url: str, quiet: Optional[bool]) -> list[str]:
 
     Here rather than in obtain/shared.py: the shared cache is one rung of the ladder that
     obtains a file (persistent.obtain), so it cannot also climb that ladder."""
-    from ..obtain import persistent, shared
+    from ..obtain import localcopy, persistent, shared
     from ..obtain.cache import Cache
-    from ..obtain.download import download
     from ..resolve import registry
     from ..settings import config
 
@@ -243,10 +242,12 @@ def _push(target: str, url: str, quiet: Optional[bool]) -> list[str]:
     settings = config.resolve(quiet=quiet)
     reporter = Reporter(settings.quiet)
     store = Cache(settings.cache_dir)
-    blobs = [
-        (entry, persistent.obtain(entry, manifest, store, settings, reporter, download))
-        for entry in manifest.files
-    ]
+    blobs = []
+    for entry in manifest.files:  # fetcher: parts are joined; a gated file must be cached
+        fetch_one = localcopy.fetcher(manifest, entry)
+        blobs.append(
+            (entry, persistent.obtain(entry, manifest, store, settings, reporter, fetch_one))
+        )
     return shared.push(manifest, blobs, url, reporter)
 
 

@@ -15,7 +15,6 @@ import sys
 import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn, Optional
-from urllib.parse import urlsplit
 
 import click
 
@@ -52,8 +51,10 @@ _connections = click.option(
 _mirror = click.option(
     "--mirror",
     default=None,
-    metavar="TEXT",
-    help="Prefer the URLs that contain TEXT (e.g. a host name) [env DATASTAGE_MIRROR].",
+    metavar="auto|listed|TEXT",
+    help="Which of a file's URLs to use first: auto = the fastest host, measured by a short "
+    "probe of each; listed = the manifest's order; TEXT = the URLs that contain TEXT (e.g. a "
+    "host name) [env DATASTAGE_MIRROR; default: auto].",
 )
 
 
@@ -81,6 +82,14 @@ _s3_endpoint = click.option(
 )
 
 
+_from = click.option(
+    "--from",
+    "from_",
+    default=None,
+    metavar="DIR|URL",
+    help="Read the files from your copy instead of downloading them: a folder holding them by "
+    "name (how a gated dataset is staged) or a URL prefix (URL/<name>).",
+)
 _repair = click.option(
     "--repair",
     is_flag=True,
@@ -109,6 +118,7 @@ _repair = click.option(
 @_s3_endpoint
 @_connections
 @_mirror
+@_from
 @click.option("--force", is_flag=True, help="Stage again even if a current staging is in place.")
 @_repair
 @_quiet
@@ -124,6 +134,7 @@ def get(
     s3_endpoint: Optional[str],
     connections: Optional[int],
     mirror: Optional[str],
+    from_: Optional[str],
     force: bool,
     repair: bool,
     quiet: Optional[bool],
@@ -148,6 +159,7 @@ def get(
         mirror=mirror,
         force=force,
         repair=repair,
+        from_=from_,
     )
     click.echo(root)
 
@@ -160,6 +172,7 @@ def get(
 @_s3_endpoint
 @_connections
 @_mirror
+@_from
 @_quiet
 @_debug
 def fetch(
@@ -170,6 +183,7 @@ def fetch(
     s3_endpoint: Optional[str],
     connections: Optional[int],
     mirror: Optional[str],
+    from_: Optional[str],
     quiet: Optional[bool],
 ) -> None:
     """Download and verify TARGET into the cache without staging it; prints the cached files."""
@@ -182,6 +196,7 @@ def fetch(
         s3_endpoint=s3_endpoint,
         connections=connections,
         mirror=mirror,
+        from_=from_,
     )
     for path in paths:
         click.echo(path)
@@ -211,12 +226,34 @@ def verify(
 
 
 @cli.command(name="list")
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="TAG",
+    help="Only datasets with this tag, e.g. zh, tts, noise (repeat: all of them).",
+)
+@click.option("--subsets", is_flag=True, help="Also one line per subset (NAME/SUBSET).")
 @options.as_json
 @_debug
-def list_(as_json: bool) -> None:
-    """The datasets datastage knows, and their subsets (NAME/SUBSET)."""
-    manifests = api.list_datasets()
-    rows = [m for top in manifests for m in (top, *top.subsets)]
+def list_(tags: tuple[str, ...], subsets: bool, as_json: bool) -> None:
+    """The datasets datastage knows: size, license, subsets and tags, one line each."""
+    wanted = {t.lower() for t in tags}
+    manifests = [m for m in api.list_datasets() if wanted <= set(m.tags)]
+    if wanted and not manifests:
+        known = sorted({t for m in api.list_datasets() for t in m.tags})
+        raise DatasetNotFound(
+            f"no dataset has the tag{'s' if len(wanted) > 1 else ''} {', '.join(sorted(wanted))}",
+            hint=f"tags: {', '.join(known)}" if known else "see: datastage list",
+        )
+    if as_json:  # scripts get every subset, as before
+        subsets = True
+    rows = [
+        m
+        for top in manifests
+        for m in (top, *(top.subsets if subsets else ()))
+        if wanted <= set(m.tags)
+    ]
     if as_json:
         click.echo(json.dumps([_summary(m) for m in rows], indent=2))
         return
@@ -228,7 +265,7 @@ def list_(as_json: bool) -> None:
 @options.as_json
 @_debug
 def search(word: str, as_json: bool) -> None:
-    """Datasets whose name, description, license or homepage mention WORD."""
+    """Datasets whose name, description, license, homepage or tags mention WORD."""
     hits = api.search(word)
     if not hits:
         raise DatasetNotFound(f"no dataset matches {word!r}", hint="see: datastage list")
@@ -244,42 +281,65 @@ def _summary(m: Manifest) -> dict[str, Any]:
         "size": m.total_size,
         "license": m.license,
         "noncommercial": m.noncommercial,
+        "tags": list(m.tags),
+        "access": m.access,
         "sources": [redact_url(url) for f in m.files for url in f.urls],
         "subsets": [s.address for s in m.subsets],
         "description": m.description,
     }
 
 
+LICENSE_WIDTH = 20  # the full text is in `datastage info`; the table shows its start
+TAGS_WIDTH = 24  # beyond it: "+N" more (a corpus in 8 languages stays one short cell)
+
+
 def _table(rows: Sequence[Manifest]) -> None:
-    header = ("NAME", "SIZE", "LICENSE", "SOURCES", "DESCRIPTION")
+    """One line per row, the description last (cut to the terminal's width on a terminal)."""
+    header = ("NAME", "SIZE", "LICENSE", "SUBSETS", "TAGS", "DESCRIPTION")
     table = [
         (
             m.address,
             size_text(m.total_size),
-            (m.license or "-") + (" [NC]" if m.noncommercial else ""),
-            _sources(m),
+            _license_cell(m),
+            str(len(m.subsets)) if m.subsets else "-",
+            _tags_cell(m.tags),
             m.description,
         )
         for m in rows
     ]
-    widths = [max(len(row[i]) for row in [header, *table]) for i in range(4)]
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(5)]
+    room = None
+    if sys.stdout.isatty():
+        import shutil
+
+        room = max(shutil.get_terminal_size().columns - sum(widths) - 2 * len(widths), 20)
     for row in [header, *table]:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+        text = row[5] if room is None or len(row[5]) <= room else row[5][: room - 3] + "..."
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + text)
 
 
-def _sources(m: Manifest) -> str:
-    """Where the bytes come from, short: primary hosts and how many mirror hosts."""
-    primary = list(dict.fromkeys(_host(f.url) for f in m.files))
-    mirrors = {_host(u) for f in m.files for u in f.mirrors} - set(primary)
-    extra = f" +{len(mirrors)} mirror{'s' if len(mirrors) > 1 else ''}" if mirrors else ""
-    return ", ".join(primary) + extra
+def _license_cell(m: Manifest) -> str:
+    """The license's name without its notes, "[NC]" when non-commercial use only."""
+    text = (m.license or "-").split(" (")[0].split(";")[0].strip()
+    if len(text) > LICENSE_WIDTH:
+        text = text[: LICENSE_WIDTH - 3] + "..."
+    elif text != m.license and m.license:
+        text += "..."
+    return text + (" [NC]" if m.noncommercial else "")
 
 
-def _host(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme in ("http", "https"):
-        return parts.hostname or redact_url(url)  # no host ("http://u:pw@/x"): the whole URL
-    return f"{parts.scheme}://" if parts.scheme else "local file"
+def _tags_cell(tags: Sequence[str]) -> str:
+    """All tags, or as many as fit TAGS_WIDTH and "+N" for the rest."""
+    text = ",".join(tags) or "-"
+    if len(text) <= TAGS_WIDTH:
+        return text
+    shown: list[str] = []
+    for tag in tags:
+        rest = len(tags) - len(shown) - 1
+        if len(",".join([*shown, tag])) + len(f",+{rest}") > TAGS_WIDTH:
+            break
+        shown.append(tag)
+    return ",".join([*shown, f"+{len(tags) - len(shown)}"])
 
 
 @cli.command()
@@ -300,6 +360,10 @@ def info(target: str, to: Optional[str], cache: Optional[str], as_json: bool) ->
             click.echo(f"{key + ':':13}{details[key]}")
     if details["noncommercial"]:
         click.echo(f"{'terms:':13}non-commercial use only")
+    if details["access"] == "gated":
+        click.echo(f"{'access:':13}gated: register at {details['register']}, then get --from DIR")
+        if details["instructions"]:
+            click.echo(f"{'download:':13}{details['instructions']}")
     click.echo(f"{'size:':13}{size_text(details['size'])}")
     click.echo(f"{'pinned:':13}{_PINNING[details['pinned']]}")
     if "staged" in details:
@@ -317,6 +381,13 @@ def info(target: str, to: Optional[str], cache: Optional[str], as_json: bool) ->
             click.echo(f"  url:       {url}")
         for digest in f["digests"]:
             click.echo(f"  digest:    {digest}")
+        for part in f["parts"]:
+            shown = "  ".join([*part["urls"][:1], *part["digests"]])
+            click.echo(
+                f"  part:      {part['name']}  ({size_text(part['size'])})  {shown}".rstrip()
+            )
+        if not f["urls"] and not f["parts"]:
+            click.echo("  url:       none (gated: download it yourself, then get --from DIR)")
         if f["pin"]:
             pin = f["pin"]
             click.echo(
@@ -326,6 +397,8 @@ def info(target: str, to: Optional[str], cache: Optional[str], as_json: bool) ->
         elif f["pinned"] != "manifest":
             click.echo("  pinned:    no (unconfirmed; the first download pins it)")
         click.echo(f"  cached:    {f['cached'] or 'no'}")
+    for line in details.get("mirrors", {}).get("lines", []):
+        click.echo(f"{'mirror:':13}{line}")
     if details.get("citation"):
         click.echo(f"{'citation:':13}{details['citation'].strip()}")
 

@@ -23,7 +23,8 @@ a size and honours ranges gets this for free. With a pinned digest, segments are
 every mirror of the entry that serves the same size; the final digest proves the mix.
 
 Mirrors: the entry's URLs are tried in order, those matching the preferred ``mirror`` setting
-first. A URL that fails (error, HTML page, digest mismatch) is dropped and the next one used;
+first, or, with ``--mirror auto`` (the default), the fastest host first (mirrors.py probes
+them). A URL that fails (error, HTML page, digest mismatch) is dropped and the next one used;
 ``AllMirrorsFailed`` names every failure. After a digest mismatch, mirrors are used one at a
 time, so the next failure names the culprit.
 
@@ -68,6 +69,7 @@ from ..core.redact import redact_url, same_url
 from ..core.units import human_bytes
 from ..resolve.manifest import FileEntry
 from ..settings.config import Settings
+from . import mirrors
 from . import plan as segments
 from .cache import Blob, Cache
 from .retrying import Patience, origin, safe_url
@@ -120,15 +122,13 @@ def download(
 
 def ordered_urls(entry: FileEntry, settings: Settings) -> list[str]:
     """The entry's usable URLs, those containing ``settings.mirror`` (a host or any substring)
-    first. Offline, only local paths: reading them is no network use (the demo stages offline).
+    first (``auto``: as listed; ``_from_any_url`` then ranks them by speed, mirrors.py).
+    Offline, only local paths: reading them is no network use (the demo stages offline).
     """
     urls = list(entry.urls)
     if settings.offline:
         urls = [u for u in urls if sources.scheme_of(u) == "file"]
-    preferred = settings.mirror
-    if not preferred:
-        return urls
-    return [u for u in urls if preferred in u] + [u for u in urls if preferred not in u]
+    return mirrors.preferred_first(urls, settings)
 
 
 def _from_any_url(
@@ -140,14 +140,15 @@ def _from_any_url(
     on_prefix: Optional[Callable[[int], None]],
 ) -> Blob:
     failures: list[tuple[str, Exception]] = []
-    urls = ordered_urls(entry, settings)
+    ranking = mirrors.rank(ordered_urls(entry, settings), settings, entry.size)
+    urls = ranking.urls
     spread = entry.pinned and settings.connections > 1
     while urls:
         url, rest = urls[0], urls[1:]
         attempt: Optional[_Download] = None
         try:
             attempt = _Download(entry, url, cache, settings, reporter, budget, on_prefix)
-            attempt.spread_urls = rest if spread else []
+            attempt.spread_urls = ranking.segment_peers(rest) if spread else []
             return attempt.run()
         # MissingDependency: e.g. gs:// without gcsfs, where an https mirror may still serve
         except (SourceError, IntegrityError, MissingDependency) as e:

@@ -18,6 +18,7 @@ Does not own: finding manifests by name (registry.py) or acting on them (api.py)
     pinned = false                     # optional: says "no confirmed digest" (trust on first use)
 
     aliases = ["baker"]                # optional: other names that find this manifest
+    tags = ["tts", "zh"]               # optional: task and language codes (list --tag, search)
     noncommercial = true               # optional: warn on stderr before downloading
     license_note = "..."               # optional: shown with that warning
     [layout]                           # optional: checked after staging (a warning if it differs)
@@ -25,7 +26,18 @@ Does not own: finding manifests by name (registry.py) or acting on them (api.py)
     counts = { "wavs/*.wav" = 13100 }  # globs under the root and how many files they match
     [subsets.<name>]                   # optional: addressed as "<name>/<subset>"; own files,
     files = [...]                      # root, layout, description; or includes = [<subsets>];
-                                       # whole = false keeps it out of the whole dataset
+                                       # whole = false keeps it out of the whole dataset;
+                                       # tags = [...] adds to the dataset's tags
+
+    access = "gated"                   # optional: files may have no url (registration needed);
+    register = "https://..."           # where users register (required when gated)
+    instructions = "..."               # optional: what to download there
+    [[files]]
+    name = "vox1_dev_wav.zip"          # a gated file: a name, no url (`get --from DIR` finds it)
+    md5 = "..."
+    parts = [{ name = "vox1_dev_wav_partaa", md5 = "..." }, ...]   # optional: published split;
+                                       # each part has name/url/mirrors/size/digests; joined in
+                                       # order, then verified as this entry (parts.py)
 """
 
 from __future__ import annotations
@@ -58,13 +70,23 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # never valid raw in a URL (CR/LF wou
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 TOP_KEYS = {"name", "description", "homepage", "license", "citation", "version", "root", "files"}
-TOP_KEYS |= {"noncommercial", "license_note", "layout", "subsets", "aliases"}
+TOP_KEYS |= {"noncommercial", "license_note", "layout", "subsets", "aliases", "tags"}
+TOP_KEYS |= {"access", "register", "instructions"}  # gated datasets (localcopy.py)
+ACCESS_VALUES = ("public", "gated")
 FILE_KEYS = {"url", "mirrors", "size", "extract", "name", "dest", "unpacked_size", *HEX_LENGTHS}
+FILE_KEYS |= {"parts"}  # a file published in split parts, joined before use (parts.py)
+PART_KEYS = {"name", "url", "mirrors", "size", *HEX_LENGTHS}
+#: The ``url`` of an entry that has none (a gated file, a file joined from parts): a key for
+#: pins, the cache and sidecars (``no-url:<dataset>/<name>``), never fetched (``urls`` is empty).
+NO_URL = "no-url:"
 # pinned: a declaration (false = no confirmed digest, trust on first use); the others say how
 # an archive is unpacked (extract/steps.py).
 FILE_KEYS |= {"pinned", "strip_components", "nested", "extract_nested", "name_encoding"}
 LAYOUT_KEYS = {"paths", "counts"}
-SUBSET_KEYS = {"description", "root", "files", "includes", "whole", "layout"}
+SUBSET_KEYS = {"description", "root", "files", "includes", "whole", "layout", "tags"}
+# A tag is a short word users filter by: a task (asr, tts, kws, noise, speaker) or a language
+# code (en, zh, pt-br). Lowercase, so `list --tag ZH` and the manifest always agree.
+TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9+-]{0,23}\Z")
 SUBSET_SEPARATOR = "/"  # "librispeech/train-clean-100"; staged as DIR/librispeech-train-clean-100
 
 
@@ -101,10 +123,24 @@ class FileEntry:
     nested: tuple[str, ...] = ()  # archives inside this one (paths after stripping)
     extract_nested: bool = False  # every tar/zip/7z/rar found inside, recursively
     name_encoding: Optional[str] = None  # of archive member names not in UTF-8 (None: detect)
+    parts: tuple[FileEntry, ...] = ()  # published split: these, joined in order, are this file
+    # Where this run reads the bytes instead of ``urls`` (``get --from``: localcopy.py). Not
+    # part of the entry's identity: the staging and the cache are the same whichever copy.
+    source: str = field(default="", compare=False)
 
     @property
     def urls(self) -> tuple[str, ...]:
+        """Where the bytes can be fetched: ``source`` alone when set, none for a gated file."""
+        if self.source:
+            return (self.source,)
+        if self.url.startswith(NO_URL):
+            return ()
         return (self.url, *self.mirrors)
+
+    @property
+    def has_url(self) -> bool:
+        """The manifest gives a URL for this file (a gated or joined one has none of its own)."""
+        return not self.url.startswith(NO_URL)
 
     @property
     def pinned(self) -> bool:
@@ -149,12 +185,22 @@ class Manifest:
     dataset: str = ""  # set on a subset: the dataset it belongs to
     whole: bool = True  # a subset that is part of the whole dataset
     aliases: tuple[str, ...] = ()  # other names users know it by ("baker" for "bznsyp")
+    # Task and language tags. A subset has its dataset's tags and its own; a dataset also has
+    # those of its subsets (so `list --tag de` finds a multilingual corpus).
+    tags: tuple[str, ...] = ()
+    access: str = "public"  # "gated": some files have no URL; users register and use --from
+    register: str = ""  # where to register for a gated dataset
+    instructions: str = ""  # what to download there
     # How the user named it (a .toml path, a URL): what hints tell them to type again.
     typed: str = field(default="", compare=False)
     # A one-liner's --name as the user gave it: hints repeat it (else they stage elsewhere).
     typed_name: str = field(default="", compare=False)
     # A one-liner's archive: its single top folder (if it has one) is the root users get.
     detect_root: bool = False
+
+    @property
+    def gated(self) -> bool:
+        return self.access == "gated"
 
     @property
     def address(self) -> str:
@@ -220,6 +266,8 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
     if name:
         v.folder_name(name, "name")
     base = source.parent if source else Path.cwd()
+    access = _access(v, data)
+    v.gated, v.dataset = access[0] == "gated", name  # how _file_entry reads entries without url
     files = v.attempt((), _files, v, data, "", base, "subsets" not in data)
     root = v.relative_path(data, "root", "")
     text = {k: v.string(data, k, "") for k in ("description", "homepage", "license")}
@@ -227,6 +275,7 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
     noncommercial = bool(v.boolean(data, "noncommercial", ""))
     layout = v.attempt(Layout(), _layout, v, data, "")
     licensing = (text["license"], noncommercial, text["license_note"])
+    tags = _tags(v, data, "")
     subsets = v.attempt((), _subsets, v, data, base, name, root, licensing)
     subsets = tuple(
         replace(
@@ -235,6 +284,10 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
             homepage=text["homepage"],
             citation=text["citation"],
             version=text["version"],
+            tags=_merged(tags, sub.tags),
+            access=access[0],
+            register=access[1],
+            instructions=access[2],
         )
         for sub in subsets
     )
@@ -264,7 +317,35 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
         layout=layout,
         subsets=subsets,
         aliases=aliases,
+        tags=_merged(tags, *(sub.tags for sub in subsets)),
+        access=access[0],
+        register=access[1],
+        instructions=access[2],
     )
+
+
+def _access(v: _Validator, data: Mapping[str, Any]) -> tuple[str, str, str]:
+    """``access``, ``register`` and ``instructions``: a gated dataset says where to register."""
+    access = v.string(data, "access", "") or "public"
+    if access not in ACCESS_VALUES:
+        v.note("access", f"must be one of {', '.join(ACCESS_VALUES)}, got {_shown(access)}")
+        access = "public"
+    register = v.string(data, "register", "")
+    instructions = " ".join(v.string(data, "instructions", "").split())  # one hint line
+    if access == "gated" and not register:
+        v.note(
+            "register", 'missing: a gated dataset says where to register (register = "https://...")'
+        )
+    if register and not re.match(r"^https?://", register):
+        v.note("register", f"must be an http(s) URL, got {_shown(register)}")
+    elif register:
+        reason = check_url(register)
+        if reason:
+            v.note("register", reason)
+    for key, value in (("register", register), ("instructions", instructions)):
+        if value and access != "gated":
+            v.note(key, 'only applies to access = "gated"')
+    return access, register, instructions
 
 
 def check_name(name: str) -> Optional[str]:
@@ -309,6 +390,25 @@ def check_url(url: str) -> Optional[str]:
     if parts.scheme.lower() in ("http", "https") and not parts.hostname:
         return f"{_shown(url)} has no host name"
     return None
+
+
+def _tags(v: _Validator, table: Mapping[str, Any], prefix: str) -> tuple[str, ...]:
+    """``tags = ["asr", "zh"]``: short lowercase words; a bad list is reported as a whole."""
+    tags = v.string_list(table, "tags", prefix)
+    bad = [t for t in tags if not TAG_PATTERN.match(t)]
+    if bad:
+        v.note(
+            prefix + "tags",
+            f"{_shown(bad[0])} is not a tag (1-24 lowercase letters, digits, '-' or '+', "
+            'e.g. "asr", "zh", "pt-br")',
+        )
+        return ()
+    return tuple(dict.fromkeys(tags))
+
+
+def _merged(*groups: tuple[str, ...]) -> tuple[str, ...]:
+    """Tags of several groups, each once, in order of first appearance."""
+    return tuple(dict.fromkeys(t for group in groups for t in group))
 
 
 def _aliases(v: _Validator, data: Mapping[str, Any]) -> list[str]:
@@ -418,6 +518,7 @@ def _subset(
         subset=sub,
         dataset=dataset,
         whole=whole if whole is not None else not includes,
+        tags=_tags(v, table, key),
     )
     v.skip_if_new_problems(start)
     return manifest, includes
@@ -427,13 +528,14 @@ def _with_includes(
     v: _Validator, sub: str, parsed: dict[str, tuple[Manifest, list[str]]]
 ) -> Manifest:
     manifest, includes = parsed[sub]
-    files, layout = manifest.files, manifest.layout
+    files, layout, tags = manifest.files, manifest.layout, manifest.tags
     for other in includes:
         if other not in parsed or parsed[other][1]:
             v.fail(f"subsets.{sub}.includes", f"{_shown(other)} is not a subset with its own files")
         files = _union(files, parsed[other][0].files)
         layout = layout.merged(parsed[other][0].layout)
-    return replace(manifest, files=files, layout=layout)
+        tags = _merged(tags, parsed[other][0].tags)
+    return replace(manifest, files=files, layout=layout, tags=tags)
 
 
 def _union(files: tuple[FileEntry, ...], more: tuple[FileEntry, ...]) -> tuple[FileEntry, ...]:
@@ -453,20 +555,13 @@ def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
         v.fail(key, "must be a table ([[files]])")
     start = len(v.problems)
     v.known_keys(raw, FILE_KEYS, key + ".")
-    url = v.url(v.string(raw, "url", key + ".", required=True), base, key + ".url")
-    mirrors = tuple(
-        v.url(m, base, key + ".mirrors") for m in v.string_list(raw, "mirrors", key + ".")
-    )
-    remember(url, *mirrors)  # their secrets are masked in every message from now on
-    digests = []
-    for algorithm in HEX_LENGTHS:
-        if algorithm in raw:
-            text = v.string(raw, algorithm, key + ".")
-            try:
-                digests.append(Digest.parse(text, algorithm))
-            except ValueError as e:
-                if text:  # a wrong type was already reported
-                    v.note(f"{key}.{algorithm}", str(e))
+    parts = _parts(v, raw, key, base)
+    url, mirrors = _url_and_mirrors(v, raw, key, base, needed=not parts and not v.gated)
+    if parts and (url or mirrors):
+        v.note(key + ".parts", "cannot be used with url or mirrors (the parts are the file)")
+    if v.gated and not parts and "url" not in raw and "name" not in raw:
+        v.note(key + ".name", "missing (required for a file without url)")
+    digests = _digests(v, raw, key)
     pinned = v.boolean(raw, "pinned", key + ".")
     if pinned is False and digests:
         v.note(f"{key}.pinned", "is false but the entry has a digest; drop one of them")
@@ -480,7 +575,7 @@ def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
     if name or (url and "name" not in raw):
         v.file_name(name, f"{key}.name")
     entry = FileEntry(
-        url=url,
+        url=url or f"{NO_URL}{v.dataset}/{name}",
         name=name,
         mirrors=mirrors,
         digests=tuple(digests),
@@ -492,9 +587,75 @@ def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
         nested=tuple(_nested_paths(v, raw, key + ".")),
         extract_nested=v.boolean(raw, "extract_nested", key + ".") or False,
         name_encoding=_name_encoding(v, raw, key + "."),
+        parts=parts,
     )
     v.skip_if_new_problems(start)
     return entry
+
+
+def _url_and_mirrors(
+    v: _Validator, raw: Mapping[str, Any], key: str, base: Path, needed: bool
+) -> tuple[str, tuple[str, ...]]:
+    """``url`` (required unless ``needed`` is False: gated, or joined from parts) and mirrors."""
+    url = v.url(v.string(raw, "url", key + ".", required=needed), base, key + ".url")
+    mirrors = tuple(
+        v.url(m, base, key + ".mirrors") for m in v.string_list(raw, "mirrors", key + ".")
+    )
+    if mirrors and "url" not in raw:
+        v.note(key + ".mirrors", "needs a url (mirrors are other places for the same file)")
+    remember(url, *mirrors)  # their secrets are masked in every message from now on
+    return url, mirrors
+
+
+def _digests(v: _Validator, raw: Mapping[str, Any], key: str) -> list[Digest]:
+    digests = []
+    for algorithm in HEX_LENGTHS:
+        if algorithm in raw:
+            text = v.string(raw, algorithm, key + ".")
+            try:
+                digests.append(Digest.parse(text, algorithm))
+            except ValueError as e:
+                if text:  # a wrong type was already reported
+                    v.note(f"{key}.{algorithm}", str(e))
+    return digests
+
+
+def _parts(v: _Validator, raw: Mapping[str, Any], key: str, base: Path) -> tuple[FileEntry, ...]:
+    """``parts = [{name, url?, mirrors?, size?, md5/sha256/...?}, ...]``: each part is fetched
+    (or found under --from by its name) and checked on its own, then they are joined."""
+    if "parts" not in raw:
+        return ()
+    value = raw["parts"]
+    if not isinstance(value, list) or not value:
+        v.fail(key + ".parts", "must be a non-empty list of tables ({ name = ..., md5 = ... })")
+    if "name" not in raw:
+        v.note(key + ".name", "missing (required with parts: the joined file's name)")
+    parts = []
+    for i, table in enumerate(value):
+        where = f"{key}.parts[{i}]"
+        if not isinstance(table, dict):
+            v.note(where, "must be a table ({ name = ..., md5 = ... })")
+            continue
+        v.known_keys(table, PART_KEYS, where + ".")
+        url, mirrors = _url_and_mirrors(v, table, where, base, needed=not v.gated)
+        name = v.string(table, "name", where + ".", required=not url)
+        name = name or (file_name_from_url(url) if url else "")
+        if name or url:
+            v.file_name(name, where + ".name")
+        parts.append(
+            FileEntry(
+                url=url or f"{NO_URL}{v.dataset}/{name}",
+                name=name,
+                mirrors=mirrors,
+                digests=tuple(_digests(v, table, where)),
+                size=v.size(table, "size", where + "."),
+                extract=False,
+            )
+        )
+    names = [p.name for p in parts]
+    for name in {n for n in names if names.count(n) > 1}:
+        v.note(key + ".parts", f"lists {_shown(name)} more than once")
+    return tuple(parts)
 
 
 def _name_encoding(v: _Validator, raw: Mapping[str, Any], prefix: str) -> Optional[str]:
@@ -560,6 +721,8 @@ class _Validator:
 
     def __init__(self, where: str) -> None:
         self.where = where
+        self.gated = False  # access = "gated": a file may have no url
+        self.dataset = ""  # the manifest's name: keys entries without url (NO_URL)
         self.problems: list[tuple[str, str]] = []  # (key, reason), in the order found
         self._noted: set[tuple[str, str]] = set()  # the same, to skip repeats in O(1)
         self.keys: dict[int, str] = {}  # id(entry) -> where it was written, for messages
