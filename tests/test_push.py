@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from tests.conftest import payload, run_cli, sha256, write_manifest
+from tests.servers.ranged import LoopbackServer, send_simple
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
@@ -113,3 +115,59 @@ def test_a_broken_shared_cache_setup_falls_back_to_the_origin(tmp_path, server, 
     assert "shared cache unavailable" in got.stderr and "no-such-profile" in got.stderr
     assert (tmp_path / "out" / "f" / "f.bin").read_bytes() == data
     assert len(server.requests_for("/f.bin")) == 1
+
+
+def test_a_prefix_with_query_like_characters_is_kept_whole(tmp_path, server, s3):
+    """'?' and '#' are part of an S3 key: the shared cache's own URL parser used to cut the
+    prefix there (urlsplit), so `push ... s3://team/a?b` wrote under s3://team/a/."""
+    data = payload(2000, 5)
+    manifest = write_manifest(
+        tmp_path, "q", [{"url": server.add("/q.bin", data), "sha256": sha256(data)}]
+    )
+    done = run_cli("push", str(manifest), "s3://team/runs?v=2#x")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "s3://team/runs?v=2#x/q/q.bin"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="team", Prefix="runs")["Contents"]]
+    assert sorted(keys) == ["runs?v=2#x/q/q.bin", "runs?v=2#x/q/q.bin.datastage.json"]
+
+
+class _DisabledBucket(BaseHTTPRequestHandler):
+    """Every request answered as S3 answers a bucket whose access was disabled."""
+
+    def _refuse(self) -> None:
+        send_simple(self, 403, ALL_ACCESS_DISABLED, "application/xml")
+
+    do_GET = do_HEAD = do_PUT = do_POST = _refuse
+
+
+ALL_ACCESS_DISABLED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AllAccessDisabled</Code>'
+    b"<Message>All access to this object has been disabled</Message></Error>"
+)
+
+
+def test_all_access_disabled_reads_as_access_denied_for_push_and_source(
+    tmp_path, server, monkeypatch
+):
+    """One S3 error table: the shared cache did not know AllAccessDisabled (only the s3://
+    source did) and called it a plain S3 error."""
+    disabled = type("DisabledS3", (LoopbackServer,), {"handler": _DisabledBucket})()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", disabled.base)
+    for name, value in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    data = payload(1000, 2)
+    manifest = write_manifest(
+        tmp_path, "d", [{"url": server.add("/d.bin", data), "sha256": sha256(data)}]
+    )
+    try:
+        pushed = run_cli("push", str(manifest), "s3://closed/p")
+        fetched = run_cli("get", "s3://closed/p/d.bin", "--to", str(tmp_path / "out"))
+    finally:
+        disabled.close()
+    assert pushed.returncode == 4
+    assert pushed.stderr.startswith(
+        "error: s3://closed/p/d/d.bin: access denied (AllAccessDisabled)"
+    )
+    assert fetched.returncode == 4
+    assert fetched.stderr.startswith("error: access denied to s3://closed/p/d.bin (")

@@ -13,9 +13,11 @@ from typing import Any, Optional
 
 import click
 
+from ..core.errors import UsageError
+from ..core.progress import Reporter
 from ..core.redact import redact_url
-from ..core.units import human_bytes
 from . import options
+from .options import size_text
 
 _debug = options.debug
 _quiet = options.quiet
@@ -25,10 +27,6 @@ _json = options.as_json
 def register(cli: click.Group) -> None:
     for command in (env, config, stage, pack, cache, push):
         cli.add_command(command)
-
-
-def _size(n: Optional[int]) -> str:
-    return human_bytes(n) if n is not None else "?"
 
 
 # -- env -------------------------------------------------------------------------------------
@@ -43,7 +41,7 @@ def environment() -> dict[str, Any]:
     settings = config.resolve()
     try:
         to: Optional[str] = str(config.resolve_to())
-    except Exception:  # no default on a plain machine: shown as such
+    except UsageError:  # no default on a plain machine: shown as such
         to = None
     return {
         "platform": found.name,
@@ -85,7 +83,7 @@ def env(as_json: bool) -> None:
         return
     click.echo(f"platform:          {info['platform']}")
     for s in info["stores"]:
-        state = f"{_size(s['free'])} free" if s["available"] else "not mounted / missing"
+        state = f"{size_text(s['free'])} free" if s["available"] else "not mounted / missing"
         click.echo(f"{s['role'] + ' disk:' if s['role'] == 'fast' else s['role'] + ':':19}"
                    f"{s['path']}  ({s['label']}; {state})")  # fmt: skip
     for key, value in info["network"].items() or [("network", "no proxy or HF_ENDPOINT set")]:
@@ -118,17 +116,16 @@ def config() -> None:
 @_debug
 def config_get(key: str) -> None:
     """Print the configured value of KEY (exit 1 when it is not set)."""
-    from ..core.errors import UsageError
-    from ..settings import configfile as userconfig
+    from ..settings import configfile
 
-    if key not in userconfig.KEYS:
+    if key not in configfile.KEYS:
         raise UsageError(
-            f"unknown config key {key!r}", hint=f"known keys: {', '.join(userconfig.KEYS)}"
+            f"unknown config key {key!r}", hint=f"known keys: {', '.join(configfile.KEYS)}"
         )
-    values = userconfig.load()
+    values = configfile.load()
     if key not in values:
         raise click.exceptions.Exit(1)
-    click.echo(userconfig.render(values[key]))
+    click.echo(configfile.render(values[key]))
 
 
 @config.command(name="set")
@@ -137,10 +134,9 @@ def config_get(key: str) -> None:
 @_debug
 def config_set(key: str, value: str) -> None:
     """Set KEY to VALUE (a list takes paths separated by ':')."""
-    from ..settings import config
-    from ..settings import configfile as userconfig
+    from ..settings import config, configfile
 
-    saved = userconfig.set_value(key, value)
+    saved = configfile.set_value(key, value)
     if key == "persistent_cache":  # say now, not at the next get, that it cannot be used yet
         config.on_a_mounted_store(config.given_path(saved, "persistent_cache"))
 
@@ -150,20 +146,20 @@ def config_set(key: str, value: str) -> None:
 @_debug
 def config_unset(key: str) -> None:
     """Remove KEY from the config file."""
-    from ..settings import configfile as userconfig
+    from ..settings import configfile
 
-    userconfig.unset(key)
+    configfile.unset(key)
 
 
 @config.command(name="list")
 @_debug
 def config_list() -> None:
     """Every key in the config file, and where the file is."""
-    from ..settings import configfile as userconfig
+    from ..settings import configfile
 
-    click.echo(f"# {userconfig.path()}")
-    for key, value in userconfig.load().items():
-        click.echo(f"{key} = {userconfig.render(value)}")
+    click.echo(f"# {configfile.path()}")
+    for key, value in configfile.load().items():
+        click.echo(f"{key} = {configfile.render(value)}")
 
 
 # -- stage / pack ----------------------------------------------------------------------------
@@ -215,10 +211,10 @@ def pack(src: str, to: str, name: Optional[str], quiet: Optional[bool]) -> None:
     Later sessions stage it in one sequential read: datastage get PATH/<name>.toml
     """
     from ..settings import config
-    from ..stage import pack as packing
+    from ..stage.pack import pack as pack_folder
 
     source, dest = config.given_path(src, "SRC"), config.given_path(to, "--to")
-    click.echo(packing.pack(source, dest, name, bool(quiet)))
+    click.echo(pack_folder(source, dest, name, bool(quiet)))
 
 
 @click.command()
@@ -231,10 +227,32 @@ def push(target: str, url: str, quiet: Optional[bool]) -> None:
 
     Point them at it with: datastage config set shared_cache s3://bucket/prefix
     """
-    from ..obtain import shared as s3cache
-
-    for pushed in s3cache.push_dataset(target, url, quiet):
+    for pushed in _push(target, url, quiet):
         click.echo(pushed)
+
+
+def _push(target: str, url: str, quiet: Optional[bool]) -> list[str]:
+    """Every file of ``target`` verified in the cache (fetched if need be), then uploaded.
+
+    Here rather than in obtain/shared.py: the shared cache is one rung of the ladder that
+    obtains a file (persistent.obtain), so it cannot also climb that ladder."""
+    from ..obtain import localcopy, persistent, shared
+    from ..obtain.cache import Cache
+    from ..resolve import registry
+    from ..settings import config
+
+    shared.split(url)  # a bad URL fails before any download
+    manifest = registry.resolve(target)
+    settings = config.resolve(quiet=quiet)
+    reporter = Reporter(settings.quiet)
+    store = Cache(settings.cache_dir)
+    blobs = []
+    for entry in manifest.files:  # fetcher: parts are joined; a gated file must be cached
+        fetch_one = localcopy.fetcher(manifest, entry)
+        blobs.append(
+            (entry, persistent.obtain(entry, manifest, store, settings, reporter, fetch_one))
+        )
+    return shared.push(manifest, blobs, url, reporter)
 
 
 # -- cache -----------------------------------------------------------------------------------
@@ -269,11 +287,11 @@ def cache_dir(cache_dir: Optional[str]) -> None:
 @_debug
 def cache_ls(cache_dir: Optional[str], as_json: bool) -> None:
     """What the cache holds, how big, where."""
-    from ..obtain import usage as cachetool
+    from ..obtain import usage
 
     store = _store(cache_dir)
-    rows = cachetool.ls(store)
-    total = cachetool.total_size(rows)
+    rows = usage.ls(store)
+    total = usage.total_size(rows)
     if as_json:
         out = [
             {
@@ -291,11 +309,11 @@ def cache_ls(cache_dir: Optional[str], as_json: bool) -> None:
     click.echo(f"# {store.root}")
     for r in rows:
         where = os.path.commonpath([str(p) for p in r.paths]) if len(r.paths) > 1 else r.paths[0]
-        shared = f"  ({_size(r.shared)} shared with other datasets)" if r.shared else ""
-        click.echo(f"{r.name:24} {_size(r.size):>10}  {r.files:4} file(s)  {where}{shared}")
+        shared = f"  ({size_text(r.shared)} shared with other datasets)" if r.shared else ""
+        click.echo(f"{r.name:24} {size_text(r.size):>10}  {r.files:4} file(s)  {where}{shared}")
     shared_note = "  (files shared by several datasets counted once)"
     note = shared_note if any(r.shared for r in rows) else ""
-    click.echo(f"{'total':24} {_size(total):>10}{note}")
+    click.echo(f"{'total':24} {size_text(total):>10}{note}")
 
 
 @cache.command(name="rm")
@@ -304,10 +322,10 @@ def cache_ls(cache_dir: Optional[str], as_json: bool) -> None:
 @_debug
 def cache_rm(name: str, cache_dir: Optional[str]) -> None:
     """Delete the cached files of dataset NAME (staged copies are not touched)."""
-    from ..obtain import usage as cachetool
+    from ..obtain import usage
 
-    freed = cachetool.rm(_store(cache_dir), name)
-    click.echo(f"removed {name}: {_size(freed)} freed", err=True)
+    freed = usage.rm(_store(cache_dir), name)
+    click.echo(f"removed {name}: {size_text(freed)} freed", err=True)
 
 
 @cache.command(name="prune")
@@ -326,27 +344,26 @@ def cache_prune(
 
     Sizes are decimal (500M = 500,000,000 bytes; 500MiB = 500 x 1024^2), as `cache ls` shows.
     """
-    from ..obtain import usage as cachetool
+    from ..obtain import usage
 
     limit = _parse_size(max_size) if max_size is not None else None
     if math.isnan(partial_age) or partial_age < 0:  # -1 would sweep every partial file (inf: none)
-        from ..core.errors import UsageError
-
         raise UsageError(f"--partial-age: {partial_age!r} is not a number of hours, 0 or more")
     store = _store(cache_dir)
-    removed = cachetool.prune(store, limit, partial_age * 3600, dry_run=dry_run)
+    removed = usage.prune(store, limit, partial_age * 3600, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for what, size in removed:
-        click.echo(f"{verb} {what} ({_size(size)})")
+        click.echo(f"{verb} {what} ({size_text(size)})")
     if limit is not None:
-        left = cachetool.verified_size(store)
+        left = usage.verified_size(store)
         if dry_run:
             left -= sum(size for what, size in removed if not os.path.isabs(what))
-        click.echo(f"{'would leave' if dry_run else 'left'}: {_size(left)} of verified downloads")
+        click.echo(
+            f"{'would leave' if dry_run else 'left'}: {size_text(left)} of verified downloads"
+        )
 
 
 def _parse_size(text: str) -> int:
-    from ..core.errors import UsageError
     from ..core.units import parse_size
 
     try:

@@ -21,10 +21,11 @@ import click
 from .. import __version__, api
 from ..core.errors import DatasetNotFound, DatastageError, InsufficientSpace, InvalidManifest
 from ..core.redact import redact_text, redact_url
-from ..core.units import human_bytes
+from ..core.text import one_line, switch
 from ..resolve.manifest import Manifest
 from ..settings.config import DEBUG_ENV
 from . import options
+from .options import size_text
 
 EXIT_INTERRUPTED = 130
 EXIT_BAD_PATH = 2  # like a usage error: the user's path, not datastage, is at fault
@@ -298,7 +299,7 @@ def _table(rows: Sequence[Manifest]) -> None:
     table = [
         (
             m.address,
-            _size(m.total_size),
+            size_text(m.total_size),
             _license_cell(m),
             str(len(m.subsets)) if m.subsets else "-",
             _tags_cell(m.tags),
@@ -363,26 +364,28 @@ def info(target: str, to: Optional[str], cache: Optional[str], as_json: bool) ->
         click.echo(f"{'access:':13}gated: register at {details['register']}, then get --from DIR")
         if details["instructions"]:
             click.echo(f"{'download:':13}{details['instructions']}")
-    click.echo(f"{'size:':13}{_size(details['size'])}")
+    click.echo(f"{'size:':13}{size_text(details['size'])}")
     click.echo(f"{'pinned:':13}{_PINNING[details['pinned']]}")
     if "staged" in details:
         click.echo(f"{'staged:':13}{details['staged'] or 'no'}")
     for sub in details["subsets"]:
         note = "" if sub["whole"] else "  (not part of the whole)"
-        click.echo(f"{'subset:':13}{sub['name']}  ({_size(sub['size'])}){note}")
+        click.echo(f"{'subset:':13}{sub['name']}  ({size_text(sub['size'])}){note}")
     for pattern in details["layout"]["paths"]:
         click.echo(f"{'expects:':13}{pattern}")
     for pattern, count in details["layout"]["counts"].items():
         click.echo(f"{'expects:':13}{count} files matching {pattern}")
     for f in details["files"]:
-        click.echo(f"file:        {f['name']}  ({_size(f['size'])})")
+        click.echo(f"file:        {f['name']}  ({size_text(f['size'])})")
         for url in f["urls"]:
             click.echo(f"  url:       {url}")
         for digest in f["digests"]:
             click.echo(f"  digest:    {digest}")
         for part in f["parts"]:
             shown = "  ".join([*part["urls"][:1], *part["digests"]])
-            click.echo(f"  part:      {part['name']}  ({_size(part['size'])})  {shown}".rstrip())
+            click.echo(
+                f"  part:      {part['name']}  ({size_text(part['size'])})  {shown}".rstrip()
+            )
         if not f["urls"] and not f["parts"]:
             click.echo("  url:       none (gated: download it yourself, then get --from DIR)")
         if f["pin"]:
@@ -480,16 +483,12 @@ from .machine import register as _register_platform_commands  # noqa: E402
 _register_platform_commands(cli)
 
 
-def _size(n: Optional[int]) -> str:
-    return human_bytes(n) if n is not None else "?"
-
-
 # -- entry point -----------------------------------------------------------------------------
 
 
 def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    debug = "--debug" in args or switch(os.environ.get(DEBUG_ENV), default=False)
     try:
         result = cli.main(args=args, prog_name="datastage", standalone_mode=False)
     except _NO_ARGS_IS_HELP as e:  # a bare `datastage`: the help, as with --help
@@ -540,16 +539,12 @@ def _fail(
 ) -> NoReturn:
     if debug:  # the chain names URLs (requests: "with url: /x?token=..."): redacted too
         print(redact_text(traceback.format_exc()), end="", file=sys.stderr)
-    print(f"error: {redact_text(_one_line(message))}", file=sys.stderr)
+    print(f"error: {redact_text(one_line(message))}", file=sys.stderr)
     if len(details) > 1:
         for line in details[:MAX_DETAILS]:
-            print(f"  {redact_text(_one_line(line))}", file=sys.stderr)
+            print(f"  {redact_text(one_line(line))}", file=sys.stderr)
         if len(details) > MAX_DETAILS:
             print(f"  ... and {len(details) - MAX_DETAILS} more", file=sys.stderr)
     if hint:
-        print(f"hint: {redact_text(_one_line(hint))}", file=sys.stderr)
+        print(f"hint: {redact_text(one_line(hint))}", file=sys.stderr)
     sys.exit(code)
-
-
-def _one_line(text: Any) -> str:
-    return " ".join(str(text).split())

@@ -1,4 +1,4 @@
-"""Options shared by the commands of cli.py and cli_platform.py, defined once.
+"""Options (and the size format) shared by the commands of main.py and machine.py, defined once.
 
 Folder options stay strings (no ``path_type``): click would turn ``--to ""`` into ``Path(".")``,
 and an empty folder must reach ``config.given_path`` to be refused, not staged into the cwd.
@@ -6,9 +6,11 @@ and an empty folder must reach ``config.given_path`` to be refused, not staged i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import click
+
+from ..core.units import human_bytes
 
 debug = click.option("--debug", is_flag=True, help="Show tracebacks of errors.", expose_value=False)
 quiet = click.option(
@@ -34,3 +36,8 @@ def cache(dest: str = "cache", help: str = "") -> Any:
     return click.option(
         "--cache", dest, type=click.Path(file_okay=False), default=None, help=help or None
     )
+
+
+def size_text(n: Optional[int]) -> str:
+    """A size as the commands print it: decimal units, "?" when it is not known."""
+    return human_bytes(n) if n is not None else "?"

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, Optional, cast
 
 from ..core.errors import CorruptArchive, MissingDependency, UnsupportedArchive, install_hint
+from ..core.text import one_line
 from . import external
+from .streams import BadData
 from .tarfmt import MAX_LINK_TARGET
 from .writer import MemberSink, SafeWriter
 
@@ -62,14 +64,39 @@ PY7ZR_UNREADABLE = {"BCJ2", "LZ4", "LIZARD", "LZ5", "BROTLI", "ZSTD", "ARM64", "
 
 def _py7zr_cannot_read(path: Path) -> list[str]:
     """The archive's methods py7zr cannot decode, found before anything is written."""
+    listing = _py7zr_listing(path)
+    names = listing[0] if listing else []  # a damaged one: the extraction says how
+    return [n for n in names if n.split(":")[0].rstrip("*").upper() in PY7ZR_UNREADABLE]
+
+
+def _py7zr_listing(path: Path) -> Optional[tuple[list[str], int]]:
+    """The methods and unpacked size py7zr reads in the header; None if it refuses it."""
     import py7zr
 
     try:
         with py7zr.SevenZipFile(path) as archive:
-            names = archive.archiveinfo().method_names
-    except Exception:  # damage is reported by the extraction itself
-        return []
-    return [n for n in names if n.split(":")[0].rstrip("*").upper() in PY7ZR_UNREADABLE]
+            info = archive.archiveinfo()
+            return list(info.method_names), int(info.uncompressed)
+    except Exception as e:
+        if _py7zr_refused(e):
+            return None
+        raise  # a bug: ours, or py7zr's on a file it should have read
+
+
+def _py7zr_refused(e: BaseException) -> bool:
+    """py7zr's answer to a damaged, truncated, encrypted or hostile archive: its own errors,
+    and the TypeError, IndexError, AssertionError... its header parser raises on crafted
+    bytes (raised in py7zr's code, not in datastage's)."""
+    import py7zr.exceptions
+
+    refusals = (py7zr.exceptions.ArchiveError, py7zr.exceptions.PasswordRequired)
+    if isinstance(e, (*refusals, lzma.LZMAError, EOFError, ValueError)):
+        return True
+    innermost = e.__traceback__
+    while innermost is not None and innermost.tb_next is not None:
+        innermost = innermost.tb_next
+    where = innermost.tb_frame.f_code.co_filename if innermost else ""
+    return where.startswith(os.path.dirname(os.path.abspath(py7zr.__file__)) + os.sep)
 
 
 def extract_rar(path: Path, writer: SafeWriter) -> None:
@@ -90,17 +117,17 @@ def extract_rar(path: Path, writer: SafeWriter) -> None:
 
 
 def declared_size(path: Path) -> Optional[int]:
+    """Bytes the listing promises; None when it cannot be read (the extraction then reports
+    the damage in its own words)."""
     tool = external.seven_zip()
-    try:
-        if tool:
+    if tool:
+        try:
             return sum(m.size for m in external.list_7z(tool, path))
-        if _have_py7zr():
-            import py7zr
-
-            with py7zr.SevenZipFile(path) as archive:
-                return int(archive.archiveinfo().uncompressed)
-    except Exception:  # extraction reports the damage with a proper message
-        return None
+        except (BadData, OSError, ValueError):  # 7z refused it, or listed a size that is not one
+            return None
+    if _have_py7zr():
+        listing = _py7zr_listing(path)
+        return listing[1] if listing else None
     return None
 
 
@@ -123,14 +150,14 @@ def _extract_py7zr(path: Path, writer: SafeWriter) -> None:
         ) from e
     except py7zr.exceptions.UnsupportedCompressionMethodError as e:
         raise UnsupportedArchive(
-            f"{writer.archive} uses a 7z method py7zr cannot read: {' '.join(str(e).split())}",
+            f"{writer.archive} uses a 7z method py7zr cannot read: {one_line(e)}",
             hint="install the 7z tool or bsdtar (apt-get install 7zip or libarchive-tools); "
             "datastage uses them automatically",
         ) from e
     except (py7zr.exceptions.ArchiveError, lzma.LZMAError, EOFError, ValueError) as e:
         # py7zr's base ArchiveError covers Bad7zFile, CrcError, DecompressionError, ...
         raise CorruptArchive(
-            f"{writer.archive} is damaged or truncated (7z): {' '.join(str(e).split())}",
+            f"{writer.archive} is damaged or truncated (7z): {one_line(e)}",
             hint="delete it from the cache if this persists; re-run to download it again",
             path=writer.archive,
         ) from e

@@ -29,7 +29,6 @@ import contextlib
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -38,13 +37,12 @@ from ..core.digests import CACHE_ALGORITHM, READ_CHUNK, Hasher, check
 from ..core.errors import DamagedBlob, IntegrityError
 from ..core.fsutil import atomic_file, write_atomic
 from ..core.progress import Reporter
-from ..core.redact import record_matches, url_fields
 from ..resolve.manifest import FileEntry, Manifest
 from ..settings import ranks
 from ..settings.config import Settings
 from .cache import Blob, Cache
+from .sidecar import SIDECAR, sidecar_for, sidecar_matches
 
-SIDECAR = ".datastage.json"
 COPY_CHUNK = 8 * READ_CHUNK  # large reads: a network mount pays per request, not per byte
 
 Downloader = Callable[[FileEntry, Cache, Settings, Reporter], Blob]
@@ -274,32 +272,3 @@ def _save(blob: Blob, entry: FileEntry, target: Path, reporter: Reporter) -> Non
     write_atomic(
         Path(f"{target}{SIDECAR}"), json.dumps(sidecar_for(entry, blob), indent=1).encode()
     )
-
-
-def sidecar_for(entry: FileEntry, blob: Blob) -> dict[str, Any]:
-    """What vouches for a saved copy (here, or in the shared S3 cache): size and digests."""
-    digests = {CACHE_ALGORITHM: blob.sha256}
-    digests.update({d.algorithm: d.hexdigest for d in entry.digests})
-    return {
-        "name": entry.name,
-        **url_fields(entry.url),  # the URL redacted, and the full URL's sha256 to match
-        "size": blob.size,
-        "digests": digests,
-        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-
-
-def sidecar_matches(sidecar: Any, entry: FileEntry, size: Optional[int]) -> bool:
-    """A sidecar vouches for ``entry``: same size (and ``size``, the copy's, when known), and
-    every digest both name agrees; an entry without digests must come from the same URL."""
-    digests = sidecar.get("digests") if isinstance(sidecar, dict) else None
-    if not isinstance(digests, dict) or CACHE_ALGORITHM not in digests:
-        return False
-    if size is not None and sidecar.get("size") != size:
-        return False
-    if entry.size is not None and sidecar.get("size") != entry.size:
-        return False
-    if entry.digests:
-        known = [d for d in entry.digests if d.algorithm in digests]
-        return bool(known) and all(digests[d.algorithm] == d.hexdigest for d in known)
-    return record_matches(sidecar, entry.url)

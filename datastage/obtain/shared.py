@@ -1,7 +1,7 @@
 """An S3 prefix as the cache shared by many machines: ``datastage push``, and get's lookup.
 
     s3://bucket/prefix/<dataset>/<file>                  a verified archive, pushed by one node
-    s3://bucket/prefix/<dataset>/<file>.datastage.json   size + digests (same sidecar as tiers.py)
+    s3://bucket/prefix/<dataset>/<file>.datastage.json   size + digests (sidecar.py)
 
 ``push NAME s3://bucket/prefix`` uploads the verified cache blobs of a dataset (fetching them
 first if needed) unless the same bytes are already there. With ``shared_cache`` set (config
@@ -22,7 +22,6 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
-from urllib.parse import urlsplit
 
 from ..core import locks
 from ..core.digests import CACHE_ALGORITHM, HEX_LENGTHS, check, hash_file
@@ -31,22 +30,21 @@ from ..core.errors import (
     IntegrityError,
     MissingDependency,
     SourceError,
-    UsageError,
     install_hint,
 )
 from ..core.progress import Reporter
+from ..core.text import one_line
 from ..resolve.manifest import FileEntry, Manifest
 from ..settings.config import Settings
+from ..sources.s3rules import parse_url, refusal
 from .cache import Blob, Cache
-from .persistent import SIDECAR, sidecar_for, sidecar_matches
+from .sidecar import SIDECAR, sidecar_for, sidecar_matches
 
 
 def split(url: str) -> tuple[str, str]:
-    """``s3://bucket/some/prefix`` -> ("bucket", "some/prefix")."""
-    parts = urlsplit(url)
-    if parts.scheme != "s3" or not parts.netloc:
-        raise UsageError(f"{url!r} is not an S3 URL (expected s3://bucket/prefix)")
-    return parts.netloc, parts.path.strip("/")
+    """``s3://bucket/some/prefix/`` -> ("bucket", "some/prefix"): where datasets go."""
+    bucket, key = parse_url(url)
+    return bucket, key.strip("/")
 
 
 def _client() -> Any:
@@ -83,16 +81,16 @@ def _errors(what: str) -> Any:
                 f"{what}: no AWS credentials", 403, hint="set AWS_ACCESS_KEY_ID / AWS_PROFILE"
             ) from e
         except ClientError as e:
-            code = e.response.get("Error", {}).get("Code", "")
-            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                raise AccessDenied(f"{what}: access denied ({code})", 403) from e
-            raise SourceError(f"{what}: {code or e}") from e
+            answer = refusal(e)
+            if answer.denied:
+                raise AccessDenied(f"{what}: access denied ({answer.reason})", 403) from e
+            raise SourceError(f"{what}: {answer.code or one_line(e)}") from e
         except BotoCoreError as e:
             raise SourceError(f"{what}: {e}") from e
         except S3UploadFailedError as e:  # upload_file wraps the ClientError in this
-            raise SourceError(f"{what}: upload failed: {' '.join(str(e).split())}") from e
+            raise SourceError(f"{what}: upload failed: {one_line(e)}") from e
         except Boto3Error as e:  # e.g. RetriesExceededError from download_file
-            raise SourceError(f"{what}: {' '.join(str(e).split())}") from e
+            raise SourceError(f"{what}: {one_line(e)}") from e
 
     return block()
 
@@ -104,31 +102,12 @@ def _sidecar(client: Any, bucket: str, key: str) -> Optional[dict[str, Any]]:
         body = client.get_object(Bucket=bucket, Key=key + SIDECAR)["Body"].read()
         value = json.loads(body)
     except ClientError as e:
-        if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+        if refusal(e).missing == "key":  # not pushed yet; a missing bucket is an error
             return None
         raise
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
-
-
-def push_dataset(target: str, url: str, quiet: Optional[bool] = None) -> list[str]:
-    """``datastage push``: make sure ``target`` is verified in the cache, then upload it."""
-    from ..resolve import registry
-    from ..settings import config
-    from . import localcopy
-    from . import persistent as tiers
-
-    split(url)  # a bad URL fails before any download
-    manifest = registry.resolve(target)
-    settings = config.resolve(quiet=quiet)
-    reporter = Reporter(settings.quiet)
-    store = Cache(settings.cache_dir)
-    blobs = []
-    for entry in manifest.files:  # fetcher: parts are joined; a gated file must be cached
-        fetch_one = localcopy.fetcher(manifest, entry)
-        blobs.append((entry, tiers.obtain(entry, manifest, store, settings, reporter, fetch_one)))
-    return push(manifest, blobs, url, reporter)
 
 
 def push(

@@ -79,6 +79,20 @@ def read_range(f: BinaryIO, offset: int, end: Optional[int]) -> Iterator[bytes]:
         yield chunk
 
 
+def library_failure(e: BaseException) -> bool:
+    """An I/O error, a value a library refused, or an exception class a library defines
+    (requests, botocore, huggingface_hub, an fsspec backend, json): what a source reports as
+    "the remote failed".
+
+    Any other built-in exception (TypeError, KeyError, AttributeError, ...) is a bug, ours or a
+    library's: reported as a failed remote it would be hidden, and retried on the next mirror.
+    An error datastage raised on purpose is not a library's either: it stays as it is.
+    """
+    if isinstance(e, (OSError, EOFError, ValueError)):
+        return True
+    return type(e).__module__.split(".")[0] not in ("builtins", "datastage")
+
+
 # Handed to fsspec, which imports each protocol's own package (gcsfs, adlfs, ...) on use.
 FSSPEC_SCHEMES = (
     "gs",

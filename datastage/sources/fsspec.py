@@ -9,13 +9,15 @@ validator is the backend's ETag / generation / mtime, whichever it reports.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Optional
 
 import fsspec  # noqa: F401  (imported here so a missing package is a MissingDependency)
 
 from ..core.errors import AccessDenied, MissingDependency, NetworkError, RemoteNotFound, SourceError
+from ..core.text import one_line
 from ..settings.config import Settings
-from . import RemoteFile, read_range
+from . import RemoteFile, library_failure, read_range
 
 VALIDATOR_KEYS = ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "last_modified")
 
@@ -29,11 +31,8 @@ class FsspecBody:
         self.remote = remote
 
     def __iter__(self) -> Iterator[bytes]:
-        try:
-            with self._fs.open(self._path, "rb") as f:
-                yield from read_range(f, self.offset, self._end)
-        except Exception as e:
-            raise _translate(e, self.remote.url) from e
+        with _translated(self.remote.url), self._fs.open(self._path, "rb") as f:
+            yield from read_range(f, self.offset, self._end)
 
     def close(self) -> None:
         pass
@@ -51,7 +50,7 @@ class FsspecSource:
         except ImportError as e:
             scheme = url.split("://", 1)[0]
             raise MissingDependency(
-                f"cannot open {scheme}:// URLs: {' '.join(str(e).split())}",
+                f"cannot open {scheme}:// URLs: {one_line(e)}",
                 hint="install fsspec's package for this protocol (gcsfs, adlfs, sshfs, ...)",
             ) from e
         except ValueError as e:
@@ -59,13 +58,11 @@ class FsspecSource:
 
     def list(self, url: str) -> list[RemoteFile]:
         fs, path = self._fs(url)
-        try:
+        with _translated(url):
             if not fs.isdir(path):
                 info = fs.info(path)
                 return [_remote(url, path.rstrip("/").rsplit("/", 1)[-1], info)]
             found = fs.find(path, detail=True)
-        except Exception as e:
-            raise _translate(e, url) from e
         base = path.rstrip("/") + "/"
         files = [
             _remote(fs.unstrip_protocol(p), p[len(base) :] if p.startswith(base) else p, info)
@@ -78,10 +75,8 @@ class FsspecSource:
 
     def open_range(self, f: RemoteFile, start: int = 0, end: Optional[int] = None) -> FsspecBody:
         fs, path = self._fs(f.url)
-        try:
+        with _translated(f.url):
             info = fs.info(path)
-        except Exception as e:
-            raise _translate(e, f.url) from e
         remote = _remote(f.url, f.name, info, digest=f.digest)
         if start and f.etag is not None and f.etag != remote.etag:
             start = 0  # changed since the partial copy began: start over
@@ -100,13 +95,22 @@ def _remote(url: str, name: str, info: dict[str, Any], digest: Any = None) -> Re
     )
 
 
+@contextmanager
+def _translated(url: str) -> Iterator[None]:
+    """What fsspec or its backend raised as a datastage error; a bug is raised unchanged."""
+    try:
+        yield
+    except Exception as e:
+        if not library_failure(e):
+            raise
+        raise _translate(e, url) from e
+
+
 def _translate(e: Exception, url: str) -> SourceError:
-    if isinstance(e, SourceError):
-        return e
     if isinstance(e, FileNotFoundError):
         return RemoteNotFound(f"no such file: {url}", 404)
     if isinstance(e, PermissionError):
         return AccessDenied(f"access denied to {url}", 403, hint="check the credentials in use")
     if isinstance(e, (ConnectionError, TimeoutError)):
         return NetworkError(f"cannot reach {url}: {e}")
-    return SourceError(f"cannot read {url}: {type(e).__name__}: {' '.join(str(e).split())}")
+    return SourceError(f"cannot read {url}: {type(e).__name__}: {one_line(str(e))}")

@@ -37,6 +37,7 @@ from urllib.parse import urlencode, urlsplit
 
 import gdown  # noqa: F401  (imported here so a missing gdown is a MissingDependency)
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from ..core.errors import (
@@ -234,7 +235,7 @@ class GDriveSource:
             return error
         try:
             head = response.raw.read(PAGE_LIMIT, decode_content=True) or b""
-        except Exception:
+        except (urllib3.exceptions.HTTPError, OSError):  # the page broke off: keep the 4xx
             return error
         finally:
             response.close()

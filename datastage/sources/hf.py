@@ -36,8 +36,9 @@ from ..core.errors import (
     SourceError,
     UsageError,
 )
+from ..core.text import one_line
 from ..settings.config import Settings
-from . import RemoteFile
+from . import RemoteFile, library_failure
 from .http import HTTPBody, HTTPSource
 
 MAIN_ENDPOINT = "https://huggingface.co"
@@ -129,6 +130,8 @@ class HFSource:
                 timeout=self.settings.timeout,
             )
         except Exception as e:
+            if not library_failure(e):
+                raise  # a bug, or an error datastage raised on purpose
             raise _translate(e, f"{target.repo_type} repo {target.repo_id}", endpoint) from e
 
     # -- transfer --------------------------------------------------------------------------
@@ -202,7 +205,8 @@ def _select(path: str, names: list[str]) -> tuple[set[str], str]:
 
 
 def _translate(e: Exception, what: str, endpoint: str) -> SourceError:
-    """A huggingface_hub / HTTP-client exception as a datastage error."""
+    """A huggingface_hub / HTTP-client exception (see ``library_failure``) as a datastage
+    error."""
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -210,8 +214,6 @@ def _translate(e: Exception, what: str, endpoint: str) -> SourceError:
         RevisionNotFoundError,
     )
 
-    if isinstance(e, SourceError):
-        return e
     status = getattr(getattr(e, "response", None), "status_code", None) or 0
     if isinstance(e, GatedRepoError) or status in (401, 403):
         return AccessDenied(f"access to {what} denied by {endpoint}", status or 403, HINT_TOKEN)
@@ -221,10 +223,7 @@ def _translate(e: Exception, what: str, endpoint: str) -> SourceError:
         return RemoteNotFound(f"no {what} on {endpoint}", 404, hint=HINT_TOKEN)
     if isinstance(e, HfHubHTTPError):
         return SourceError(f"{endpoint} failed for {what}: HTTP {status}")
+    detail = one_line(e, limit=300)
     if type(e).__module__.split(".")[0] in _NETWORK_MODULES or isinstance(e, OSError):
-        return NetworkError(f"cannot reach {endpoint} for {what}: {_one_line(e)}")
-    return SourceError(f"{endpoint} failed for {what}: {type(e).__name__}: {_one_line(e)}")
-
-
-def _one_line(e: Exception) -> str:
-    return " ".join(str(e).split())[:300] or type(e).__name__
+        return NetworkError(f"cannot reach {endpoint} for {what}: {detail}")
+    return SourceError(f"{endpoint} failed for {what}: {type(e).__name__}: {detail}")

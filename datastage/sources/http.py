@@ -37,6 +37,7 @@ from ..core.errors import (
     RemoteNotFound,
     SourceError,
 )
+from ..core.text import one_line
 from ..obtain.retrying import origin
 from ..resolve.manifest import file_name_from_url
 from ..settings.config import Settings
@@ -189,7 +190,7 @@ def _retry_after(response: requests.Response) -> Optional[float]:
         return None
     try:
         return min(Retry().parse_retry_after(value), MAX_RETRY_AFTER)
-    except Exception:  # urllib3's InvalidHeader, or a date it cannot read: no hint
+    except (urllib3.exceptions.InvalidHeader, ValueError, OverflowError):  # no date: no hint
         return None
 
 
@@ -273,4 +274,4 @@ def _reason(e: BaseException) -> str:
         if marker in text:
             text = text.split(marker, 1)[1]
     text = re.sub(r"<[^<>]*>:?\s*", "", text)  # object reprs
-    return " ".join(text.replace('"', "").replace("'", "").split()).strip("() ") or "failed"
+    return one_line(text.replace('"', "").replace("'", "")).strip("() ") or "failed"

@@ -19,26 +19,17 @@ from typing import Any, Optional
 
 import boto3  # noqa: F401  (imported here so a missing package is a MissingDependency)
 
-from ..core.errors import AccessDenied, NetworkError, RemoteNotFound, SourceError, UsageError
+from ..core.errors import AccessDenied, NetworkError, RemoteNotFound, SourceError
 from ..settings.config import Settings
 from . import RemoteFile
+from .s3rules import parse_url, refusal
 
 CHUNK = 1 << 20
-MISSING = ("NoSuchKey", "NoSuchBucket", "404", "NotFound")
-DENIED = ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled")
 HINT_CREDENTIALS = (
     "no AWS credentials were found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE "
     "or ~/.aws/credentials"
 )
 HINT_DENIED = "check the bucket policy and the credentials in use (AWS_PROFILE, ~/.aws)"
-
-
-def split(url: str) -> tuple[str, str]:
-    rest = url[len("s3://") :] if url.startswith("s3://") else url
-    bucket, _, key = rest.partition("/")
-    if not bucket:
-        raise UsageError(f"{url}: expected s3://bucket/key or s3://bucket/prefix/")
-    return bucket, key
 
 
 class S3Body:
@@ -93,7 +84,7 @@ class S3Source:
             return self._client
 
     def list(self, url: str) -> list[RemoteFile]:
-        bucket, key = split(url)
+        bucket, key = parse_url(url)
         if key and not key.endswith("/"):
             try:
                 head = self._call(url, self.client.head_object, Bucket=bucket, Key=key)
@@ -120,7 +111,7 @@ class S3Source:
         return files
 
     def open_range(self, f: RemoteFile, start: int = 0, end: Optional[int] = None) -> S3Body:
-        bucket, key = split(f.url)
+        bucket, key = parse_url(f.url)
         args: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if start or end is not None:
             args["Range"] = f"bytes={start}-{'' if end is None else end}"
@@ -169,21 +160,17 @@ class S3Source:
             yield page
 
     def _client_error(self, url: str, e: Any) -> Exception:
-        error = e.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if code in ("PreconditionFailed", "412") or status == 412:
+        answer = refusal(e)
+        if answer.changed:
             return _Precondition()
-        if code == "InvalidRange" or status == 416:
-            return _Unsatisfiable(_int(error.get("ActualObjectSize")))
-        if code in MISSING or status == 404:
-            what = "bucket" if code == "NoSuchBucket" else "key"
-            return RemoteNotFound(f"no such {what}: {url} ({code or status})", 404)
-        if code in DENIED or status in (401, 403):
+        if answer.past_the_end:
+            return _Unsatisfiable(_int(answer.actual_size))
+        if answer.missing:
+            return RemoteNotFound(f"no such {answer.missing}: {url} ({answer.reason})", 404)
+        if answer.denied:
             hint = HINT_DENIED if self._signed else HINT_CREDENTIALS
-            return AccessDenied(f"access denied to {url} ({code or status})", 403, hint)
-        message = " ".join(str(error.get("Message", "")).split())
-        return SourceError(f"S3 error for {url}: {code or status} {message}".strip())
+            return AccessDenied(f"access denied to {url} ({answer.reason})", 403, hint)
+        return SourceError(f"S3 error for {url}: {answer.reason} {answer.message}".strip())
 
 
 class _Precondition(Exception):
