@@ -10,6 +10,7 @@ To add a source: implement ``Source`` in a module of this package and add its UR
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Optional, Protocol
@@ -84,13 +85,30 @@ def library_failure(e: BaseException) -> bool:
     (requests, botocore, huggingface_hub, an fsspec backend, json): what a source reports as
     "the remote failed".
 
-    Any other built-in exception (TypeError, KeyError, AttributeError, ...) is a bug, ours or a
-    library's: reported as a failed remote it would be hidden, and retried on the next mirror.
-    An error datastage raised on purpose is not a library's either: it stays as it is.
+    Any other built-in exception (TypeError, KeyError, AttributeError, ...) raised by
+    datastage's own code is a bug: reported as a failed remote it would be hidden, and retried
+    on the next mirror. Raised inside the library (its parser choking on what a broken or
+    hostile server sent, e.g. a Hub API answering ``[]``), it is that remote's failure. An
+    error datastage raised on purpose is not a library's either: it stays as it is.
     """
     if isinstance(e, (OSError, EOFError, ValueError)):
         return True
-    return type(e).__module__.split(".")[0] not in ("builtins", "datastage")
+    if type(e).__module__.split(".")[0] == "datastage":
+        return False
+    if type(e).__module__ != "builtins":
+        return True
+    return not _raised_by_datastage(e)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _raised_by_datastage(e: BaseException) -> bool:
+    """Whether the innermost frame of ``e``'s traceback is datastage's own code."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is None or tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR + os.sep)
 
 
 # Handed to fsspec, which imports each protocol's own package (gcsfs, adlfs, ...) on use.
