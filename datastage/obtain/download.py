@@ -66,11 +66,12 @@ from ..core.fsutil import disk_full_as_error, ensure_free
 from ..core.progress import Bar, Reporter
 from ..core.redact import redact_url, same_url
 from ..core.units import human_bytes
+from ..core.urls import origin
 from ..resolve.manifest import FileEntry
 from ..settings.config import Settings
 from . import plan as segments
 from .cache import Blob, Cache
-from .retrying import Patience, origin, safe_url
+from .retrying import Patience, safe_url
 from .transfer import Budget, Mirror, Restart, SegmentedTransfer
 
 SNIFF_BYTES = 1024

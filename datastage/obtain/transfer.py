@@ -55,11 +55,12 @@ from ..core.errors import NetworkError, SourceError, UnexpectedHTML
 from ..core.fsutil import disk_full_as_error
 from ..core.progress import Bar
 from ..core.units import human_bytes
+from ..core.urls import origin
 from ..settings.config import Settings
 from ..sources import Body, RemoteFile, Source
 from . import plan as seglib
 from .plan import Segment
-from .retrying import Patience, origin
+from .retrying import Patience
 
 HASH_READ = 1 << 20
 FLUSH_EVERY = 128 << 20  # write back as we go: the fsync before the commit then has little left

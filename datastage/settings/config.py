@@ -96,7 +96,7 @@ def _check_urls(values: dict[str, Any], flags: dict[str, Any]) -> None:
     """Endpoints (HF_ENDPOINT may list several, comma-separated) and the shared cache must be
     URLs the libraries can parse: ``http://[::1`` in the environment or the config file used to
     end in a traceback inside huggingface_hub, botocore or urllib, far from where it was set."""
-    from ..resolve.manifest import check_url
+    from ..core.urls import check_url
 
     for name in URL_SETTINGS:
         text = str(values.get(name) or "")

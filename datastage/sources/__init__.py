@@ -16,7 +16,7 @@ from typing import BinaryIO, Optional, Protocol
 
 from ..core.digests import Digest
 from ..core.errors import MissingDependency, UsageError, install_hint
-from ..resolve.manifest import URL_SCHEME
+from ..core.urls import URL_SCHEME
 from ..settings.config import Settings
 
 

@@ -49,13 +49,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
-from .. import __version__
 from ..core import locks
 from ..core.digests import READ_CHUNK
 from ..core.errors import IntegrityError, UsageError
 from ..core.fsutil import disk_full_as_error, ensure_free, remove_tree, write_atomic
 from ..core.names import strip_archive_suffix
 from ..core.progress import Reporter
+from ..core.version import __version__
 from ..resolve.manifest import NAME_PATTERN
 from ..settings import config
 from .srctree import FileInfo, Listing, check_unchanged, list_tree, open_listed, refuse_nested

@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from .. import __version__
 from ..core.errors import (
     ArchiveError,
     DamagedBlob,
@@ -56,6 +55,7 @@ from ..core.fsutil import disk_full_as_error, ensure_free, fsync_dir, remove_tre
 from ..core.names import FILE_LIST, MARKER, RESERVED_NAMES
 from ..core.progress import Reporter
 from ..core.redact import redact_url
+from ..core.version import __version__
 from ..obtain.cache import Blob, damaged
 from ..resolve.manifest import FileEntry, Manifest
 from .links import check_links
