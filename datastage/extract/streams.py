@@ -128,7 +128,7 @@ def _open(raw: IO[bytes], compression: str) -> IO[bytes]:
     if compression == "xz":
         return lzma.LZMAFile(raw, "rb")  # type: ignore[return-value]
     if compression == "zst":
-        return _zstd_reader(raw)
+        return zstd_reader(raw)
     raise ValueError(f"unknown compression {compression!r}")
 
 
@@ -209,7 +209,7 @@ class _CheckedGzip:
         self._inner.close()
 
 
-def _zstd_reader(raw: IO[bytes]) -> IO[bytes]:
+def zstd_reader(raw: IO[bytes]) -> IO[bytes]:
     try:
         import zstandard
     except ImportError:
