@@ -369,7 +369,7 @@ class _CountingReader:
         self._on_bytes = on_bytes
 
     def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(n)
+        data: bytes = self._raw.read(n)
         self._on_bytes(len(data))
         return data
 

@@ -209,7 +209,7 @@ def is_current(manifest: Manifest, to: Path) -> bool:
     if "files" in marker:
         return not _problems(folder, marker["files"], rehash=False, limit=1)
     try:
-        return os.stat(folder / FILE_LIST).st_size == marker["file_list"]["size"]
+        return bool(os.stat(folder / FILE_LIST).st_size == marker["file_list"]["size"])
     except OSError:
         return False
 
