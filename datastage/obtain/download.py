@@ -69,10 +69,11 @@ from ..core.units import human_bytes
 from ..core.urls import origin
 from ..resolve.manifest import FileEntry
 from ..settings.config import Settings
-from . import plan as segments
+from . import plan as segment_plan
+from .budget import Budget
 from .cache import Blob, Cache
 from .retrying import Patience, safe_url
-from .transfer import Budget, Mirror, Restart, SegmentedTransfer
+from .transfer import Mirror, Restart, SegmentedTransfer
 
 SNIFF_BYTES = 1024
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
@@ -272,11 +273,11 @@ class _Download:
             return 0
         if state.segments is not None:
             plan = self._saved_plan(state)
-            return segments.written(plan) if plan else 0
+            return segment_plan.written(plan) if plan else 0
         have = self.part.stat().st_size
         return 0 if state.size is not None and have > state.size else have
 
-    def _saved_plan(self, state: _State) -> Optional[list[segments.Segment]]:
+    def _saved_plan(self, state: _State) -> Optional[list[segment_plan.Segment]]:
         if state.size is None or state.segments is None:
             return None
         try:
@@ -284,7 +285,7 @@ class _Download:
                 return None
         except OSError:
             return None
-        return segments.from_json(state.segments, state.size)
+        return segment_plan.from_json(state.segments, state.size)
 
     def _save_state(self, state: _State) -> None:
         """Replace the state file atomically, without fsync: a kill -9 keeps the page cache,
@@ -386,7 +387,7 @@ class _Download:
                         if probe.split:
                             handed_over = True
                             holding = False  # the token goes with the open response
-                            plan = segments.plan(size, hasher.size)
+                            plan = segment_plan.plan(size, hasher.size)
                             opened = (body, stream)
                             return self._run_segments(known, size, plan, hasher, bar, opened), size
                     self._write(stream, hasher, bar)
@@ -426,7 +427,7 @@ class _Download:
 
     # -- segments --------------------------------------------------------------------------
     def _segmentable(self, size: int) -> bool:
-        return segments.should_split(size, self.settings.connections, self.settings.min_segment)
+        return segment_plan.should_split(size, self.settings.connections, self.settings.min_segment)
 
     def _resume_segmented(self, state: _State) -> tuple[Hasher, Optional[int]]:
         plan = self._saved_plan(state)
@@ -436,12 +437,12 @@ class _Download:
         known = sources.RemoteFile(url=self.url, name=self.entry.name, size=size)
         if state.url == self.url:
             known = replace(known, etag=state.etag, last_modified=state.last_modified)
-        have = segments.written(plan)
+        have = segment_plan.written(plan)
         missing = sum(1 for s in plan if not s.done)
         self.reporter.say(
             f"resuming {self.entry.name} at {human_bytes(have)} ({missing} segments to go)"
         )
-        hasher = hash_file(self.part, self.algorithms, limit=segments.contiguous_prefix(plan))
+        hasher = hash_file(self.part, self.algorithms, limit=segment_plan.contiguous_prefix(plan))
         bar = self.reporter.bar(self.entry.name, size, initial=have)
         try:
             return self._run_segments(known, size, plan, hasher, bar, None), size
@@ -452,7 +453,7 @@ class _Download:
         self,
         known: sources.RemoteFile,
         size: int,
-        plan: list[segments.Segment],
+        plan: list[segment_plan.Segment],
         hasher: Hasher,
         bar: Bar,
         first: Optional[tuple[Any, Iterator[bytes]]],
@@ -463,7 +464,7 @@ class _Download:
             self._save_state(replace(base, segments=p))
 
         try:
-            save(segments.to_json(plan))  # before the preallocated .part: never a bare .part
+            save(segment_plan.to_json(plan))  # before the preallocated .part: never a bare .part
             self._preallocate(size)
         except BaseException:
             if first is not None:

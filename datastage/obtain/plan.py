@@ -74,6 +74,20 @@ def take_piece(segments: list[Segment], seg: Segment, piece: int) -> Segment:
     return seg
 
 
+def next_piece(segments: list[Segment], connections: int, min_piece: int) -> Optional[Segment]:
+    """A piece cut off the first range nobody has claimed (its share: piece_size), or None."""
+    seg = next((s for s in segments if not s.owner and not s.done), None)
+    if seg is None:
+        return None
+    return take_piece(segments, seg, piece_size(segments, connections, min_piece))
+
+
+def stalled(segments: list[Segment], before: float) -> Optional[Segment]:
+    """The largest claimed range whose owner wrote nothing since ``before``: to take over."""
+    late = [s for s in segments if not s.done and s.owner and s.progress_at < before]
+    return max(late, key=lambda s: s.remaining, default=None)
+
+
 def split_largest(segments: list[Segment], min_steal: int = MIN_STEAL) -> Optional[Segment]:
     """Halve the largest remaining range; return the new (unowned) back half, or None."""
     candidates = [s for s in segments if s.remaining >= 2 * min_steal]

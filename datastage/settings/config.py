@@ -134,9 +134,9 @@ def _check_patience(values: dict[str, Any]) -> None:
 
 def _add_file_and_platform_values(values: dict[str, Any]) -> None:
     """Fill what flags and environment left open from the config file, then the platform."""
-    from . import configfile as userconfig
+    from . import configfile
 
-    for key, value in userconfig.load().items():
+    for key, value in configfile.load().items():
         if key in ENV:
             values.setdefault(key, value)
     if "cache_dir" not in values or "sources" not in values:
@@ -179,9 +179,9 @@ def resolve_to(flag: Any = None) -> Path:
     raw = os.environ.get(TO_ENV, "").strip()
     if raw:
         return Path(raw).expanduser().absolute()
-    from . import configfile as userconfig
+    from . import configfile
 
-    configured = userconfig.load().get("to")
+    configured = configfile.load().get("to")
     if configured is not None:
         return Path(configured).expanduser().absolute()
     from .machine import detect
