@@ -4,7 +4,7 @@ Owns: recognising tar (plain/gz/bz2/xz/zst), zip, 7z, RAR and single compressed 
 (gz/bz2/xz/zst) by magic bytes; what each declares it unpacks to; dispatching to the module
 for its family. Every family writes through ``SafeWriter`` (writer.py), which holds the safety
 rules and records each file's size and sha256 for the completion marker.
-Does not own: where the root is or when it becomes visible (stage.py).
+Does not own: where the root is or when it becomes visible (stage/staging.py).
 
     extract/
       writer.py    SafeWriter: safety rules, size budget, parallel write + hash

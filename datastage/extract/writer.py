@@ -3,7 +3,7 @@
 Owns: the safety rules below, the size budget (zip bombs), and recording each file's size and
 sha256 for the completion marker. Files are written and hashed in worker threads (hashlib, zlib
 and file writes release the GIL), so hashing costs no extra pass over the data.
-Does not own: reading archives (the format modules) or where the root is (stage.py).
+Does not own: reading archives (the format modules) or where the root is (stage/staging.py).
 
 Safety rules, the same for every format:
 - a member name must be relative and stay inside the root: absolute paths, drive letters,

@@ -1,7 +1,7 @@
 """Patience with a failing URL: which failures are worth another try, how long to wait, saying so.
 
 Owns: the one retry policy of every download (``download.py``'s single stream and each piece of
-``segmented.py``), and the ``retry n/N in T s: reason (host:port)`` lines on stderr. The HTTP
+``transfer.py``), and the ``retry n/N in T s: reason (host:port)`` lines on stderr. The HTTP
 session itself never retries (a hidden retry layer under this one multiplied the waits: a dead
 host took 8 minutes to report, in silence).
 

@@ -1,5 +1,5 @@
 """Settings, resolved once per call: flag > DATASTAGE_* environment > config file > platform
-default (Colab, AutoDL, SageMaker: see platform.py) > platformdirs defaults.
+default (Colab, AutoDL, SageMaker: see machine.py) > platformdirs defaults.
 
 Owns: where the cache is, network patience (retries, backoff, timeouts), quiet/offline switches,
 the persistent tier and read-only source folders, and the default ``--to``,
@@ -31,7 +31,7 @@ ENV = {
     "gdrive_endpoint": "DATASTAGE_GDRIVE_ENDPOINT",
     "persistent_cache": "DATASTAGE_PERSISTENT_CACHE",
     "sources": "DATASTAGE_SOURCES",  # os.pathsep-separated folders
-    "shared_cache": "DATASTAGE_SHARED_CACHE",  # s3://bucket/prefix (s3cache.py)
+    "shared_cache": "DATASTAGE_SHARED_CACHE",  # s3://bucket/prefix (obtain/shared.py)
     "connections": "DATASTAGE_CONNECTIONS",
     "mirror": "DATASTAGE_MIRROR",
     "min_segment": "DATASTAGE_MIN_SEGMENT",
@@ -54,7 +54,7 @@ class Settings:
     hf_endpoint: Optional[str] = None  # None: huggingface.co
     s3_endpoint: Optional[str] = None  # None: AWS (boto3's own configuration)
     gdrive_endpoint: Optional[str] = None  # None: Google's hosts; tests point it at 127.0.0.1
-    persistent_cache: Optional[Path] = None  # the persistent tier (tiers.py); None: none
+    persistent_cache: Optional[Path] = None  # the persistent tier (obtain/persistent.py) or None
     sources: tuple[Path, ...] = ()  # read-only folders searched before downloading
     shared_cache: Optional[str] = None  # s3://bucket/prefix asked before the dataset's URLs
     connections: int = 16  # connections at once per get/fetch (segments of a file, files)
