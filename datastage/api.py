@@ -10,7 +10,6 @@ is already staged reads one manifest and one marker, and touches no network libr
 
 from __future__ import annotations
 
-import functools
 import os
 import shlex
 from collections import defaultdict
@@ -57,6 +56,7 @@ def get(
     mirror: Optional[str] = None,
     force: bool = False,
     repair: bool = False,
+    from_: Optional[str] = None,
 ) -> Path:
     """Stage ``target`` under ``to``; return its root.
 
@@ -67,17 +67,24 @@ def get(
     Safe to call from every process at once: the data is downloaded and staged once; under
     torchrun the ranks of one machine take turns on a local lock (see ranks.py).
     ``connections`` caps the connections open at once (segments and files together);
-    ``mirror`` prefers the URLs that contain it (e.g. a host name); ``name_encoding`` decodes
-    a URL/path archive's member names that are not UTF-8 (default: detected, with a warning).
+    ``mirror``: ``"auto"`` (default) the fastest host (mirrors.py), ``"listed"`` the
+    manifest's order, other text the URLs that contain it (e.g. a host name);
+    ``name_encoding`` decodes a URL/path archive's member names that are not UTF-8
+    (default: detected, with a warning).
     ``force`` stages again even when a current staging is in place (the cached files it
     reuses are re-hashed, as in every staging; a damaged one is fetched again).
     ``repair`` re-hashes the staged files and the cached files they came from, as ``verify``
     does, and stages again only if something differs (a same-size change included).
     Without either, a staged dataset is trusted by its marker and sizes: instant.
+    ``from_`` reads every file from a copy the user has instead of its URLs: a folder (each
+    file by its name; also how a gated dataset's downloads are staged) or a URL prefix
+    (``base/<name>``); see localcopy.py.
     """
     endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
     dest = config.resolve_to(to)
     target = _checked_target(target, name)
+    if from_ is not None:
+        _check_from(target, from_)
     if URL_SCHEME.match(target):  # listing a URL may use the network: fail before it ...
         try:
             writable.check(dest, config.resolve(cache_dir=cache).cache_dir)
@@ -104,6 +111,8 @@ def get(
         cache_dir=cache, quiet=quiet, connections=connections, mirror=mirror, **endpoints
     )
     writable.check(dest, settings.cache_dir)  # before any download
+    if from_ is not None:
+        manifest = _located(manifest, from_, settings)
     from .settings import ranks
 
     if not ranks.distributed():
@@ -224,14 +233,20 @@ def fetch(
     s3_endpoint: Optional[str] = None,
     connections: Optional[int] = None,
     mirror: Optional[str] = None,
+    from_: Optional[str] = None,
 ) -> list[Path]:
-    """Download and verify every file of ``target`` into the cache, without staging it."""
+    """Download and verify every file of ``target`` into the cache, without staging it.
+    ``from_``: read the files from a copy the user has (as ``get``)."""
     endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
+    if from_ is not None:
+        _check_from(target, from_)
     writable.check(config.resolve(cache_dir=cache).cache_dir)  # before any network access
     manifest = _manifest(target, sha256, None, cache_dir=cache, **endpoints)
     settings = config.resolve(
         cache_dir=cache, quiet=quiet, connections=connections, mirror=mirror, **endpoints
     )
+    if from_ is not None:
+        manifest = _located(manifest, from_, settings)
     from .obtain.cache import Cache
     from .obtain.usage import in_use
 
@@ -309,13 +324,14 @@ def _download_pinned(
     """Download ``expected``; record a first-use pin, or say which pin a mismatch broke.
     ``on_prefix`` (overlap.py) is told how much of the ``.part`` is written, when it downloads.
     A new pin is said at once, or added to ``pinned_now`` for one line about all files."""
+    from .obtain import localcopy
     from .obtain import persistent as tiers
-    from .obtain.download import download
     from .obtain.pins import Pins
 
     book = Pins(store.root)
     try:
-        fetch_one = functools.partial(download, budget=budget, on_prefix=on_prefix)
+        # download, join parts, or (gated, no copy at hand) say how to get the file
+        fetch_one = localcopy.fetcher(manifest, expected, budget, on_prefix)
         blob = tiers.obtain(expected, manifest, store, settings, reporter, fetch_one)
     except (ChecksumMismatch, SizeMismatch, AllMirrorsFailed) as e:
         pin = book.get(entry) if expected is not entry else None
@@ -491,6 +507,15 @@ def info(
                 if pin
                 else None,
                 "cached": str(blob.path) if blob else None,
+                "parts": [
+                    {
+                        "name": p.name,
+                        "urls": [redact_url(url) for url in p.urls],
+                        "size": p.size,
+                        "digests": [str(d) for d in p.digests],
+                    }
+                    for p in entry.parts
+                ],
             }
         )
     result: dict[str, Any] = {
@@ -506,6 +531,10 @@ def info(
         "manifest": str(manifest.path) if manifest.path else None,
         "noncommercial": manifest.noncommercial,
         "license_note": manifest.license_note,
+        "access": manifest.access,
+        "register": redact_url(manifest.register),
+        "instructions": manifest.instructions,
+        "tags": list(manifest.tags),
         "pinned": _overall_pinning(states),
         "layout": {"paths": list(manifest.layout.paths), "counts": dict(manifest.layout.counts)},
         "subsets": [
@@ -514,12 +543,20 @@ def info(
         ],
         "files": files,
     }
+    result["mirrors"] = _mirror_measurements(store.root, manifest)
     if to is not None:
         dest = config.given_path(to, "--to")
         result["staged"] = (
             str(stage.root_of(manifest, dest)) if stage.is_current(manifest, dest) else None
         )
     return result
+
+
+def _mirror_measurements(cache_root: Path, manifest: Manifest) -> dict[str, Any]:
+    """What the last mirror probe measured for the hosts of the target's URLs (mirrors.py)."""
+    from .obtain import mirrors
+
+    return mirrors.report(cache_root, [u for f in manifest.files for u in f.urls])
 
 
 def _overall_pinning(states: list[str]) -> str:
@@ -608,6 +645,30 @@ def _checked_target(target: Any, name: Optional[str] = None) -> str:
         if reason:
             raise UsageError(f"--name {reason}")
     return target
+
+
+def _check_from(target: str, base: str) -> None:
+    """``--from`` applies to a dataset name or manifest file (a URL/path target is already
+    its own copy) and must be a folder or URL prefix."""
+    from .obtain import localcopy
+    from .resolve import oneliner as direct
+
+    if direct.is_direct(target):
+        raise UsageError(
+            "--from applies to a dataset name or manifest, not to a URL or path",
+            hint=f"give the copy itself as the target: datastage get {shlex.quote(base)}",
+        )
+    localcopy.check_base(base)
+
+
+def _located(manifest: Manifest, base: str, settings: config.Settings) -> Manifest:
+    """``manifest`` reading its files from ``base`` (files in the cache are not needed there)."""
+    from .obtain import localcopy
+    from .obtain.cache import Cache
+
+    store = Cache(settings.cache_dir)
+    cached = [store.find(entry) is not None for entry in _pinned_entries(manifest, store)]
+    return localcopy.locate(manifest, base, cached)
 
 
 def _check_endpoints(settings: dict[str, Any]) -> None:

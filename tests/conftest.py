@@ -54,16 +54,64 @@ def cache_dir(hermetic_env: Path) -> Path:
     return hermetic_env
 
 
+#: Fixtures that mount a file system: the tests using them get the ``needs_mount`` marker.
+MOUNT_FIXTURES = ("small_disk", "mount_tmpfs", "bind_mount", "read_only_view")
+NEEDS_MOUNT = "needs_mount"
+#: Set (e.g. in CI, which runs as root) to fail instead of skip when mounting is refused.
+#: Read once here: hermetic_env clears DATASTAGE_* for each test.
+REQUIRE_MOUNT = os.environ.get("DATASTAGE_TESTS_REQUIRE_MOUNT", "") not in ("", "0")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{NEEDS_MOUNT}: mounts a file system (needs root); skipped without it, and every such "
+        "skip is listed as NOT TESTED at the end of the run",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if set(MOUNT_FIXTURES) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(NEEDS_MOUNT)
+
+
+def skip_unmountable(node: pytest.Item, what: str, error: bytes) -> None:
+    """The mount was refused: say which test is then not run and why (or fail, when asked)."""
+    reason = (
+        f"NOT TESTED: {node.nodeid}: cannot {what} here "
+        f"({error.decode(errors='replace').strip() or 'needs root'}); run as root to cover it"
+    )
+    if REQUIRE_MOUNT:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+_not_tested: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and NEEDS_MOUNT in report.keywords:
+        _not_tested.append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _not_tested:
+        terminalreporter.section(f"NOT TESTED: {len(_not_tested)} tests need root to mount")
+        for nodeid in _not_tested:
+            terminalreporter.line(f"not tested (mounting needs root): {nodeid}")
+
+
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 4 MB file system (tmpfs); skipped where mounting is not allowed."""
+def small_disk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """A real 4 MB file system (tmpfs); skipped (and reported) where mounting is not allowed."""
     mount_point = tmp_path / "small"
     mount_point.mkdir()
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True
     )
     if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
+        skip_unmountable(request.node, "mount a 4 MB tmpfs", done.stderr)
     try:
         yield mount_point
     finally:
@@ -71,7 +119,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def mount_tmpfs() -> Iterator[Callable[[Path], Path]]:
+def mount_tmpfs(request: pytest.FixtureRequest) -> Iterator[Callable[[Path], Path]]:
     """``mount_tmpfs(folder)``: a real mount point there (a small tmpfs), as a mounted Drive or
     autodl-fs is; skipped where mounting is not allowed. Unmounted after the test."""
     mounted: list[Path] = []
@@ -82,7 +130,7 @@ def mount_tmpfs() -> Iterator[Callable[[Path], Path]]:
             ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True
         )
         if done.returncode != 0:
-            pytest.skip("cannot mount a tmpfs here (needs root)")
+            skip_unmountable(request.node, "mount a tmpfs", done.stderr)
         mounted.append(folder)
         return folder
 

@@ -23,6 +23,7 @@ import datastage
 from tests.archives import make_tar
 from tests.conftest import payload, run_cli, sha256, write_manifest
 from tests.inprocess import cli
+from tests.procs import kill9
 
 FILES = {"top/a.txt": b"alpha\n", "top/sub/b.bin": payload(300_000, seed=11)}
 REPO = Path(__file__).resolve().parent.parent
@@ -335,8 +336,7 @@ def test_staging_interrupted_by_kill_is_never_trusted(tmp_path, server, to, cach
     url = server.add("/slow.tar.gz", data, rate=400_000)
     m = write_manifest(tmp_path, "slow", [{"url": url, "sha256": sha256(data)}])
     proc = _get_until_bytes_arrive(m, to, cache_dir)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+    kill9(proc)
     verify = run_cli("verify", str(m), "--to", str(to))
     assert verify.returncode == 5
     _one_error(verify.stderr)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import datastage
-from tests.conftest import file_manifest, payload
+from tests.conftest import file_manifest, payload, skip_unmountable
 from tests.servers.http_server import FileServer
 from tests.servers.relay import Relay
 
@@ -22,7 +22,7 @@ MIB = 1 << 20
 
 
 @pytest.fixture
-def read_only_view() -> Iterator:
+def read_only_view(request: pytest.FixtureRequest) -> Iterator:
     """``read_only_view(folder)``: the folder bind-mounted read-only onto itself (a read-only
     mount, which root cannot write either); skipped where mounting is not allowed."""
     mounted: list[Path] = []
@@ -32,8 +32,9 @@ def read_only_view() -> Iterator:
             ["mount", "--bind", str(folder), str(folder)],
             ["mount", "-o", "remount,bind,ro", str(folder)],
         ):
-            if subprocess.run(command, capture_output=True).returncode != 0:
-                pytest.skip("cannot bind-mount read-only here (needs root)")
+            done = subprocess.run(command, capture_output=True)
+            if done.returncode != 0:
+                skip_unmountable(request.node, "bind-mount read-only", done.stderr)
             mounted.append(folder)
         return folder
 

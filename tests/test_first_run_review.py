@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.archives import make_tar
-from tests.conftest import payload, run_cli, sha256, write_manifest
+from tests.conftest import payload, run_cli, sha256, skip_unmountable, write_manifest
 
 
 @pytest.fixture
-def bind_mount(tmp_path: Path) -> Iterator:
+def bind_mount(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
     """``bind_mount(source, point)``: ``mount --bind`` (same file system, so the mount point
     has its parent's device number); skipped where mounting is not allowed."""
     mounted: list[Path] = []
@@ -28,7 +28,7 @@ def bind_mount(tmp_path: Path) -> Iterator:
         point.mkdir(parents=True, exist_ok=True)
         done = subprocess.run(["mount", "--bind", str(source), str(point)], capture_output=True)
         if done.returncode != 0:
-            pytest.skip("cannot bind-mount here (needs root)")
+            skip_unmountable(request.node, "bind-mount", done.stderr)
         mounted.append(point)
 
     yield mount

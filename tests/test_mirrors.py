@@ -27,6 +27,8 @@ def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATASTAGE_MIN_SEGMENT", "256K")
     monkeypatch.setenv("DATASTAGE_PROBE", "0")
     monkeypatch.setenv("DATASTAGE_CONNECTIONS", "4")
+    # The fallbacks in the manifest's order; ranking by speed is test_mirror_probe.py's.
+    monkeypatch.setenv("DATASTAGE_MIRROR", "listed")
 
 
 def _manifest(tmp_path, urls, data, pinned=True):  # type: ignore[no-untyped-def]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 from datastage.stage.streaming import detect_head
 from tests.archives import compress, make_tar, make_zip
 from tests.conftest import payload, run_cli, sha256, tree, write_manifest
+from tests.procs import kill9
 
 SLOW_MOUNT = str(Path(__file__).resolve().parent / "slowmount")
 FILES = {f"top/f{i:02d}.bin": payload(400_000, seed=i) for i in range(10)}  # 4 MB
@@ -134,8 +134,7 @@ def test_kill_9_mid_way_then_rerun_gives_the_exact_tree(tmp_path, server, cache_
     part = cache_dir / "partial" / f"sha256-{sha256(data)}.part"
     proc = _start(manifest, out, DATASTAGE_CONNECTIONS="1")
     _watch_until_partial_has_files(proc, out, "ds", part)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    kill9(proc)
     assert not (out / "ds").exists()
     kept = part.stat().st_size
     assert 0 < kept < len(data)

@@ -54,7 +54,9 @@ def _registry_facts(toml: str) -> tuple[int, str]:
 def test_wheel_holds_the_registry_and_the_demo_archive(wheel):
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-        for toml in sorted(REPO.glob("registry/*.toml")):
+        tomls = sorted(REPO.glob("registry/*.toml"))
+        assert len(tomls) > 1, "the registry's manifests are found"
+        for toml in tomls:
             inside = f"datastage/_registry/{toml.name}"
             assert inside in names, f"{inside} missing from the wheel"
             assert zf.read(inside) == toml.read_bytes()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 
 from datastage.core.errors import HTTPStatusError, NetworkError
 from tests.conftest import file_manifest, payload, run_cli, sha256
+from tests.procs import kill9
 from tests.servers.http_server import FileServer
 
 MIB = 1 << 20
@@ -190,8 +190,7 @@ def test_kill_9_at_full_loopback_speed_refetches_little(tmp_path, cache_dir):
             while server.sent < at_start + 70 * MIB and proc.poll() is None:
                 assert time.monotonic() < deadline, "the download did not move"
                 time.sleep(0.001)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
+            kill9(proc)
             while server.active:  # the killed run's answers end
                 time.sleep(0.01)
         state = cache_dir / "partial" / f"sha256-{digest.hexdigest()}.json"

@@ -35,7 +35,7 @@ EXPECTED = {
 }  # fmt: skip
 NONCOMMERCIAL = {
     "aishell3", "ryanspeech", "jsut", "bznsyp", "primewords", "stcmds", "magicdata",
-    "aidatatang_200zh", "tedlium1", "tedlium2", "tedlium3",
+    "aidatatang_200zh", "tedlium1", "tedlium2", "tedlium3", "kss",
 }  # fmt: skip
 MANDARIN = {
     "aishell", "aishell3", "bznsyp", "thchs30", "primewords", "stcmds", "magicdata",
@@ -45,6 +45,11 @@ SUBSETS7 = [
     "dev-clean", "dev-other", "test-clean", "test-other",
     "train-clean-100", "train-clean-360", "train-other-500",
 ]  # fmt: skip
+
+
+def _fact_key(dataset: str, raw: dict) -> str:
+    """Facts are keyed by URL; a gated file or part (no URL) by "<dataset>/<file name>"."""
+    return raw.get("url") or f"{dataset}/{raw['name']}"
 
 
 def _raw_files(path: Path) -> list[dict]:
@@ -111,23 +116,29 @@ def test_every_size_and_digest_in_the_registry_is_a_confirmed_fact():
     for name in SHIPPED:
         if name == "demo":
             continue
-        for raw in _raw_files(registry.builtin_dir() / f"{name}.toml"):
+        files = _raw_files(registry.builtin_dir() / f"{name}.toml")
+        for raw in files + [part for f in files for part in f.get("parts", [])]:
+            where = _fact_key(name, raw)
             for key in ("size", "sha256", "md5", "sha1", "sha512"):
                 if key in raw:
-                    assert raw["url"] in FACTS, f"{name}: {raw['url']} has {key} but no facts"
-                    assert FACTS[raw["url"]].get(key) == raw[key], f"{name} {raw['url']} {key}"
+                    assert where in FACTS, f"{name}: {where} has {key} but no facts"
+                    assert FACTS[where].get(key) == raw[key], f"{name} {where} {key}"
                     checked += 1
             for mirror in raw.get("mirrors", []):
                 assert Path(mirror).name == Path(raw["url"]).name, mirror
     # 7 LibriSpeech x 3, 7 LibriTTS x 2, 7 LibriTTS-R md5, LJ 2, VCTK 2, and from the research
     # of 2026-11-28: AISHELL-1 2, THCHS-30 3, Primewords 1, aidatatang 1, MUSAN 1, RIRS 1,
-    # yesno 3, Speech Commands 5, CMU ARCTIC 18, TED-LIUM 6, LibriLight 1, VCTK CREST 1, MLS 14
-    assert checked == 46 + 57
+    # yesno 3, Speech Commands 5, CMU ARCTIC 18, TED-LIUM 6, LibriLight 1, VCTK CREST 1, MLS 14;
+    # VoxCeleb1 6, VoxCeleb2 10 (gated)
+    assert checked == 46 + 57 + 16
 
 
 def test_every_confirmed_fact_is_in_the_registry():
     entries = {
-        f.url: f for m in datastage.list_datasets() for s in (m, *m.subsets) for f in s.files
+        f.url if f.has_url else f"{m.name}/{f.name}": f
+        for m in datastage.list_datasets()
+        for s in (m, *m.subsets)
+        for f in (g for e in s.files for g in (e, *e.parts))
     }
     for url, fact in FACTS.items():
         entry = entries[url]
@@ -377,16 +388,30 @@ def test_list_subsets_on_request(datastage_cli):
 
 def test_list_tag_filters_datasets(datastage_cli):
     zh = _rows(datastage_cli("list", "--tag", "zh"))
-    assert set(zh) == MANDARIN and "ljspeech" not in zh
+    assert set(zh) == MANDARIN | {"css10"} and "ljspeech" not in zh  # css10/chinese
     assert set(_rows(datastage_cli("list", "--tag", "ZH", "--tag", "tts"))) == {
         "aishell3",
         "bznsyp",
+        "css10",
     }
     assert list(_rows(datastage_cli("list", "--tag", "kws"))) == ["speech_commands"]
     # a language of one subset finds its dataset; with --subsets, only the matching subsets
-    assert set(_rows(datastage_cli("list", "--tag", "de"))) == {"mls", "m-ailabs", "thorsten"}
+    assert set(_rows(datastage_cli("list", "--tag", "de"))) == {
+        "mls",
+        "m-ailabs",
+        "thorsten",
+        "css10",
+    }
     de = _rows(datastage_cli("list", "--tag", "de", "--subsets"))
-    assert set(de) == {"mls", "mls/german", "m-ailabs", "m-ailabs/de-de", "thorsten"}
+    assert set(de) == {
+        "mls",
+        "mls/german",
+        "m-ailabs",
+        "m-ailabs/de-de",
+        "thorsten",
+        "css10",
+        "css10/german",
+    }
     as_json = json.loads(datastage_cli("list", "--tag", "noise", "--json").stdout)
     assert [r["name"] for r in as_json] == ["musan", "rirs_noises"]
     assert as_json[0]["tags"] == ["noise", "music", "augmentation"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,8 +20,8 @@ from datastage.obtain.download import download
 from datastage.resolve.manifest import FileEntry
 from datastage.settings import config
 from tests.conftest import payload, run_cli, sha256, write_manifest
+from tests.procs import kill9, wait_for
 from tests.servers.http_server import FileServer
-from tests.test_crash import _wait_for
 
 MIB = 1024 * 1024
 
@@ -145,9 +144,8 @@ def test_kill_9_resumes_only_the_missing_segments(tmp_path, server, cache_dir):
             return 0
         return sum(pos - start for start, pos, _ in plan)
 
-    _wait_for(lambda: saved_progress() >= 2 * MIB, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    wait_for(lambda: saved_progress() >= 2 * MIB, proc)
+    kill9(proc)
     plan = json.loads(state_path.read_text())["segments"]
     missing = [(pos, end - 1) for _, pos, end in plan if pos < end]
     assert missing and sum(b - a + 1 for a, b in missing) < len(data)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.conftest import payload, run_cli, sha256
+from tests.procs import kill9, wait_for
 
 SLOW_MOUNT = str(Path(__file__).resolve().parent / "slowmount")
 
@@ -54,17 +53,14 @@ def test_slow_mount_copy_resumes_after_kill(tmp_path: Path, cache_dir: Path) -> 
     env = {**os.environ, "PYTHONPATH": SLOW_MOUNT, "SLOW_MOUNT_DIR": str(mount)}
     args = [sys.executable, "-m", "datastage", "get", str(mount / "big.bin"), "--to", str(tmp_path)]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    part = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        parts = [p for p in cache_dir.rglob("*.part") if p.stat().st_size > 1024 * 1024]
-        if parts:
-            part = parts[0]
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
+
+    def parts() -> list[Path]:
+        return [p for p in cache_dir.rglob("*.part") if p.stat().st_size > 1024 * 1024]
+
+    wait_for(lambda: bool(parts()), proc, what="1 MB copied")
+    kill9(proc)
     proc.communicate()
-    assert part is not None, "the copy never got under way"
+    part = parts()[0]
     kept = part.stat().st_size
     assert 0 < kept < len(data)
 

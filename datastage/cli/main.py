@@ -51,8 +51,10 @@ _connections = click.option(
 _mirror = click.option(
     "--mirror",
     default=None,
-    metavar="TEXT",
-    help="Prefer the URLs that contain TEXT (e.g. a host name) [env DATASTAGE_MIRROR].",
+    metavar="auto|listed|TEXT",
+    help="Which of a file's URLs to use first: auto = the fastest host, measured by a short "
+    "probe of each; listed = the manifest's order; TEXT = the URLs that contain TEXT (e.g. a "
+    "host name) [env DATASTAGE_MIRROR; default: auto].",
 )
 
 
@@ -80,6 +82,14 @@ _s3_endpoint = click.option(
 )
 
 
+_from = click.option(
+    "--from",
+    "from_",
+    default=None,
+    metavar="DIR|URL",
+    help="Read the files from your copy instead of downloading them: a folder holding them by "
+    "name (how a gated dataset is staged) or a URL prefix (URL/<name>).",
+)
 _repair = click.option(
     "--repair",
     is_flag=True,
@@ -108,6 +118,7 @@ _repair = click.option(
 @_s3_endpoint
 @_connections
 @_mirror
+@_from
 @click.option("--force", is_flag=True, help="Stage again even if a current staging is in place.")
 @_repair
 @_quiet
@@ -123,6 +134,7 @@ def get(
     s3_endpoint: Optional[str],
     connections: Optional[int],
     mirror: Optional[str],
+    from_: Optional[str],
     force: bool,
     repair: bool,
     quiet: Optional[bool],
@@ -147,6 +159,7 @@ def get(
         mirror=mirror,
         force=force,
         repair=repair,
+        from_=from_,
     )
     click.echo(root)
 
@@ -159,6 +172,7 @@ def get(
 @_s3_endpoint
 @_connections
 @_mirror
+@_from
 @_quiet
 @_debug
 def fetch(
@@ -169,6 +183,7 @@ def fetch(
     s3_endpoint: Optional[str],
     connections: Optional[int],
     mirror: Optional[str],
+    from_: Optional[str],
     quiet: Optional[bool],
 ) -> None:
     """Download and verify TARGET into the cache without staging it; prints the cached files."""
@@ -181,6 +196,7 @@ def fetch(
         s3_endpoint=s3_endpoint,
         connections=connections,
         mirror=mirror,
+        from_=from_,
     )
     for path in paths:
         click.echo(path)
@@ -266,6 +282,7 @@ def _summary(m: Manifest) -> dict[str, Any]:
         "license": m.license,
         "noncommercial": m.noncommercial,
         "tags": list(m.tags),
+        "access": m.access,
         "sources": [redact_url(url) for f in m.files for url in f.urls],
         "subsets": [s.address for s in m.subsets],
         "description": m.description,
@@ -343,6 +360,10 @@ def info(target: str, to: Optional[str], cache: Optional[str], as_json: bool) ->
             click.echo(f"{key + ':':13}{details[key]}")
     if details["noncommercial"]:
         click.echo(f"{'terms:':13}non-commercial use only")
+    if details["access"] == "gated":
+        click.echo(f"{'access:':13}gated: register at {details['register']}, then get --from DIR")
+        if details["instructions"]:
+            click.echo(f"{'download:':13}{details['instructions']}")
     click.echo(f"{'size:':13}{_size(details['size'])}")
     click.echo(f"{'pinned:':13}{_PINNING[details['pinned']]}")
     if "staged" in details:
@@ -360,6 +381,11 @@ def info(target: str, to: Optional[str], cache: Optional[str], as_json: bool) ->
             click.echo(f"  url:       {url}")
         for digest in f["digests"]:
             click.echo(f"  digest:    {digest}")
+        for part in f["parts"]:
+            shown = "  ".join([*part["urls"][:1], *part["digests"]])
+            click.echo(f"  part:      {part['name']}  ({_size(part['size'])})  {shown}".rstrip())
+        if not f["urls"] and not f["parts"]:
+            click.echo("  url:       none (gated: download it yourself, then get --from DIR)")
         if f["pin"]:
             pin = f["pin"]
             click.echo(
@@ -369,6 +395,8 @@ def info(target: str, to: Optional[str], cache: Optional[str], as_json: bool) ->
         elif f["pinned"] != "manifest":
             click.echo("  pinned:    no (unconfirmed; the first download pins it)")
         click.echo(f"  cached:    {f['cached'] or 'no'}")
+    for line in details.get("mirrors", {}).get("lines", []):
+        click.echo(f"{'mirror:':13}{line}")
     if details.get("citation"):
         click.echo(f"{'citation:':13}{details['citation'].strip()}")
 

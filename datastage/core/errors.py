@@ -10,6 +10,7 @@ when there is one, ``hint: <hint>``, then exits with ``exit_code``.
     │   ├── InvalidManifest              3   every problem of one manifest, each with its key
     │   └── DatasetNotFound              3   unknown name ("did you mean ...")
     ├── MissingDependency                3   optional package not installed (install hint)
+    ├── GatedDataset                     3   files with no public URL: register, then --from DIR
     ├── SourceError                      4   the remote side failed
     │   ├── HTTPStatusError              4   4xx/5xx after retries
     │   │   ├── RemoteNotFound           4   404/410
@@ -19,6 +20,7 @@ when there is one, ``hint: <hint>``, then exits with ``exit_code``.
     │   ├── NetworkError                 4   connection/timeouts after retries
     │   │   └── HostUnreachable          4   connection refused, name not resolved (quick)
     │   ├── RemoteChanged                4   file changed on the server while downloading
+    │   ├── NotInFolder                  4   files missing from a --from folder (all named)
     │   └── AllMirrorsFailed             4   every URL of a file failed (each reason listed)
     ├── IntegrityError                   5
     │   ├── ChecksumMismatch             5   expected vs actual digest
@@ -115,6 +117,14 @@ class MissingDependency(DatastageError):
     exit_code = 3
 
 
+class GatedDataset(DatastageError):
+    """Files no URL can fetch (a dataset behind a registration form): the user downloads them
+    and passes the folder with ``--from``. Exit 3 like a missing dependency: nothing was
+    tried, something must be installed (here: downloaded) first."""
+
+    exit_code = 3
+
+
 #: The name on the package index. ``datastage`` there is an unrelated package (IBM's DataStage
 #: SDK), so every install hint names this distribution; the import and command stay ``datastage``.
 DISTRIBUTION = "datastage-ml"
@@ -166,6 +176,11 @@ class RemoteChanged(SourceError):
 
 class AllMirrorsFailed(SourceError):
     pass
+
+
+class NotInFolder(SourceError):
+    """``--from DIR`` lacks files the dataset needs: the source failed to provide them, as a
+    404 from a URL base does (exit 4, like RemoteNotFound)."""
 
 
 class OfflineError(SourceError):

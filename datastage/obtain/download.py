@@ -25,7 +25,8 @@ a size and honours ranges gets this for free. With a pinned digest, segments are
 every mirror of the entry that serves the same size; the final digest proves the mix.
 
 Mirrors: the entry's URLs are tried in order, those matching the preferred ``mirror`` setting
-first. A URL that fails (error, HTML page, digest mismatch) is dropped and the next one used;
+first, or, with ``--mirror auto`` (the default), the fastest host first (mirrors.py probes
+them). A URL that fails (error, HTML page, digest mismatch) is dropped and the next one used;
 ``AllMirrorsFailed`` names every failure. After a digest mismatch, mirrors are used one at a
 time, so the next failure names the culprit.
 
@@ -71,13 +72,13 @@ from ..core.units import human_bytes
 from ..core.urls import origin
 from ..resolve.manifest import FileEntry
 from ..settings.config import Settings
+from . import mirrors
 from . import plan as segment_plan
 from .budget import Budget
 from .cache import Blob, Cache
 from .retrying import Patience, safe_url
 from .transfer import Mirror, Restart, SegmentedTransfer
 
-SNIFF_BYTES = 1024
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 
 
@@ -142,15 +143,13 @@ def download(
 
 def ordered_urls(entry: FileEntry, settings: Settings) -> list[str]:
     """The entry's usable URLs, those containing ``settings.mirror`` (a host or any substring)
-    first. Offline, only local paths: reading them is no network use (the demo stages offline).
+    first (``auto``: as listed; ``_from_any_url`` then ranks them by speed, mirrors.py).
+    Offline, only local paths: reading them is no network use (the demo stages offline).
     """
     urls = list(entry.urls)
     if settings.offline:
         urls = [u for u in urls if sources.scheme_of(u) == "file"]
-    preferred = settings.mirror
-    if not preferred:
-        return urls
-    return [u for u in urls if preferred in u] + [u for u in urls if preferred not in u]
+    return mirrors.preferred_first(urls, settings)
 
 
 def _from_any_url(
@@ -162,14 +161,15 @@ def _from_any_url(
     on_prefix: Optional[Callable[[int], None]],
 ) -> Blob:
     failures: list[tuple[str, Exception]] = []
-    urls = ordered_urls(entry, settings)
+    ranking = mirrors.rank(ordered_urls(entry, settings), settings, entry.size)
+    urls = ranking.urls
     spread = entry.pinned and settings.connections > 1
     while urls:
         url, rest = urls[0], urls[1:]
         attempt: Optional[_Download] = None
         try:
             attempt = _Download(entry, url, cache, settings, reporter, budget, on_prefix)
-            attempt.spread_urls = rest if spread else []
+            attempt.spread_urls = ranking.segment_peers(rest) if spread else []
             return attempt.run()
         # MissingDependency: e.g. gs:// without gcsfs, where an https mirror may still serve
         except (SourceError, IntegrityError, MissingDependency) as e:
@@ -549,7 +549,7 @@ class _Download:
         self._refuse_html_from(first, self.url)
 
     def _refuse_html_from(self, first: bytes, url: str) -> None:
-        if looks_like_html(first) and not self.entry.name.lower().endswith(HTML_SUFFIXES):
+        if sources.looks_like_html(first) and not self.entry.name.lower().endswith(HTML_SUFFIXES):
             raise UnexpectedHTML(
                 f"{url} returned an HTML page instead of {self.entry.name} "
                 "(an error, login or quota page?)",
@@ -581,15 +581,7 @@ class _Download:
     def _sniff_reason(self) -> str:
         try:
             with open(self.part, "rb") as f:
-                head = f.read(SNIFF_BYTES)
+                head = f.read(sources.SNIFF_BYTES)
         except OSError:
             return ""
-        return "it looks like an HTML page, not the file" if looks_like_html(head) else ""
-
-
-def looks_like_html(head: bytes) -> bool:
-    """True for the start of an HTML document (quota, login and error pages)."""
-    text = head[:SNIFF_BYTES].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return text.startswith((b"<!doctype html", b"<html")) or (
-        text.startswith(b"<") and (b"<head" in text or b"<body" in text)
-    )
+        return "it looks like an HTML page, not the file" if sources.looks_like_html(head) else ""

@@ -116,18 +116,18 @@ def push_dataset(target: str, url: str, quiet: Optional[bool] = None) -> list[st
     """``datastage push``: make sure ``target`` is verified in the cache, then upload it."""
     from ..resolve import registry
     from ..settings import config
+    from . import localcopy
     from . import persistent as tiers
-    from .download import download
 
     split(url)  # a bad URL fails before any download
     manifest = registry.resolve(target)
     settings = config.resolve(quiet=quiet)
     reporter = Reporter(settings.quiet)
     store = Cache(settings.cache_dir)
-    blobs = [
-        (entry, tiers.obtain(entry, manifest, store, settings, reporter, download))
-        for entry in manifest.files
-    ]
+    blobs = []
+    for entry in manifest.files:  # fetcher: parts are joined; a gated file must be cached
+        fetch_one = localcopy.fetcher(manifest, entry)
+        blobs.append((entry, tiers.obtain(entry, manifest, store, settings, reporter, fetch_one)))
     return push(manifest, blobs, url, reporter)
 
 

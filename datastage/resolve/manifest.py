@@ -28,6 +28,16 @@ Does not own: finding manifests by name (registry.py) or acting on them (api.py)
     files = [...]                      # root, layout, description; or includes = [<subsets>];
                                        # whole = false keeps it out of the whole dataset;
                                        # tags = [...] adds to the dataset's tags
+
+    access = "gated"                   # optional: files may have no url (registration needed);
+    register = "https://..."           # where users register (required when gated)
+    instructions = "..."               # optional: what to download there
+    [[files]]
+    name = "vox1_dev_wav.zip"          # a gated file: a name, no url (`get --from DIR` finds it)
+    md5 = "..."
+    parts = [{ name = "vox1_dev_wav_partaa", md5 = "..." }, ...]   # optional: published split;
+                                       # each part has name/url/mirrors/size/digests; joined in
+                                       # order, then verified as this entry (parts.py)
 """
 
 from __future__ import annotations
@@ -58,7 +68,14 @@ MAX_INT = 2**63 - 1  # sizes and counts beyond it describe no real file
 
 TOP_KEYS = {"name", "description", "homepage", "license", "citation", "version", "root", "files"}
 TOP_KEYS |= {"noncommercial", "license_note", "layout", "subsets", "aliases", "tags"}
+TOP_KEYS |= {"access", "register", "instructions"}  # gated datasets (localcopy.py)
+ACCESS_VALUES = ("public", "gated")
 FILE_KEYS = {"url", "mirrors", "size", "extract", "name", "dest", "unpacked_size", *HEX_LENGTHS}
+FILE_KEYS |= {"parts"}  # a file published in split parts, joined before use (parts.py)
+PART_KEYS = {"name", "url", "mirrors", "size", *HEX_LENGTHS}
+#: The ``url`` of an entry that has none (a gated file, a file joined from parts): a key for
+#: pins, the cache and sidecars (``no-url:<dataset>/<name>``), never fetched (``urls`` is empty).
+NO_URL = "no-url:"
 # pinned: a declaration (false = no confirmed digest, trust on first use); the others say how
 # an archive is unpacked (extract/steps.py).
 FILE_KEYS |= {"pinned", "strip_components", "nested", "extract_nested", "name_encoding"}
@@ -103,10 +120,24 @@ class FileEntry:
     nested: tuple[str, ...] = ()  # archives inside this one (paths after stripping)
     extract_nested: bool = False  # every tar/zip/7z/rar found inside, recursively
     name_encoding: Optional[str] = None  # of archive member names not in UTF-8 (None: detect)
+    parts: tuple[FileEntry, ...] = ()  # published split: these, joined in order, are this file
+    # Where this run reads the bytes instead of ``urls`` (``get --from``: localcopy.py). Not
+    # part of the entry's identity: the staging and the cache are the same whichever copy.
+    source: str = field(default="", compare=False)
 
     @property
     def urls(self) -> tuple[str, ...]:
+        """Where the bytes can be fetched: ``source`` alone when set, none for a gated file."""
+        if self.source:
+            return (self.source,)
+        if self.url.startswith(NO_URL):
+            return ()
         return (self.url, *self.mirrors)
+
+    @property
+    def has_url(self) -> bool:
+        """The manifest gives a URL for this file (a gated or joined one has none of its own)."""
+        return not self.url.startswith(NO_URL)
 
     @property
     def pinned(self) -> bool:
@@ -154,12 +185,19 @@ class Manifest:
     # Task and language tags. A subset has its dataset's tags and its own; a dataset also has
     # those of its subsets (so `list --tag de` finds a multilingual corpus).
     tags: tuple[str, ...] = ()
+    access: str = "public"  # "gated": some files have no URL; users register and use --from
+    register: str = ""  # where to register for a gated dataset
+    instructions: str = ""  # what to download there
     # How the user named it (a .toml path, a URL): what hints tell them to type again.
     typed: str = field(default="", compare=False)
     # A one-liner's --name as the user gave it: hints repeat it (else they stage elsewhere).
     typed_name: str = field(default="", compare=False)
     # A one-liner's archive: its single top folder (if it has one) is the root users get.
     detect_root: bool = False
+
+    @property
+    def gated(self) -> bool:
+        return self.access == "gated"
 
     @property
     def address(self) -> str:
@@ -225,6 +263,8 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
     if name:
         v.folder_name(name, "name")
     base = source.parent if source else Path.cwd()
+    access = _access(v, data)
+    v.gated, v.dataset = access[0] == "gated", name  # how _file_entry reads entries without url
     files = v.attempt((), _files, v, data, "", base, "subsets" not in data)
     root = v.relative_path(data, "root", "")
     text = {k: v.string(data, k, "") for k in ("description", "homepage", "license")}
@@ -242,6 +282,9 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
             citation=text["citation"],
             version=text["version"],
             tags=_merged(tags, sub.tags),
+            access=access[0],
+            register=access[1],
+            instructions=access[2],
         )
         for sub in subsets
     )
@@ -272,7 +315,34 @@ def from_dict(data: Mapping[str, Any], source: Optional[Path] = None) -> Manifes
         subsets=subsets,
         aliases=aliases,
         tags=_merged(tags, *(sub.tags for sub in subsets)),
+        access=access[0],
+        register=access[1],
+        instructions=access[2],
     )
+
+
+def _access(v: _Validator, data: Mapping[str, Any]) -> tuple[str, str, str]:
+    """``access``, ``register`` and ``instructions``: a gated dataset says where to register."""
+    access = v.string(data, "access", "") or "public"
+    if access not in ACCESS_VALUES:
+        v.note("access", f"must be one of {', '.join(ACCESS_VALUES)}, got {_shown(access)}")
+        access = "public"
+    register = v.string(data, "register", "")
+    instructions = " ".join(v.string(data, "instructions", "").split())  # one hint line
+    if access == "gated" and not register:
+        v.note(
+            "register", 'missing: a gated dataset says where to register (register = "https://...")'
+        )
+    if register and not re.match(r"^https?://", register):
+        v.note("register", f"must be an http(s) URL, got {_shown(register)}")
+    elif register:
+        reason = check_url(register)
+        if reason:
+            v.note("register", reason)
+    for key, value in (("register", register), ("instructions", instructions)):
+        if value and access != "gated":
+            v.note(key, 'only applies to access = "gated"')
+    return access, register, instructions
 
 
 def check_name(name: str) -> Optional[str]:
@@ -447,20 +517,13 @@ def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
         v.fail(key, "must be a table ([[files]])")
     start = len(v.problems)
     v.known_keys(raw, FILE_KEYS, key + ".")
-    url = v.url(v.string(raw, "url", key + ".", required=True), base, key + ".url")
-    mirrors = tuple(
-        v.url(m, base, key + ".mirrors") for m in v.string_list(raw, "mirrors", key + ".")
-    )
-    remember(url, *mirrors)  # their secrets are masked in every message from now on
-    digests = []
-    for algorithm in HEX_LENGTHS:
-        if algorithm in raw:
-            text = v.string(raw, algorithm, key + ".")
-            try:
-                digests.append(Digest.parse(text, algorithm))
-            except ValueError as e:
-                if text:  # a wrong type was already reported
-                    v.note(f"{key}.{algorithm}", str(e))
+    parts = _parts(v, raw, key, base)
+    url, mirrors = _url_and_mirrors(v, raw, key, base, needed=not parts and not v.gated)
+    if parts and (url or mirrors):
+        v.note(key + ".parts", "cannot be used with url or mirrors (the parts are the file)")
+    if v.gated and not parts and "url" not in raw and "name" not in raw:
+        v.note(key + ".name", "missing (required for a file without url)")
+    digests = _digests(v, raw, key)
     pinned = v.boolean(raw, "pinned", key + ".")
     if pinned is False and digests:
         v.note(f"{key}.pinned", "is false but the entry has a digest; drop one of them")
@@ -474,7 +537,7 @@ def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
     if name or (url and "name" not in raw):
         v.file_name(name, f"{key}.name")
     entry = FileEntry(
-        url=url,
+        url=url or f"{NO_URL}{v.dataset}/{name}",
         name=name,
         mirrors=mirrors,
         digests=tuple(digests),
@@ -486,9 +549,75 @@ def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
         nested=tuple(_nested_paths(v, raw, key + ".")),
         extract_nested=v.boolean(raw, "extract_nested", key + ".") or False,
         name_encoding=_name_encoding(v, raw, key + "."),
+        parts=parts,
     )
     v.skip_if_new_problems(start)
     return entry
+
+
+def _url_and_mirrors(
+    v: _Validator, raw: Mapping[str, Any], key: str, base: Path, needed: bool
+) -> tuple[str, tuple[str, ...]]:
+    """``url`` (required unless ``needed`` is False: gated, or joined from parts) and mirrors."""
+    url = v.url(v.string(raw, "url", key + ".", required=needed), base, key + ".url")
+    mirrors = tuple(
+        v.url(m, base, key + ".mirrors") for m in v.string_list(raw, "mirrors", key + ".")
+    )
+    if mirrors and "url" not in raw:
+        v.note(key + ".mirrors", "needs a url (mirrors are other places for the same file)")
+    remember(url, *mirrors)  # their secrets are masked in every message from now on
+    return url, mirrors
+
+
+def _digests(v: _Validator, raw: Mapping[str, Any], key: str) -> list[Digest]:
+    digests = []
+    for algorithm in HEX_LENGTHS:
+        if algorithm in raw:
+            text = v.string(raw, algorithm, key + ".")
+            try:
+                digests.append(Digest.parse(text, algorithm))
+            except ValueError as e:
+                if text:  # a wrong type was already reported
+                    v.note(f"{key}.{algorithm}", str(e))
+    return digests
+
+
+def _parts(v: _Validator, raw: Mapping[str, Any], key: str, base: Path) -> tuple[FileEntry, ...]:
+    """``parts = [{name, url?, mirrors?, size?, md5/sha256/...?}, ...]``: each part is fetched
+    (or found under --from by its name) and checked on its own, then they are joined."""
+    if "parts" not in raw:
+        return ()
+    value = raw["parts"]
+    if not isinstance(value, list) or not value:
+        v.fail(key + ".parts", "must be a non-empty list of tables ({ name = ..., md5 = ... })")
+    if "name" not in raw:
+        v.note(key + ".name", "missing (required with parts: the joined file's name)")
+    parts = []
+    for i, table in enumerate(value):
+        where = f"{key}.parts[{i}]"
+        if not isinstance(table, dict):
+            v.note(where, "must be a table ({ name = ..., md5 = ... })")
+            continue
+        v.known_keys(table, PART_KEYS, where + ".")
+        url, mirrors = _url_and_mirrors(v, table, where, base, needed=not v.gated)
+        name = v.string(table, "name", where + ".", required=not url)
+        name = name or (file_name_from_url(url) if url else "")
+        if name or url:
+            v.file_name(name, where + ".name")
+        parts.append(
+            FileEntry(
+                url=url or f"{NO_URL}{v.dataset}/{name}",
+                name=name,
+                mirrors=mirrors,
+                digests=tuple(_digests(v, table, where)),
+                size=v.size(table, "size", where + "."),
+                extract=False,
+            )
+        )
+    names = [p.name for p in parts]
+    for name in {n for n in names if names.count(n) > 1}:
+        v.note(key + ".parts", f"lists {_shown(name)} more than once")
+    return tuple(parts)
 
 
 def _name_encoding(v: _Validator, raw: Mapping[str, Any], prefix: str) -> Optional[str]:
@@ -547,6 +676,8 @@ class _Validator:
 
     def __init__(self, where: str) -> None:
         self.where = where
+        self.gated = False  # access = "gated": a file may have no url
+        self.dataset = ""  # the manifest's name: keys entries without url (NO_URL)
         self.problems: list[tuple[str, str]] = []  # (key, reason), in the order found
         self._noted: set[tuple[str, str]] = set()  # the same, to skip repeats in O(1)
         self.keys: dict[int, str] = {}  # id(entry) -> where it was written, for messages

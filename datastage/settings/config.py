@@ -58,7 +58,7 @@ class Settings:
     sources: tuple[Path, ...] = ()  # read-only folders searched before downloading
     shared_cache: Optional[str] = None  # s3://bucket/prefix asked before the dataset's URLs
     connections: int = 16  # connections at once per get/fetch (segments of a file, files)
-    mirror: Optional[str] = None  # prefer URLs containing this (a host or any substring)
+    mirror: Optional[str] = None  # None/"auto": the fastest (mirrors.py); "listed"; or a substring
     min_segment: int = 4 * 1024 * 1024  # bytes; files under 8x this use one connection
     probe: float = 0.1  # seconds one connection runs alone before a split is decided
 

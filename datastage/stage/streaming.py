@@ -58,8 +58,8 @@ def eligible(manifest: Manifest, pinned: list[FileEntry], store: Cache) -> bool:
     if not enabled() or len(manifest.files) != 1:
         return False
     entry = pinned[0]
-    if entry.extract is False or entry.nested or entry.extract_nested:
-        return False
+    if entry.extract is False or entry.nested or entry.extract_nested or entry.parts:
+        return False  # parts: the joined file is made in one go (parts.py), not downloaded
     return store.find(entry) is None
 
 

@@ -1,8 +1,9 @@
 """Simulates a slow network mount (Drive FUSE, autodl-fs) for the subprocesses of the tests.
 
 On ``PYTHONPATH`` this module is imported at interpreter start-up. When ``SLOW_MOUNT_DIR`` is
-set, every file opened for reading below that folder reads at ``SLOW_MOUNT_RATE`` bytes per
-second (default 2 MB/s), as a mount backed by the network does. Nothing else changes.
+set, every file opened for reading below that folder (by ``open`` or by ``os.open`` then
+``os.fdopen``) reads at ``SLOW_MOUNT_RATE`` bytes per second (default 2 MB/s), as a mount
+backed by the network does. Nothing else changes.
 """
 
 from __future__ import annotations
@@ -46,3 +47,18 @@ if _DIR:
         return f
 
     builtins.open = _open
+
+    _real_fdopen = os.fdopen
+
+    def _fdopen(fd, mode="r", *args, **kwargs):  # type: ignore[no-untyped-def]
+        f = _real_fdopen(fd, mode, *args, **kwargs)
+        if "r" in mode and "b" in mode and "+" not in mode:
+            try:
+                path = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                return f
+            if path.startswith(_root + os.sep):
+                return _Slow(f)
+        return f
+
+    os.fdopen = _fdopen

@@ -1,0 +1,158 @@
+"""``get --from BASE``: read a dataset's files from a copy the user has, and gated datasets.
+
+Owns: turning ``--from BASE`` into where each file is read (``FileEntry.source``), the list of
+files a folder lacks, and the error that says how to get a gated dataset's files.
+Does not own: reading or verifying the bytes (download.py, through the usual sources, so a
+copy is hashed, checked and cached exactly as a download is) or joining parts (parts.py).
+
+BASE is a folder (a download folder, a mount, a NAS) or a URL prefix some source reads
+(``https://host/dir``, ``s3://bucket/prefix``). Each file is found by its name: the folder's
+``BASE/<name>``, or the URL ``BASE/<name>``. A file published in parts is found as the joined
+file if the folder has it (users often ``cat`` the parts themselves), else as its parts.
+Nothing else is asked for: ``--from`` never falls back to a manifest's own URLs, so staging
+from a local copy makes no network request. Files already in the cache are not needed.
+
+The copy's location is not part of a file's identity: the staged dataset, its marker and the
+cache are the same as after a download, so a later ``get`` without ``--from`` finds it staged.
+"""
+
+from __future__ import annotations
+
+import functools
+import shlex
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import quote
+
+from ..core.errors import GatedDataset, NotInFolder, UsageError
+from ..core.redact import remember
+from ..resolve.manifest import URL_SCHEME, FileEntry, Manifest, check_url
+from ..sources.local import path_of, url_of
+
+SHOWN_NAMES = 8  # names listed in one error line; the rest are counted
+
+
+def check_base(base: str) -> str:
+    """``base`` as given, or a UsageError when it cannot be one (before anything is read)."""
+    if not isinstance(base, str) or not base.strip():
+        raise UsageError("--from is empty", hint="give the folder or URL prefix holding the files")
+    reason = check_url(base)
+    if reason:
+        raise UsageError(f"--from {reason}")
+    remember(base)  # a token in a bucket URL is masked in every message
+    return base
+
+
+def is_folder(base: str) -> bool:
+    return not URL_SCHEME.match(base) or base[:7].lower() == "file://"
+
+
+def locate(manifest: Manifest, base: str, cached: Sequence[bool]) -> Manifest:
+    """``manifest`` whose files are read from ``base``; ``cached[i]``: file i is in the cache
+    already (not needed). A folder lacking files is one NotInFolder naming every one of them."""
+    if is_folder(base):
+        folder = path_of(base).absolute()  # messages name the folder wherever run from
+        if not folder.is_dir():
+            raise UsageError(f"--from {folder}: no such folder")
+        files, missing = [], []
+        for entry, have in zip(manifest.files, cached):
+            found, lacking = _in_folder(entry, folder)
+            files.append(found)
+            if not have:
+                missing += lacking
+        if missing:
+            raise NotInFolder(
+                f"{_count(missing)} of {manifest.address} not found in {folder}: {_names(missing)}",
+                hint=f"put {'them' if len(missing) > 1 else 'it'} there (file names as listed by "
+                f"`datastage info {shlex.quote(manifest.target)}`), or point --from at the "
+                "folder that holds them",
+            )
+    else:
+        files = [_at_url(entry, base) for entry in manifest.files]
+    return replace(manifest, files=tuple(files))
+
+
+def _in_folder(entry: FileEntry, folder: Path) -> tuple[FileEntry, list[str]]:
+    """The entry reading from ``folder``, and the names missing there."""
+    whole = folder / entry.name
+    if whole.is_file():  # a file published in parts: the user may have joined them already
+        return replace(entry, source=url_of(whole)), []
+    if not entry.parts:
+        return replace(entry, source=url_of(whole)), [entry.name]
+    parts = tuple(replace(p, source=url_of(folder / p.name)) for p in entry.parts)
+    missing = [p.name for p in entry.parts if not (folder / p.name).is_file()]
+    return replace(entry, parts=parts), missing
+
+
+def _at_url(entry: FileEntry, base: str) -> FileEntry:
+    if entry.parts:
+        parts = tuple(replace(p, source=join(base, p.name)) for p in entry.parts)
+        return replace(entry, parts=parts)
+    return replace(entry, source=join(base, entry.name))
+
+
+def join(base: str, name: str) -> str:
+    """``base + "/" + name``; an http(s) name is percent-encoded (a space, a ``#``)."""
+    scheme = base.split("://", 1)[0].lower()
+    return base.rstrip("/") + "/" + (quote(name) if scheme in ("http", "https") else name)
+
+
+def reachable(entry: FileEntry) -> bool:
+    """Can this run fetch ``entry`` without the user's help (a URL, a --from copy, URL parts)?"""
+    if entry.urls:
+        return True
+    return bool(entry.parts) and all(p.urls for p in entry.parts)
+
+
+def gated_error(manifest: Manifest) -> GatedDataset:
+    """What to do for a gated dataset: where to register, what to download, the --from form."""
+    needed = [
+        name
+        for entry in manifest.files
+        if not reachable(entry)
+        for name in ([p.name for p in entry.parts] if entry.parts else [entry.name])
+    ]
+    where = f"register at {manifest.register}" if manifest.register else "get access"
+    what = manifest.instructions.rstrip(".") or f"download {'them' if len(needed) > 1 else 'it'}"
+    return GatedDataset(
+        f"{manifest.address} is gated: {_count(needed)} cannot be downloaded without "
+        f"registering ({_names(needed)})",
+        hint=f"{where}; {what}; then run: datastage get {shlex.quote(manifest.target)} "
+        "--from DIR (the folder holding them)",
+    )
+
+
+def fetcher(
+    manifest: Manifest, entry: FileEntry, budget: Any = None, on_prefix: Any = None
+) -> Callable[..., Any]:
+    """What tiers.obtain calls last for ``entry`` (after the cache, the persistent tier and
+    source folders): a download of its URLs (or --from copy), the join of its parts, or, for
+    a gated file that no URL serves, the error saying how to get it."""
+    if not reachable(entry):
+
+        def refuse(*_: Any, **__: Any) -> Any:
+            raise gated_error(manifest)
+
+        return refuse
+    if entry.parts and not entry.source:
+        from . import parts
+
+        return functools.partial(parts.join, budget=budget)
+    from .download import download
+
+    return functools.partial(download, budget=budget, on_prefix=on_prefix)
+
+
+def _count(names: Sequence[str]) -> str:
+    return f"{len(names)} file{'s' if len(names) != 1 else ''}"
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:SHOWN_NAMES])
+    more = len(names) - SHOWN_NAMES
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+__all__ = ["check_base", "fetcher", "gated_error", "is_folder", "join", "locate", "reachable"]
