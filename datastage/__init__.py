@@ -8,8 +8,6 @@ Only the public API is re-exported here; nothing heavy is imported until it is u
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import functools as _functools
 import sys as _sys
 from typing import Any as _Any
@@ -21,6 +19,7 @@ from .core import errors
 from .core.errors import DatastageError
 from .core.errors import note_hint as _note_hint
 from .core.redact import scrubbed as _scrubbed
+from .core.version import __version__
 
 _F = _TypeVar("_F", bound=_Callable[..., _Any])
 

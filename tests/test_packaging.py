@@ -64,6 +64,7 @@ def test_wheel_holds_the_registry_and_the_demo_archive(wheel):
         size, digest = _registry_facts(zf.read("datastage/_registry/demo.toml").decode())
         assert len(demo) == size and hashlib.sha256(demo).hexdigest() == digest
         assert "datastage/__main__.py" in names and "datastage/sources/http.py" in names
+        assert "datastage/py.typed" in names  # PEP 561: users' type checkers read our hints
         assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
         dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
         metadata = zf.read(f"{dist_info}/METADATA").decode()

@@ -18,10 +18,11 @@ from typing import Any, NoReturn, Optional
 
 import click
 
-from .. import __version__, api
+from .. import api
 from ..core.errors import DatasetNotFound, DatastageError, InsufficientSpace, InvalidManifest
 from ..core.redact import redact_text, redact_url
 from ..core.text import one_line, switch
+from ..core.version import __version__
 from ..resolve.manifest import Manifest
 from ..settings.config import DEBUG_ENV
 from . import options

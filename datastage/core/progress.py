@@ -52,7 +52,7 @@ class Reporter:
         if self.quiet or not _watched():
             return _NoBar()
         in_bytes = unit == "B"
-        return bar_class()(
+        bar: Bar = bar_class()(
             desc=desc,
             total=total,
             initial=initial,
@@ -64,6 +64,7 @@ class Reporter:
             dynamic_ncols=True,
             mininterval=0.25,
         )
+        return bar
 
 
 def write_line(line: str) -> None:

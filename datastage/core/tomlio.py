@@ -74,7 +74,7 @@ def loads(text: str) -> dict[str, Any]:
     if _LONG_DOTTED_KEY.search(text):
         raise BadTOML(f"a dotted key nested more than {MAX_DEPTH} levels deep")
     try:
-        data = tomllib.loads(text)
+        data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise BadTOML(f"TOML syntax error: {e}") from None
     except RecursionError:

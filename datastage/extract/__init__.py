@@ -4,7 +4,7 @@ Owns: recognising tar (plain/gz/bz2/xz/zst), zip, 7z, RAR and single compressed 
 (gz/bz2/xz/zst) by magic bytes; what each declares it unpacks to; dispatching to the module
 for its family. Every family writes through ``SafeWriter`` (writer.py), which holds the safety
 rules and records each file's size and sha256 for the completion marker.
-Does not own: where the root is or when it becomes visible (stage.py).
+Does not own: where the root is or when it becomes visible (stage/staging.py).
 
     extract/
       writer.py    SafeWriter: safety rules, size budget, parallel write + hash
@@ -99,7 +99,7 @@ def detect(path: Path) -> Format:
                     inner_head = inner.read(_INNER_HEAD)
             except (OSError, MissingDependency, *DECOMPRESSION_ERRORS):  # type: ignore[misc]
                 return Format("compressed", compression)  # extraction reports the damage
-            if _is_tar_header(inner_head[:512]):
+            if is_tar_header(inner_head[:512]):
                 return Format("tar", compression)
             from .libarchive import inner_archive
 
@@ -107,7 +107,7 @@ def detect(path: Path) -> Format:
             if inner_kind:
                 return Format("libarchive", f"{inner_kind} ({compression})")
             return Format("compressed", compression)
-    if _is_tar_header(head):
+    if is_tar_header(head):
         return Format("tar")
     if _has_zip_directory(path):
         return Format("zip")
@@ -180,14 +180,14 @@ def _plain_decompressor(raw: IO[bytes], compression: str) -> Any:
     import lzma
 
     if compression == "zst":
-        from .streams import _zstd_reader
+        from .streams import zstd_reader
 
-        return _zstd_reader(raw)
+        return zstd_reader(raw)
     opener = {"gz": gzip.GzipFile, "bz2": bz2.BZ2File, "xz": lzma.LZMAFile}[compression]
     return opener(fileobj=raw) if compression == "gz" else opener(raw)
 
 
-def _is_tar_header(block: bytes) -> bool:
+def is_tar_header(block: bytes) -> bool:
     """A tar header: its checksum adds up (unsigned, or signed as old tars summed it).
 
     The magic alone is not trusted either way: pre-POSIX (v7) tars have none, and an odd
@@ -372,7 +372,7 @@ class _CountingReader:
         self._on_bytes = on_bytes
 
     def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(n)
+        data: bytes = self._raw.read(n)
         self._on_bytes(len(data))
         return data
 

@@ -6,7 +6,7 @@ UTF-8. ``name_encoding = "gbk"`` in a manifest entry (or ``--name-encoding``) de
 it the raw bytes are tried as UTF-8, then scored under each candidate encoding, the best
 plausible one wins, and one warning per archive names the encoding chosen.
 
-The setting travels in a context variable, set around one archive's extraction by steps.py,
+The setting travels in a context variable, set around one archive's extraction by nesting.py,
 so the format readers need no extra parameter.
 """
 

@@ -16,11 +16,9 @@ in a partial folder the next run deletes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
 import tempfile
@@ -31,20 +29,9 @@ from typing import Optional
 
 from ..core.errors import UnsafeArchiveMember
 from ..core.fsutil import remove_tree
-from .streams import BadData
+from .streams import BadData, child_dies_with_us
 from .tarfmt import MAX_LINK_TARGET
 from .writer import SafeWriter
-
-PR_SET_PDEATHSIG = 1
-
-
-def child_dies_with_us() -> None:
-    """preexec_fn: the kernel kills the child when its parent dies (Linux; no-op elsewhere)."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def seven_zip() -> Optional[str]:

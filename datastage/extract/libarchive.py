@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import external
+from .streams import child_dies_with_us
 
 _ARCHIVES: tuple[tuple[tuple[bytes, ...], str], ...] = (
     ((b"070707", b"070701", b"070702", b"\xc7\x71", b"\x71\xc7"), "cpio"),
@@ -137,6 +138,6 @@ def _bsdtar_lists(path: Path, partial_ok: bool = False) -> bool:
 def _lists(tool: str, argv: list[str], path: Path, partial_ok: bool = False) -> bool:
     """The tool lists members (``partial_ok``: some, before it failed on damage)."""
     done = subprocess.run(
-        [tool, *argv, str(path)], capture_output=True, preexec_fn=external.child_dies_with_us
+        [tool, *argv, str(path)], capture_output=True, preexec_fn=child_dies_with_us
     )
     return (done.returncode == 0 or partial_ok) and bool(done.stdout.strip())

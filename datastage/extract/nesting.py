@@ -5,7 +5,7 @@ budget while writing) and nested archives: named ones (``nested = ["VCTK-Corpus-
 or every tar/zip/7z/rar found inside (``extract_nested = true``). An inner archive is moved
 out of the tree into a private folder of the partial folder, extracted where it lay with the
 same SafeWriter rules and guard, then deleted; the marker records its contents, not it.
-Does not own: the partial folder or the marker (stage.py).
+Does not own: the partial folder or the marker (stage/staging.py).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ import gzip
 import lzma
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import zlib
@@ -71,6 +72,20 @@ DECOMPRESSION_ERRORS: tuple[type[BaseException], ...] = (
     lzma.LZMAError,
     gzip.BadGzipFile,
 )
+
+PR_SET_PDEATHSIG = 1
+
+
+def child_dies_with_us() -> None:
+    """preexec_fn: the kernel kills the child when its parent dies (Linux; no-op elsewhere).
+    For every tool extraction runs: lbzip2/pigz here, 7z and bsdtar (external.py)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 _PIPE_TOOLS = {"bz2": ("lbzip2", "-d", "-c", "-n"), "gz": ("pigz", "-d", "-c", "-p")}
 #: Environment switch for benchmarks and tests: "stdlib", "pipe", "library" or "" (auto).
 BACKEND_ENV = "DATASTAGE_DECOMPRESSOR"
@@ -113,7 +128,7 @@ def _open(raw: IO[bytes], compression: str) -> IO[bytes]:
     if compression == "xz":
         return lzma.LZMAFile(raw, "rb")  # type: ignore[return-value]
     if compression == "zst":
-        return _zstd_reader(raw)
+        return zstd_reader(raw)
     raise ValueError(f"unknown compression {compression!r}")
 
 
@@ -194,7 +209,7 @@ class _CheckedGzip:
         self._inner.close()
 
 
-def _zstd_reader(raw: IO[bytes]) -> IO[bytes]:
+def zstd_reader(raw: IO[bytes]) -> IO[bytes]:
     try:
         import zstandard
     except ImportError:
@@ -286,8 +301,6 @@ class _PipeReader(ReadStream):
     """Decompress through a system tool: a thread feeds ``raw`` in, we read its stdout."""
 
     def __init__(self, raw: IO[bytes], argv: list[str]) -> None:
-        from .external import child_dies_with_us
-
         self._proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,

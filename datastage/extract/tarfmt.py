@@ -188,11 +188,11 @@ class _Replay:
 
     def __init__(self, buf: bytes, inner: Any) -> None:
         self._buf = buf
-        self._inner = inner
+        self._inner: IO[bytes] = inner
 
     def read(self, n: int = -1) -> bytes:
         if not self._buf:
-            return self._inner.read(n)  # type: ignore[no-any-return]
+            return self._inner.read(n)
         if n < 0:
             data, self._buf = self._buf + self._inner.read(), b""
             return data
@@ -200,7 +200,7 @@ class _Replay:
         return data + self._inner.read(n - len(data)) if len(data) < n else data
 
     def tell(self) -> int:
-        return self._inner.tell() - len(self._buf)  # type: ignore[no-any-return]
+        return self._inner.tell() - len(self._buf)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

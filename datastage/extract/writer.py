@@ -1,9 +1,9 @@
 """SafeWriter: the one place archive members become files, whatever the format.
 
 Owns: the safety rules below, the size budget (zip bombs), and recording each file's size and
-sha256 for the completion marker. Files are written and hashed in worker threads (hashlib, zlib
-and file writes release the GIL), so hashing costs no extra pass over the data.
-Does not own: reading archives (the format modules) or where the root is (stage.py).
+sha256 for the completion marker. Files are written and hashed in worker threads (workers.py;
+hashlib, zlib and file writes release the GIL), so hashing costs no extra pass over the data.
+Does not own: reading archives (the format modules) or where the root is (stage/staging.py).
 
 Safety rules, the same for every format:
 - a member name must be relative and stay inside the root: absolute paths, drive letters,
@@ -30,7 +30,6 @@ import os
 import stat
 import threading
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -39,17 +38,9 @@ from ..core.errors import ArchiveTooLarge, InsufficientSpace, UnsafeArchiveMembe
 from ..core.fsutil import free_bytes
 from ..core.names import RESERVED_NAMES
 from ..core.units import human_bytes
+from .workers import Workers
 
 READ_CHUNK = 1 << 20
-#: Worker threads that write and hash files; more than the cores helps hide file-system latency.
-WRITE_THREADS = max(2, min(8, 2 * (os.cpu_count() or 1)))
-#: Bytes of member data queued for the workers at most (keeps peak RSS bounded).
-MAX_QUEUED_BYTES = 64 * 1024 * 1024
-#: Small members handed to a worker per task, and tasks queued at most (zip members hold no
-#: data until written, so this bound, not the bytes, keeps memory flat at 300k members).
-BATCH_FILES = 32
-BATCH_BYTES = 1 << 20
-MAX_BATCHES_IN_FLIGHT = 8 * WRITE_THREADS
 
 ChunkSource = Callable[[], Iterable[bytes]]
 #: Longest file name (bytes) and path the usual Linux file systems hold.
@@ -106,8 +97,7 @@ class SafeWriter:
 
     Every per-member step is O(1): the writer remembers what it created (names it claimed,
     folders it made), so a member going into a folder this writer made needs no ``lstat`` to
-    know its name is free; worker failures are collected by a done-callback, not by scanning
-    the queue; finished futures are dropped at once (memory stays bounded at 300k files).
+    know its name is free; the worker threads keep their own books the same way (workers.py).
     """
 
     def __init__(
@@ -135,19 +125,8 @@ class SafeWriter:
         self._claimed: set[str] = set()
         #: deferred symlinks, name -> target (a later member of the same name replaces one)
         self._symlinks: dict[str, str] = {}
-        #: name -> the future of the batch writing it (dropped when the batch is done)
-        self._pending: dict[str, Future[None]] = {}
-        #: small writes not yet handed to a worker: one task per ~BATCH_FILES members keeps
-        #: the thread hand-offs (and futures) per file low
-        self._batch: list[Callable[[], None]] = []
-        self._batch_names: list[str] = []
-        self._batch_bytes = 0
-        self._in_flight = threading.BoundedSemaphore(MAX_BATCHES_IN_FLIGHT)
-        self._failure: Optional[BaseException] = None
-        self._pool: Optional[ThreadPoolExecutor] = None
-        self._queued = 0
-        self._queue_cv = threading.Condition()
-        self._lock = threading.Lock()
+        self._workers = Workers()  # file writes (and hashing) in worker threads
+        self._lock = threading.Lock()  # the record, written by the workers too
         self._umask = _umask()
 
     # names -------------------------------------------------------------------------------
@@ -223,15 +202,15 @@ class SafeWriter:
         rel = self._plan(member)
         if rel is None:
             return
-        self._reserve(queued_bytes)
+        self._workers.reserve(queued_bytes)
 
         def job() -> None:
             try:
                 self._write(rel, source(), mode, mtime)
             finally:
-                self._release(queued_bytes)
+                self._workers.release(queued_bytes)
 
-        self._queue(rel, job, queued_bytes)
+        self._workers.put(rel, job, queued_bytes)
 
     def sink(self, member: str, mode: int = 0o644) -> Optional[MemberSink]:
         """A file to ``write()`` a member into (for libraries that push bytes); None if stripped."""
@@ -244,7 +223,7 @@ class SafeWriter:
         if rel is None:
             return
         os.rename(src, self._path(rel))
-        self._queue(rel, lambda: self._hash_adopted(rel, mode), 0)
+        self._workers.put(rel, lambda: self._hash_adopted(rel, mode), 0)
 
     def hardlink(self, member: str, target: str) -> None:
         rel = self.clean_name(member)
@@ -254,7 +233,7 @@ class SafeWriter:
             raise self.refuse(member, f"hard link to {target!r} leads outside the target") from None
         if not rel:
             return
-        self._wait_for(target_rel)
+        self._workers.wait_for(target_rel)
         source = self._recorded(target_rel)
         if source is not None and target_rel == rel:
             return  # GNU tar stores a file archived twice as a link to itself: it is there
@@ -320,28 +299,11 @@ class SafeWriter:
 
     def drain(self) -> None:
         """Wait for every queued write; re-raise the first failure."""
-        try:
-            self._flush()
-            while self._pending:
-                with self._lock:
-                    futures = list(self._pending.values())
-                for future in futures:
-                    future.result()
-            self._raise_failures()
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
+        self._workers.drain()
 
     def abort(self) -> None:
         """Stop the workers after a failure (the caller removes the partial folder)."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        with self._lock:
-            self._pending.clear()
-        self._batch.clear()
-        self._batch_names.clear()
+        self._workers.abort()
 
     # helpers -----------------------------------------------------------------------------
     def _plan(self, member: str) -> Optional[str]:
@@ -373,43 +335,6 @@ class SafeWriter:
     def _refuse_too_long(self, member: str, e: OSError) -> None:
         if e.errno == errno.ENAMETOOLONG:
             raise self.refuse(member, "the name is too long for the file system") from e
-
-    def _queue(self, rel: str, job: Callable[[], None], size: int) -> None:
-        self._raise_failures()
-        self._batch.append(job)
-        self._batch_names.append(rel)
-        self._batch_bytes += size
-        if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
-            self._flush()
-
-    def _flush(self) -> None:
-        """Hand the queued small writes to a worker as one task."""
-        if not self._batch:
-            return
-        jobs, names = self._batch, self._batch_names
-        self._batch, self._batch_names, self._batch_bytes = [], [], 0
-        while not self._in_flight.acquire(timeout=0.5):  # bounded: memory stays flat
-            self._raise_failures()
-        try:
-            future = self._executor().submit(_run_all, jobs)
-        except BaseException:
-            self._in_flight.release()
-            raise
-        with self._lock:
-            for rel in names:
-                self._pending[rel] = future
-        future.add_done_callback(lambda f: self._settled(names, f))
-
-    def _settled(self, names: list[str], future: Future[None]) -> None:
-        """Done-callback: forget a finished batch; keep the first failure for the main thread."""
-        self._in_flight.release()
-        error = None if future.cancelled() else future.exception()
-        with self._lock:
-            for rel in names:
-                if self._pending.get(rel) is future:
-                    del self._pending[rel]
-            if error is not None and self._failure is None:
-                self._failure = error
 
     def _write(self, rel: str, chunks: Iterable[bytes], mode: int, mtime: Optional[float]) -> None:
         hasher = hashlib.sha256()
@@ -453,38 +378,6 @@ class SafeWriter:
         os.chmod(path, (0o755 if mode & 0o111 else 0o644) & ~self._umask)
         self._remember(rel, size, hasher.hexdigest())
 
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="datastage-write")
-        return self._pool
-
-    def _reserve(self, n: int) -> None:
-        if self._queued and self._queued + n > MAX_QUEUED_BYTES:
-            self._flush()  # what waits in the batch must not wait for itself
-        with self._queue_cv:
-            while self._queued and self._queued + n > MAX_QUEUED_BYTES:
-                self._queue_cv.wait(0.5)
-                self._raise_failures()
-            self._queued += n
-
-    def _release(self, n: int) -> None:
-        with self._queue_cv:
-            self._queued -= n
-            self._queue_cv.notify_all()
-
-    def _raise_failures(self) -> None:
-        """Surface a worker's error promptly instead of after the whole archive is read (O(1))."""
-        if self._failure is not None:
-            raise self._failure
-
-    def _wait_for(self, rel: str) -> None:
-        if rel in self._claimed and rel in self._batch_names:
-            self._flush()
-        with self._lock:
-            future = self._pending.get(rel)
-        if future is not None:
-            future.result()
-
     def _make_dirs(self, member: str, rel: str) -> None:
         if rel in self._dirs:
             return
@@ -496,7 +389,7 @@ class SafeWriter:
             if sub in self._symlinks:  # links are made last; refuse what would go through
                 raise self.refuse(member, f"would be written through the symlink {sub!r}")
             if sub in self._claimed:
-                self._wait_for(sub)  # a file of that name may still be being written
+                self._workers.wait_for(sub)  # a file of that name may still be being written
                 raise self.refuse(member, f"{sub!r} is a file, not a folder")
             path = self._path(sub)
             try:
@@ -533,7 +426,7 @@ class SafeWriter:
             self._claimed.add(rel)
             if parent in self._made:
                 return path  # nothing of that name: this writer made the folder and not it
-        self._wait_for(rel)
+        self._workers.wait_for(rel)
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -600,11 +493,6 @@ class MemberSink:
         os.close(self._fd)
         self._fd = -1
         self._writer._remember(self._rel, self._size, self._hasher.hexdigest())
-
-
-def _run_all(jobs: list[Callable[[], None]]) -> None:
-    for job in jobs:
-        job()
 
 
 def without_umask(mode: int) -> int:

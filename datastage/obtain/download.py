@@ -5,7 +5,8 @@ across processes (lock), trying each URL of an entry in turn (mirrors), resuming
 after any interruption (kill -9 included), retrying failures that made no progress
 (``retrying.py``: each retry said on stderr, quick for a dead host), hashing while streaming,
 and refusing HTML pages served as files.
-Does not own: how bytes are requested (sources/), where blobs live (cache.py).
+Does not own: how bytes are requested (sources/), where blobs live (cache.py), the connection
+budget of a ``get`` (budget.py).
 
 Resume protocol (pip/huggingface_hub style): ``partial/<key>.json`` records the URL, size and
 validator (strong ETag or Last-Modified) of the first response. A re-run asks for
@@ -13,9 +14,10 @@ validator (strong ETag or Last-Modified) of the first response. A re-run asks fo
 (server ignored the range, or the file changed) means truncate and start over. The prefix
 already on disk is hashed once when resuming (hash state cannot be saved across processes).
 
-Segments: when the first response announces a size worth splitting (``segments.count`` > 1:
-``connections`` and ``min_segment`` settings), the open response becomes segment 0 and
-``segmented.py`` fetches the rest over more connections into a preallocated ``.part``. The
+Segments: when the first response announces a size worth splitting (``plan.should_split``:
+``connections`` and ``min_segment`` settings) and one connection proves too slow
+(``plan.Probe``), the open response becomes segment 0 and ``transfer.py`` fetches the rest
+over more connections into a preallocated ``.part``. The
 state file then also holds the plan (``segments``: ``[start, pos, end]`` each, saved
 atomically every second or 32 MiB received, whichever first, and on exit), and a re-run
 asks only for the missing ranges, each with If-Range. Any source whose ``open_range`` reports
@@ -67,15 +69,16 @@ from ..core.fsutil import disk_full_as_error, ensure_free
 from ..core.progress import Bar, Reporter
 from ..core.redact import redact_url, same_url
 from ..core.units import human_bytes
+from ..core.urls import origin
 from ..resolve.manifest import FileEntry
 from ..settings.config import Settings
 from . import mirrors
-from . import plan as segments
+from . import plan as segment_plan
+from .budget import Budget
 from .cache import Blob, Cache
-from .retrying import Patience, origin, safe_url
-from .transfer import Budget, Mirror, Restart, SegmentedTransfer
+from .retrying import Patience, safe_url
+from .transfer import Mirror, Restart, SegmentedTransfer
 
-SNIFF_BYTES = 1024
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 
 
@@ -88,6 +91,24 @@ class _State:
     etag: Optional[str] = None
     last_modified: Optional[str] = None
     segments: Optional[list[list[int]]] = None  # the segment plan, when segmented
+
+
+@dataclass
+class _Stream:
+    """The single stream of one ``_transfer``, across its retries."""
+
+    known: sources.RemoteFile  # what the URL said of the file (size, validators)
+    hasher: Hasher  # of the bytes in ``.part``: ``hasher.size`` is where the next response starts
+    holding: bool  # a budget token (it goes with a response handed over to segments)
+    body: Optional[sources.Body] = None  # the response being read
+    bar: Optional[Bar] = None
+    answered: bool = False  # the URL answered in this run: a refused connection is not a dead host
+    handed_over: bool = False  # the open response went to the segmented transfer
+
+    def close_body(self) -> None:
+        if self.body is not None:
+            self.body.close()
+            self.body = None
 
 
 def download(
@@ -170,37 +191,6 @@ def _from_any_url(
     )
 
 
-class _Probe:
-    """Should one connection get company? It runs alone for up to ``seconds``: if it would
-    finish the file within ``FAST_ENOUGH`` at its rate, more connections cannot save much and
-    only cost CPU (a fast unthrottled host, loopback), so it stays alone. A connection clearly
-    too slow (``CLEARLY`` times over) gets company at once, without waiting out the probe.
-    ``seconds=0`` splits at once."""
-
-    FAST_ENOUGH = 2.0
-    CLEARLY = 4.0
-    EVIDENCE = 1 << 20  # bytes before an early verdict: the first chunk's timing is mostly latency
-
-    def __init__(self, size: int, seconds: float, began: float, start: int = 0) -> None:
-        self.size, self.seconds, self.began, self.start = size, seconds, began, start
-        self.split = seconds <= 0
-        self._settled = self.split
-
-    def decided(self, have: int) -> bool:
-        """Called after each chunk; True stops the single stream (to split the rest)."""
-        if self._settled:
-            return self.split
-        elapsed = time.monotonic() - self.began
-        got = have - self.start  # by this response
-        # The rate includes the request's latency: it errs on the side of splitting.
-        projected = (self.size - have) * elapsed / got if got > 0 else float("inf")
-        if got >= self.EVIDENCE and projected > self.FAST_ENOUGH * self.CLEARLY:
-            self.split = self._settled = True
-        elif elapsed >= self.seconds:
-            self.split, self._settled = projected > self.FAST_ENOUGH, True
-        return self.split
-
-
 class _Download:
     """One URL, one file: resume, stream, hash, verify, commit."""
 
@@ -274,11 +264,11 @@ class _Download:
             return 0
         if state.segments is not None:
             plan = self._saved_plan(state)
-            return segments.written(plan) if plan else 0
+            return segment_plan.written(plan) if plan else 0
         have = self.part.stat().st_size
         return 0 if state.size is not None and have > state.size else have
 
-    def _saved_plan(self, state: _State) -> Optional[list[segments.Segment]]:
+    def _saved_plan(self, state: _State) -> Optional[list[segment_plan.Segment]]:
         if state.size is None or state.segments is None:
             return None
         try:
@@ -286,7 +276,7 @@ class _Download:
                 return None
         except OSError:
             return None
-        return segments.from_json(state.segments, state.size)
+        return segment_plan.from_json(state.segments, state.size)
 
     def _save_state(self, state: _State) -> None:
         """Replace the state file atomically, without fsync: a kill -9 keeps the page cache,
@@ -347,88 +337,86 @@ class _Download:
         ``hasher.size`` is always the number of bytes in ``.part``: the offset to resume from.
         """
         patience = self._patience()
-        bar = None
-        handed_over = False
-        answered = False  # the URL answered in this run: a refused connection is not a dead host
-        holding = self.budget.acquire(threading.Event())
+        stream = _Stream(known, hasher, holding=self.budget.acquire(threading.Event()))
         try:
             while True:
-                start = hasher.size
-                body = None
-                asked_at = time.monotonic()
+                start = stream.hasher.size
                 try:
-                    body = self.source.open_range(known, start)
-                    answered = True
-                    if body.offset != start:
-                        if start:
-                            self.reporter.say(
-                                f"{self.entry.name}: the server sent the whole file "
-                                "(range ignored or file changed); starting over"
-                            )
-                        hasher = Hasher(self.algorithms)
-                    if body.remote != known or not self.state_path.exists():
-                        known = body.remote
-                        self._save_state(
-                            _State(self.url, known.size, known.etag, known.last_modified)
-                        )
-                    chunks = iter(body)
-                    first = next(chunks, b"")
-                    if hasher.size == 0:
-                        self._refuse_html(first)
-                    size = known.size if known.size is not None else self.entry.size
-                    self._check_size_and_space(size, hasher.size)
-                    if bar is None:
-                        bar = self.reporter.bar(self.entry.name, size, initial=hasher.size)
-                    stream = itertools.chain((first,), chunks)
-                    if size and known.size and self._segmentable(size):
-                        # Also after a retry: a dropped connection must not leave a throttled
-                        # file to a single stream for the rest of its way.
-                        probe = _Probe(size, self.settings.probe, asked_at, hasher.size)
-                        self._write(stream, hasher, bar, until=probe.decided)
-                        if probe.split:
-                            handed_over = True
-                            holding = False  # the token goes with the open response
-                            plan = segments.plan(size, hasher.size)
-                            opened = (body, stream)
-                            return self._run_segments(known, size, plan, hasher, bar, opened), size
-                    self._write(stream, hasher, bar)
-                    if size is not None and hasher.size < size:
-                        raise NetworkError(
-                            f"connection to {origin(self.url)} closed at {hasher.size} of "
-                            f"{size} bytes"
-                        )
-                    return hasher, size
+                    return self._receive(stream)
                 except (NetworkError, HTTPStatusError) as e:
-                    if handed_over:
+                    if stream.handed_over:
                         raise  # segments retry on their own; this loop would start over
-                    if body is not None:
-                        body.close()
-                    if hasher.size > start:  # progress resets the patience
+                    stream.close_body()
+                    if stream.hasher.size > start:  # progress resets the patience
                         patience.reset()
+                    alive = stream.answered
                     try:
-                        patience.wait(e, self.url, self.budget.cancelled.is_set, alive=answered)
+                        patience.wait(e, self.url, self.budget.cancelled.is_set, alive=alive)
                     except SourceError:
-                        if hasher.size:
-                            e.message += (
-                                f" ({human_bytes(hasher.size)} kept in the cache; re-run to resume)"
-                            )
+                        if stream.hasher.size:
+                            kept = human_bytes(stream.hasher.size)
+                            e.message += f" ({kept} kept in the cache; re-run to resume)"
                         raise
                 except BaseException:
-                    if body is not None and not handed_over:
-                        body.close()  # let the server know now, not at garbage collection
+                    if not stream.handed_over:
+                        stream.close_body()  # let the server know now, not at garbage collection
                     raise
         finally:
-            if holding:
+            if stream.holding:
                 self.budget.release()
-            if bar is not None:
-                bar.close()
+            if stream.bar is not None:
+                stream.bar.close()
+
+    def _receive(self, stream: _Stream) -> tuple[Hasher, Optional[int]]:
+        """One response, written from ``stream.hasher.size`` to the end of the file, or handed
+        over to a segmented transfer once one connection proves too slow (``plan.Probe``)."""
+        start = stream.hasher.size
+        asked_at = time.monotonic()
+        stream.body = body = self.source.open_range(stream.known, start)
+        stream.answered = True
+        if body.offset != start:
+            if start:
+                self.reporter.say(
+                    f"{self.entry.name}: the server sent the whole file "
+                    "(range ignored or file changed); starting over"
+                )
+            stream.hasher = Hasher(self.algorithms)
+        if body.remote != stream.known or not self.state_path.exists():
+            stream.known = known = body.remote
+            self._save_state(_State(self.url, known.size, known.etag, known.last_modified))
+        hasher, known = stream.hasher, stream.known
+        chunks = iter(body)
+        first = next(chunks, b"")
+        if hasher.size == 0:
+            self._refuse_html(first)
+        size = known.size if known.size is not None else self.entry.size
+        self._check_size_and_space(size, hasher.size)
+        if stream.bar is None:
+            stream.bar = self.reporter.bar(self.entry.name, size, initial=hasher.size)
+        rest = itertools.chain((first,), chunks)
+        if size and known.size and self._segmentable(size):
+            # Also after a retry: a dropped connection must not leave a throttled file to a
+            # single stream for the rest of its way.
+            probe = segment_plan.Probe(size, self.settings.probe, asked_at, hasher.size)
+            self._write(rest, hasher, stream.bar, until=probe.decided)
+            if probe.split:
+                stream.handed_over = True
+                stream.holding = False  # the token goes with the open response
+                plan = segment_plan.plan(size, hasher.size)
+                return self._run_segments(known, size, plan, hasher, stream.bar, (body, rest)), size
+        self._write(rest, hasher, stream.bar)
+        if size is not None and hasher.size < size:
+            raise NetworkError(
+                f"connection to {origin(self.url)} closed at {hasher.size} of {size} bytes"
+            )
+        return hasher, size
 
     def _patience(self) -> Patience:
         return Patience(self.settings.retries, self.settings.backoff, self.reporter.say)
 
     # -- segments --------------------------------------------------------------------------
     def _segmentable(self, size: int) -> bool:
-        return segments.should_split(size, self.settings.connections, self.settings.min_segment)
+        return segment_plan.should_split(size, self.settings.connections, self.settings.min_segment)
 
     def _resume_segmented(self, state: _State) -> tuple[Hasher, Optional[int]]:
         plan = self._saved_plan(state)
@@ -438,12 +426,12 @@ class _Download:
         known = sources.RemoteFile(url=self.url, name=self.entry.name, size=size)
         if state.url == self.url:
             known = replace(known, etag=state.etag, last_modified=state.last_modified)
-        have = segments.written(plan)
+        have = segment_plan.written(plan)
         missing = sum(1 for s in plan if not s.done)
         self.reporter.say(
             f"resuming {self.entry.name} at {human_bytes(have)} ({missing} segments to go)"
         )
-        hasher = hash_file(self.part, self.algorithms, limit=segments.contiguous_prefix(plan))
+        hasher = hash_file(self.part, self.algorithms, limit=segment_plan.contiguous_prefix(plan))
         bar = self.reporter.bar(self.entry.name, size, initial=have)
         try:
             return self._run_segments(known, size, plan, hasher, bar, None), size
@@ -454,7 +442,7 @@ class _Download:
         self,
         known: sources.RemoteFile,
         size: int,
-        plan: list[segments.Segment],
+        plan: list[segment_plan.Segment],
         hasher: Hasher,
         bar: Bar,
         first: Optional[tuple[Any, Iterator[bytes]]],
@@ -465,7 +453,7 @@ class _Download:
             self._save_state(replace(base, segments=p))
 
         try:
-            save(segments.to_json(plan))  # before the preallocated .part: never a bare .part
+            save(segment_plan.to_json(plan))  # before the preallocated .part: never a bare .part
             self._preallocate(size)
         except BaseException:
             if first is not None:
@@ -566,7 +554,7 @@ class _Download:
         self._refuse_html_from(first, self.url)
 
     def _refuse_html_from(self, first: bytes, url: str) -> None:
-        if looks_like_html(first) and not self.entry.name.lower().endswith(HTML_SUFFIXES):
+        if sources.looks_like_html(first) and not self.entry.name.lower().endswith(HTML_SUFFIXES):
             raise UnexpectedHTML(
                 f"{url} returned an HTML page instead of {self.entry.name} "
                 "(an error, login or quota page?)",
@@ -598,15 +586,7 @@ class _Download:
     def _sniff_reason(self) -> str:
         try:
             with open(self.part, "rb") as f:
-                head = f.read(SNIFF_BYTES)
+                head = f.read(sources.SNIFF_BYTES)
         except OSError:
             return ""
-        return "it looks like an HTML page, not the file" if looks_like_html(head) else ""
-
-
-def looks_like_html(head: bytes) -> bool:
-    """True for the start of an HTML document (quota, login and error pages)."""
-    text = head[:SNIFF_BYTES].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return text.startswith((b"<!doctype html", b"<html")) or (
-        text.startswith(b"<") and (b"<head" in text or b"<body" in text)
-    )
+        return "it looks like an HTML page, not the file" if sources.looks_like_html(head) else ""

@@ -294,7 +294,7 @@ def _total_size(response: Any) -> Optional[int]:
 
 
 def _is_html(head: bytes) -> bool:
-    from .download import looks_like_html
+    from ..sources import looks_like_html
 
     return looks_like_html(head)
 

@@ -188,7 +188,7 @@ def _download_all(
     """
     from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-    from .transfer import Budget, Cancelled
+    from .budget import Budget, Cancelled
 
     budget = Budget(settings.connections)
 

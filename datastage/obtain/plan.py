@@ -1,9 +1,11 @@
 """The segment plan of one file: which byte ranges exist, how far each has been written.
 
-Owns: cutting a file of known size into segments, splitting the largest remaining range for an
-idle worker (work stealing), the contiguous written prefix, and the JSON form of the plan that
-is persisted next to the ``.part`` (inside ``partial/<key>.json``). Pure data: no threads, no
-network, no files (``segmented.py`` drives it, ``download.py`` persists it).
+Owns: whether a file is worth several connections (``should_split``, and ``Probe`` for a
+stream already running), cutting a file of known size into segments, which piece an idle worker
+takes (the next share of what nobody claimed, else half the largest remaining range: work
+stealing, else a stalled one), the contiguous written prefix, and the JSON form of the plan
+that is persisted next to the ``.part`` (inside ``partial/<key>.json``). No threads, no network,
+no files (``transfer.py`` drives it, ``download.py`` persists it).
 
 A segment is ``[start, end)`` with ``pos`` the first byte not yet written: bytes
 ``start..pos-1`` are on disk. ``pos`` only moves after ``os.pwrite`` returned, and the plan is
@@ -13,6 +15,7 @@ saved from those values, so a saved plan never claims a byte that is not in the 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -49,6 +52,37 @@ def should_split(size: int, connections: int, min_segment: int) -> bool:
     return connections > 1 and size >= SPLIT_FROM * max(1, min_segment)
 
 
+class Probe:
+    """Should one connection get company? It runs alone for up to ``seconds``: if it would
+    finish the file within ``FAST_ENOUGH`` at its rate, more connections cannot save much and
+    only cost CPU (a fast unthrottled host, loopback), so it stays alone. A connection clearly
+    too slow (``CLEARLY`` times over) gets company at once, without waiting out the probe.
+    ``seconds=0`` splits at once."""
+
+    FAST_ENOUGH = 2.0
+    CLEARLY = 4.0
+    EVIDENCE = 1 << 20  # bytes before an early verdict: the first chunk's timing is mostly latency
+
+    def __init__(self, size: int, seconds: float, began: float, start: int = 0) -> None:
+        self.size, self.seconds, self.began, self.start = size, seconds, began, start
+        self.split = seconds <= 0
+        self._settled = self.split
+
+    def decided(self, have: int) -> bool:
+        """Called after each chunk; True stops the single stream (to split the rest)."""
+        if self._settled:
+            return self.split
+        elapsed = time.monotonic() - self.began
+        got = have - self.start  # by this response
+        # The rate includes the request's latency: it errs on the side of splitting.
+        projected = (self.size - have) * elapsed / got if got > 0 else float("inf")
+        if got >= self.EVIDENCE and projected > self.FAST_ENOUGH * self.CLEARLY:
+            self.split = self._settled = True
+        elif elapsed >= self.seconds:
+            self.split, self._settled = projected > self.FAST_ENOUGH, True
+        return self.split
+
+
 def plan(size: int, have: int = 0) -> list[Segment]:
     """A fresh plan: the whole file (``have`` bytes already written), unclaimed. Workers cut
     pieces off its front (take_piece)."""
@@ -72,6 +106,20 @@ def take_piece(segments: list[Segment], seg: Segment, piece: int) -> Segment:
         segments.insert(segments.index(seg) + 1, Segment(cut, cut, seg.end))
         seg.end = cut
     return seg
+
+
+def next_piece(segments: list[Segment], connections: int, min_piece: int) -> Optional[Segment]:
+    """A piece cut off the first range nobody has claimed (its share: piece_size), or None."""
+    seg = next((s for s in segments if not s.owner and not s.done), None)
+    if seg is None:
+        return None
+    return take_piece(segments, seg, piece_size(segments, connections, min_piece))
+
+
+def stalled(segments: list[Segment], before: float) -> Optional[Segment]:
+    """The largest claimed range whose owner wrote nothing since ``before``: to take over."""
+    late = [s for s in segments if not s.done and s.owner and s.progress_at < before]
+    return max(late, key=lambda s: s.remaining, default=None)
 
 
 def split_largest(segments: list[Segment], min_steal: int = MIN_STEAL) -> Optional[Segment]:

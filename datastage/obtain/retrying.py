@@ -1,7 +1,7 @@
 """Patience with a failing URL: which failures are worth another try, how long to wait, saying so.
 
 Owns: the one retry policy of every download (``download.py``'s single stream and each piece of
-``segmented.py``), and the ``retry n/N in T s: reason (host:port)`` lines on stderr. The HTTP
+``transfer.py``), and the ``retry n/N in T s: reason (host:port)`` lines on stderr. The HTTP
 session itself never retries (a hidden retry layer under this one multiplied the waits: a dead
 host took 8 minutes to report, in silence).
 
@@ -27,25 +27,14 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
-from urllib3.util import parse_url
-
 from ..core.errors import HostUnreachable, HTTPStatusError, NetworkError, SourceError
+from ..core.urls import origin
 
 MAX_WAIT = 60.0  # seconds of backoff per URL without progress
 QUICK_RETRIES = 2  # tries after a refused connection or an unresolved name
 QUICK_DELAY = 0.5  # seconds, doubling: 0.5 then 1
 QUICK_WITHIN = 4.0  # ... and none once this long has passed since the first try (slow DNS)
 TRANSIENT_STATUSES = (408, 429)  # and every 5xx
-
-
-def origin(url: str) -> str:
-    """``host:port`` of a URL: what retry lines name (never the user, password or query)."""
-    try:
-        parsed = parse_url(url)
-    except ValueError:
-        return "?"
-    port = parsed.port or {"http": 80, "https": 443}.get(parsed.scheme or "")
-    return f"{parsed.host}:{port}" if port else str(parsed.host)
 
 
 def safe_url(url: str) -> str:

@@ -2,14 +2,11 @@
 
 Owns: the worker threads of one file, each fetching a piece with ``Source.open_range(f,
 start, end)`` and writing it at its offset with ``os.pwrite``; retries per piece
-(``retrying.Patience``; a piece that made progress gets its patience back); the order of pieces
-(guided
-self-scheduling: each idle worker cuts the next piece off the front of what nobody has claimed,
-a share of it that shrinks towards the end); work stealing (with nothing left to claim, an idle
-worker halves the largest remaining range, and takes over a piece that made no progress for
-``stall_after`` seconds, so a stalled connection never holds up the file); spreading pieces over
-mirrors that serve the same bytes, dropping a mirror that fails; one stream when a server
-ignores ranges; hashing; the ``on_prefix`` hook.
+(``retrying.Patience``; a piece that made progress gets its patience back); which piece a
+worker takes (plan.py: guided self-scheduling, work stealing, taking over a piece that made no
+progress for ``stall_after`` seconds, so a stalled connection never holds up the file);
+spreading pieces over mirrors that serve the same bytes, dropping a mirror that fails; one
+stream when a server ignores ranges; hashing; the ``on_prefix`` hook.
 
 No gaps between pieces: one answer time (measured per response, x ``LEAD``) before a worker's
 piece ends, it claims the next piece and sends its request from a helper thread, so the bytes
@@ -18,7 +15,7 @@ of the next piece arrive as the last ones of the current piece are written. With
 0.1 s per wave, 0.4 s on 400 MB). For that round trip a worker has two connections open, so
 ``connections`` may be exceeded by one per worker, briefly; the pool keeps them alive.
 Does not own: resume state on disk (``download.py`` saves what ``save`` is given), the plan
-arithmetic (``segments.py``), how bytes are requested (``sources/``).
+arithmetic (``plan.py``), the connection budget (``budget.py``), how bytes are requested.
 
 Hashing choice: the calling thread hashes the *contiguous written prefix* as it grows, reading
 it back with ``os.pread`` while the workers keep downloading the rest; the file is verified
@@ -30,10 +27,8 @@ Measured alternatives: eight equal segments finishing together left ~7/8 of the 
 after the last byte (about 1 s per GB here); hashing per segment is impossible for sha256 (not
 combinable); a second pass after the download costs a full read of the file.
 
-``on_prefix(n)`` (the hook for extract-while-downloading) is called from the calling thread
-with the length of the contiguous prefix ``[0, n)`` of the ``.part`` that is written and will
-not change again. It is monotonic and ends at the file size. The bytes are not verified yet:
-a consumer must be ready for the download to fail verification and be discarded.
+``on_prefix(n)`` (extract-while-downloading; its contract: ``download.download``) is called
+from the calling thread as the hashed prefix grows: those bytes are written and never change.
 
 Memory: one network chunk per worker in flight and one read buffer for hashing; nothing grows
 with the file size.
@@ -46,7 +41,8 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -55,11 +51,13 @@ from ..core.errors import NetworkError, SourceError, UnexpectedHTML
 from ..core.fsutil import disk_full_as_error
 from ..core.progress import Bar
 from ..core.units import human_bytes
+from ..core.urls import origin
 from ..settings.config import Settings
 from ..sources import Body, RemoteFile, Source
-from . import plan as seglib
+from . import plan as segment_plan
+from .budget import Budget
 from .plan import Segment
-from .retrying import Patience, origin
+from .retrying import Patience
 
 HASH_READ = 1 << 20
 FLUSH_EVERY = 128 << 20  # write back as we go: the fsync before the commit then has little left
@@ -70,38 +68,6 @@ HASH_STEP = 16 << 20  # the most the calling thread hashes before it looks at th
 LEAD = 1.5  # ask for the next piece this many answer times before the current one ends
 TICK = 0.2  # the longest the calling thread or an idle worker sleeps without news
 BUSY_STATUSES = (429, 503)  # "too many connections": fewer workers, not a failed file
-
-
-class Cancelled(Exception):
-    """Another file of the same ``get`` failed (or Ctrl-C): stop, keeping the ``.part``."""
-
-
-class Budget:
-    """Connections that may be open at once, shared by every file of one ``get``/``fetch``.
-
-    ``cancel()`` tells every download sharing it to stop at its next chunk (Cancelled), so
-    one failed file does not wait for the others to finish."""
-
-    def __init__(self, size: int) -> None:
-        self.size = max(1, size)
-        self._sem = threading.Semaphore(self.size)
-        self.cancelled = threading.Event()
-
-    def cancel(self) -> None:
-        self.cancelled.set()
-
-    def check(self) -> None:
-        if self.cancelled.is_set():
-            raise Cancelled("stopped: another file of this download failed")
-
-    def acquire(self, stop: threading.Event) -> bool:
-        while not stop.is_set() and not self.cancelled.is_set():
-            if self._sem.acquire(timeout=TICK):
-                return True
-        return False
-
-    def release(self) -> None:
-        self._sem.release()
 
 
 @dataclass
@@ -152,13 +118,13 @@ class SegmentedTransfer:
         self.save, self.refuse_html, self.warn, self.on_prefix = save, refuse_html, warn, on_prefix
         self.say = say or warn  # retry lines
         self.first = first
-        self.first_at = seglib.contiguous_prefix(plan)  # where the open response has got to
+        self.first_at = segment_plan.contiguous_prefix(plan)  # where the open response has got to
         self._token_held = first is not None
         self.pinned = pinned
         self.dropped: list[tuple[str, Exception]] = []
         self.ranges = True  # False once the reference server ignored a range
         self.stall_after = max(1.0, min(10.0, settings.timeout / 2))
-        self.min_steal = max(64 * 1024, min(seglib.MIN_STEAL, settings.min_segment))
+        self.min_steal = max(64 * 1024, min(segment_plan.MIN_STEAL, settings.min_segment))
         self.workers = max(1, min(settings.connections, budget.size))
         self.cond = threading.Condition()
         self.stop = threading.Event()
@@ -187,19 +153,19 @@ class SegmentedTransfer:
         a clock. The plan is saved every ``SAVE_EVERY`` seconds (here) or ``SAVE_BYTES``
         received (by the worker whose write crosses the mark), whichever comes first.
         """
-        reported = seglib.written(self.segments)
+        reported = segment_plan.written(self.segments)
         try:
             self.fd = os.open(self.part, os.O_RDWR)
             self._start_workers()
             while True:
                 self.budget.check()
                 with self.cond:
-                    if self.hasher.size >= seglib.contiguous_prefix(self.segments):
+                    if self.hasher.size >= segment_plan.contiguous_prefix(self.segments):
                         self.cond.wait(TICK)  # nothing to hash: wait for the workers
                     if self.error is not None:
                         raise self.error
-                    prefix = seglib.contiguous_prefix(self.segments)
-                    done_bytes = seglib.written(self.segments)
+                    prefix = segment_plan.contiguous_prefix(self.segments)
+                    done_bytes = segment_plan.written(self.segments)
                     due = time.monotonic() - self._saved_at >= SAVE_EVERY
                     snapshot = self._snapshot() if due else None
                 if snapshot is not None:
@@ -217,7 +183,7 @@ class SegmentedTransfer:
         """(Under the lock) the plan to save now, numbered so an older one never wins."""
         self._unsaved = 0
         self._saved_at = time.monotonic()
-        return next(self._plans), seglib.to_json(self.segments)
+        return next(self._plans), segment_plan.to_json(self.segments)
 
     def _save(self, number: int, plan: list[list[int]]) -> None:
         with self._save_lock:
@@ -322,19 +288,14 @@ class SegmentedTransfer:
     def _claim(self) -> Optional[tuple[Segment, int]]:
         """(Under the lock) a segment for an idle worker: unowned, split off, or stalled."""
         now = time.monotonic()
-        seg = next((s for s in self.segments if not s.owner and not s.done), None)
-        if seg is not None and self.ranges:
-            piece = seglib.piece_size(self.segments, self.workers, self.settings.min_segment)
-            seg = seglib.take_piece(self.segments, seg, piece)
-        if seg is None and self.ranges:
-            seg = seglib.split_largest(self.segments, self.min_steal)
-        if seg is None and self.ranges:
-            stalled = [
-                s
-                for s in self.segments
-                if not s.done and s.owner and now - s.progress_at > self.stall_after
-            ]
-            seg = max(stalled, key=lambda s: s.remaining, default=None)
+        if self.ranges:
+            seg = (
+                segment_plan.next_piece(self.segments, self.workers, self.settings.min_segment)
+                or segment_plan.split_largest(self.segments, self.min_steal)
+                or segment_plan.stalled(self.segments, before=now - self.stall_after)
+            )
+        else:  # one stream (the server ignores ranges): the one range, when nobody has it
+            seg = next((s for s in self.segments if not s.owner and not s.done), None)
         if seg is None:
             return None
         seg.owner, seg.progress_at = next(self._tokens), now
@@ -364,7 +325,7 @@ class SegmentedTransfer:
                 else:
                     if ahead is not None:
                         sent, ahead = ahead, None  # a failure retries the usual way
-                        body = sent.result()
+                        body = sent.body.result()
                     else:
                         body = mirror.source.open_range(
                             mirror.remote, start, end - 1 if self.ranges else None
@@ -387,40 +348,48 @@ class SegmentedTransfer:
                     body = None
                 if seg.pos > start:
                     patience.reset()  # progress resets the patience
-                busy = getattr(e, "status", None) in BUSY_STATUSES
-                if busy and asked_ahead:
-                    # The extra connection of an early request was refused: the server counts
-                    # connections. Stop asking ahead and ask again on the one just freed.
-                    self.ask_ahead = False
-                    continue
-                if busy and self._retire(seg, token, e):
-                    # Other connections work: this one is one too many. Retiring at once gives
-                    # the piece back now; backing off first held it (and the file) for the whole
-                    # backoff, and a 2-connection server made 16 connections 3x slower.
-                    raise _Retire from e
-                try:
-                    # A mirror that answered (the reference always has) is not a dead host.
-                    patience.wait(e, mirror.url, self.stop.is_set, alive=mirror.checked)
-                    continue
-                except SourceError:
-                    pass
-                if not self._drop(mirror, e):
-                    if isinstance(e, NetworkError):  # bytes came: a re-run resumes
-                        e.message += (
-                            f" ({human_bytes(seglib.written(self.segments))} kept in the cache;"
-                            " re-run to resume)"
-                        )
-                    raise
-                patience = self._patience()
+                patience = self._recover(e, mirror, seg, token, patience, asked_ahead)
             finally:
                 if body is not None:
                     body.close()
 
+    def _recover(
+        self,
+        error: SourceError,
+        mirror: Mirror,
+        seg: Segment,
+        token: int,
+        patience: Patience,
+        asked_ahead: bool,
+    ) -> Patience:
+        """After a failed request for ``seg``: ask again (after a wait), retire this worker, or
+        drop the mirror. Returns the patience the next request runs on; raises when this
+        worker, or the whole file, cannot go on."""
+        busy = getattr(error, "status", None) in BUSY_STATUSES
+        if busy and asked_ahead:
+            # The extra connection of an early request was refused: the server counts
+            # connections. Stop asking ahead and ask again on the one just freed.
+            self.ask_ahead = False
+            return patience
+        if busy and self._retire(seg, token, error):
+            raise _Retire from error
+        try:
+            # A mirror that answered (the reference always has) is not a dead host.
+            patience.wait(error, mirror.url, self.stop.is_set, alive=mirror.checked)
+            return patience
+        except SourceError:
+            pass
+        if not self._drop(mirror, error):
+            if isinstance(error, NetworkError):  # bytes came: a re-run resumes
+                kept = human_bytes(segment_plan.written(self.segments))
+                error.message += f" ({kept} kept in the cache; re-run to resume)"
+            raise error
+        return self._patience()
+
     def _retire(self, seg: Segment, token: int, error: SourceError) -> bool:
-        """A server that refuses one more connection (429/503) while others work: give the
-        piece back at once and end this worker, rather than back off holding it or fail."""
-        if getattr(error, "status", None) not in BUSY_STATUSES:
-            return False
+        """A server that refuses one more connection (429/503) while others work: this one is
+        one too many. Give the piece back at once and end this worker: backing off with the
+        piece in hand held up the file (16 connections to a 2-connection server: 3x slower)."""
         with self.cond:
             if self.active <= 1:
                 return False
@@ -506,7 +475,7 @@ class SegmentedTransfer:
                 keep.end = self.size
                 self.segments[:] = [keep]
                 return None
-            prefix = seglib.contiguous_prefix(self.segments)
+            prefix = segment_plan.contiguous_prefix(self.segments)
             self.segments[:] = [Segment(0, prefix, self.size, token, time.monotonic())]
             return self.segments[0]
 
@@ -530,11 +499,9 @@ class SegmentedTransfer:
         with self.cond:
             if self.stop.is_set():
                 return
-            seg = next((s for s in self.segments if not s.owner and not s.done), None)
+            seg = segment_plan.next_piece(self.segments, self.workers, self.settings.min_segment)
             if seg is None:
                 return  # nothing left to claim in order; stealing waits for an idle worker
-            piece = seglib.piece_size(self.segments, self.workers, self.settings.min_segment)
-            seg = seglib.take_piece(self.segments, seg, piece)
             seg.owner, seg.progress_at = next(self._tokens), time.monotonic()
             ahead = _Ahead(seg, seg.owner, self._pick(wid))
             self._ahead[wid] = ahead
@@ -590,45 +557,31 @@ class SegmentedTransfer:
         return True
 
 
+@dataclass
 class _Ahead:
     """The request for a worker's next piece, sent shortly before its current piece ends."""
 
-    def __init__(self, seg: Segment, token: int, mirror: Mirror) -> None:
-        self.seg, self.token, self.mirror = seg, token, mirror
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-        self._body: Optional[Body] = None
-        self._error: Optional[BaseException] = None
-        self._discarded = False
+    seg: Segment
+    token: int
+    mirror: Mirror
+    body: Future[Body] = field(default_factory=Future)
 
     def open(self) -> None:
+        """(In a helper thread) send the request; ``body`` holds the response or the error."""
         try:
-            body = self.mirror.source.open_range(self.mirror.remote, self.seg.pos, self.seg.end - 1)
+            remote, seg = self.mirror.remote, self.seg
+            self.body.set_result(self.mirror.source.open_range(remote, seg.pos, seg.end - 1))
         except BaseException as e:
-            self._error = e
-        else:
-            with self._lock:
-                if self._discarded:
-                    body.close()
-                else:
-                    self._body = body
-        finally:
-            self._done.set()
-
-    def result(self) -> Body:
-        """The open response (waiting for it), or the error opening it raised."""
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-        assert self._body is not None
-        return self._body
+            self.body.set_exception(e)
 
     def discard(self) -> None:
-        with self._lock:
-            self._discarded = True
-            body, self._body = self._body, None
-        if body is not None:
-            body.close()
+        """Its worker will not read it: close the response now, or when it arrives."""
+        self.body.add_done_callback(_close_body)
+
+
+def _close_body(done: Future[Body]) -> None:
+    if done.exception() is None:
+        done.result().close()
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:

@@ -49,9 +49,8 @@ import re
 import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional, TypeVar, Union
-from urllib.parse import unquote, urlsplit
 
 from ..core import tomlio
 from ..core.digests import HEX_LENGTHS, Digest
@@ -59,15 +58,13 @@ from ..core.errors import InvalidManifest, ManifestError
 from ..core.names import archive_suffix
 from ..core.redact import remember
 from ..core.tomlio import tomllib  # noqa: F401 - authoring.py checks what it writes with it
+from ..core.urls import URL_SCHEME, check_url, file_name_from_url
 
 T = TypeVar("T")
 D = TypeVar("D")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*\Z")  # \Z: "name\n" is not a name
 MAX_NAME_BYTES = 255  # one path component on Linux file systems
 MAX_INT = 2**63 - 1  # sizes and counts beyond it describe no real file
-_TRICKY_NETLOC = re.compile(r"[\[\]:@]")  # IPv6, a port, user info: left to urlsplit to judge
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # never valid raw in a URL (CR/LF would split a request)
-URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 TOP_KEYS = {"name", "description", "homepage", "license", "citation", "version", "root", "files"}
 TOP_KEYS |= {"noncommercial", "license_note", "layout", "subsets", "aliases", "tags"}
@@ -354,41 +351,6 @@ def check_name(name: str) -> Optional[str]:
         return f"{_shown(name)} is not a valid name (lowercase letters, digits, '.', '_', '-')"
     if len(name) > MAX_NAME_BYTES:
         return f"is too long ({len(name)} characters; a folder name holds at most {MAX_NAME_BYTES})"
-    return None
-
-
-def check_url(url: str) -> Optional[str]:
-    """Why ``url`` cannot be fetched as written, or None. Checked when a manifest loads, so a
-    NUL or CR/LF is never sent on the wire (and retried), and a malformed URL is not a crash.
-
-    A plain path may hold anything a Linux file name can (even bytes that are not UTF-8, as
-    surrogate escapes), except NUL; a URL must be text without control characters.
-    """
-    if "\x00" in url:
-        return f"{_shown(url)} contains a NUL character"
-    if not URL_SCHEME.match(url):
-        return None
-    bad = _CONTROL.search(url)
-    if bad is not None:
-        return f"{_shown(url)} contains the control character {bad.group()!r}; percent-encode it"
-    netloc = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]
-    if url[:7].lower() == "file://":  # read as a local path (sources/local.py): decoded bytes
-        if netloc not in ("", "localhost"):
-            return f"{_shown(url)} names the host {_shown(netloc)}; a file:// URL is a local path"
-        if "%00" in url:
-            return f"{_shown(url)} contains a NUL character (%00)"
-    if url.isascii() and netloc and not _TRICKY_NETLOC.search(netloc):
-        return None  # a plain host name: nothing below can fail (fast for 100k-file listings)
-    try:
-        url.encode("utf-8")
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
-    except UnicodeEncodeError:
-        return f"{_shown(url)} is not valid text (a lone surrogate)"
-    except ValueError as e:
-        return f"{_shown(url)} is not a valid URL ({e})"
-    if parts.scheme.lower() in ("http", "https") and not parts.hostname:
-        return f"{_shown(url)} has no host name"
     return None
 
 
@@ -699,13 +661,6 @@ def resolve_url(url: str, base: Path) -> str:
     if URL_SCHEME.match(url):
         return url
     return str((base / Path(url).expanduser()).resolve())
-
-
-def file_name_from_url(url: str) -> str:
-    if url.startswith("file://"):  # percent-encoded bytes of a local name: keep them as they are
-        return unquote(PurePosixPath(urlsplit(url).path).name, errors="surrogateescape")
-    path = urlsplit(url).path if URL_SCHEME.match(url) else url
-    return unquote(PurePosixPath(path).name)
 
 
 class _Skip(Exception):

@@ -1,5 +1,5 @@
 """Settings, resolved once per call: flag > DATASTAGE_* environment > config file > platform
-default (Colab, AutoDL, SageMaker: see platform.py) > platformdirs defaults.
+default (Colab, AutoDL, SageMaker: see machine.py) > platformdirs defaults.
 
 Owns: where the cache is, network patience (retries, backoff, timeouts), quiet/offline switches,
 the persistent tier and read-only source folders, and the default ``--to``,
@@ -31,7 +31,7 @@ ENV = {
     "gdrive_endpoint": "DATASTAGE_GDRIVE_ENDPOINT",
     "persistent_cache": "DATASTAGE_PERSISTENT_CACHE",
     "sources": "DATASTAGE_SOURCES",  # os.pathsep-separated folders
-    "shared_cache": "DATASTAGE_SHARED_CACHE",  # s3://bucket/prefix (s3cache.py)
+    "shared_cache": "DATASTAGE_SHARED_CACHE",  # s3://bucket/prefix (obtain/shared.py)
     "connections": "DATASTAGE_CONNECTIONS",
     "mirror": "DATASTAGE_MIRROR",
     "min_segment": "DATASTAGE_MIN_SEGMENT",
@@ -54,7 +54,7 @@ class Settings:
     hf_endpoint: Optional[str] = None  # None: huggingface.co
     s3_endpoint: Optional[str] = None  # None: AWS (boto3's own configuration)
     gdrive_endpoint: Optional[str] = None  # None: Google's hosts; tests point it at 127.0.0.1
-    persistent_cache: Optional[Path] = None  # the persistent tier (tiers.py); None: none
+    persistent_cache: Optional[Path] = None  # the persistent tier (obtain/persistent.py) or None
     sources: tuple[Path, ...] = ()  # read-only folders searched before downloading
     shared_cache: Optional[str] = None  # s3://bucket/prefix asked before the dataset's URLs
     connections: int = 16  # connections at once per get/fetch (segments of a file, files)
@@ -96,7 +96,7 @@ def _check_urls(values: dict[str, Any], flags: dict[str, Any]) -> None:
     """Endpoints (HF_ENDPOINT may list several, comma-separated) and the shared cache must be
     URLs the libraries can parse: ``http://[::1`` in the environment or the config file used to
     end in a traceback inside huggingface_hub, botocore or urllib, far from where it was set."""
-    from ..resolve.manifest import check_url
+    from ..core.urls import check_url
 
     for name in URL_SETTINGS:
         text = str(values.get(name) or "")
@@ -134,9 +134,9 @@ def _check_patience(values: dict[str, Any]) -> None:
 
 def _add_file_and_platform_values(values: dict[str, Any]) -> None:
     """Fill what flags and environment left open from the config file, then the platform."""
-    from . import configfile as userconfig
+    from . import configfile
 
-    for key, value in userconfig.load().items():
+    for key, value in configfile.load().items():
         if key in ENV:
             values.setdefault(key, value)
     if "cache_dir" not in values or "sources" not in values:
@@ -179,9 +179,9 @@ def resolve_to(flag: Any = None) -> Path:
     raw = os.environ.get(TO_ENV, "").strip()
     if raw:
         return Path(raw).expanduser().absolute()
-    from . import configfile as userconfig
+    from . import configfile
 
-    configured = userconfig.load().get("to")
+    configured = configfile.load().get("to")
     if configured is not None:
         return Path(configured).expanduser().absolute()
     from .machine import detect

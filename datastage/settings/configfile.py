@@ -182,7 +182,7 @@ def _typed(key: str, value: Any, where: Path) -> Any:
 def _valid(kind: str, value: Any) -> bool:
     """Whether a TOML value fits a key's kind (the same rule for the file and `config set`)."""
     if kind == "url":  # one urllib cannot parse (s3://[::1) would be a traceback in every get
-        from ..resolve.manifest import check_url
+        from ..core.urls import check_url
 
         return _is_path(value) and check_url(value) is None
     if kind == "path":

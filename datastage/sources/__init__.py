@@ -17,7 +17,7 @@ from typing import BinaryIO, Optional, Protocol
 
 from ..core.digests import Digest
 from ..core.errors import MissingDependency, UsageError, install_hint
-from ..resolve.manifest import URL_SCHEME
+from ..core.urls import URL_SCHEME
 from ..settings.config import Settings
 
 
@@ -187,3 +187,16 @@ def for_url(url: str, settings: Settings) -> Source:
             ) from e
         _instances[key] = getattr(module, class_name)(settings)
     return _instances[key]
+
+
+#: The bytes of a response's start that tell an HTML page from the file.
+SNIFF_BYTES = 1024
+
+
+def looks_like_html(head: bytes) -> bool:
+    """True for the start of an HTML document (quota, login and error pages), whatever the
+    Content-Type says: what a URL sends instead of the file when something is wrong."""
+    text = head[:SNIFF_BYTES].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return text.startswith((b"<!doctype html", b"<html")) or (
+        text.startswith(b"<") and (b"<head" in text or b"<body" in text)
+    )

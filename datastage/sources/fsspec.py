@@ -46,7 +46,8 @@ class FsspecSource:
         import fsspec.core
 
         try:
-            return fsspec.core.url_to_fs(url)
+            fs, path = fsspec.core.url_to_fs(url)
+            return fs, path
         except ImportError as e:
             scheme = url.split("://", 1)[0]
             raise MissingDependency(

@@ -156,7 +156,8 @@ class HFSource:
             body.remote = replace(body.remote, url=f.url, name=f.name, digest=f.digest)
             return body
 
-        return self._each_endpoint(attempt, f.url)
+        body: HTTPBody = self._each_endpoint(attempt, f.url)
+        return body
 
     def _authorise(self) -> None:
         with self._lock:

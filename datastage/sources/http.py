@@ -27,7 +27,6 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .. import __version__
 from ..core.errors import (
     AccessDenied,
     DatastageError,
@@ -38,8 +37,8 @@ from ..core.errors import (
     SourceError,
 )
 from ..core.text import one_line
-from ..obtain.retrying import origin
-from ..resolve.manifest import file_name_from_url
+from ..core.urls import file_name_from_url, origin
+from ..core.version import __version__
 from ..settings.config import Settings
 from . import RemoteFile
 

@@ -48,12 +48,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
 
-from .. import __version__
 from ..core.digests import READ_CHUNK
 from ..core.errors import IntegrityError, UsageError
 from ..core.fsutil import disk_full_as_error, ensure_free, remove_tree, write_atomic
 from ..core.names import MARKER, strip_archive_suffix
 from ..core.progress import Reporter
+from ..core.version import __version__
 from ..resolve.manifest import NAME_PATTERN, Manifest
 from ..settings import config
 from .marker import MARKER_FORMAT, read_marker

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-from .. import __version__
 from ..core.fsutil import write_atomic
 from ..core.names import FILE_LIST, MARKER, RESERVED_NAMES
 from ..core.redact import redact_url
+from ..core.version import __version__
 from ..obtain.cache import Blob
 from ..resolve.manifest import FileEntry, Manifest
 

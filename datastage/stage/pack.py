@@ -26,9 +26,9 @@ from typing import BinaryIO, Optional, Union
 
 from ..core.errors import UsageError
 from ..core.fsutil import atomic_file, write_atomic
-from ..core.progress import Reporter
+from ..core.progress import Bar, Reporter
 from .folder import DEFAULT_WORKERS, checked_name
-from .srctree import FileInfo, check_unchanged, list_tree, open_listed, refuse_nested
+from .srctree import FileInfo, Listing, check_unchanged, list_tree, open_listed, refuse_nested
 
 #: Files up to this size are read whole by the pool; larger ones are streamed by the writer.
 WHOLE_FILE = 1 << 20
@@ -109,39 +109,14 @@ def pack(src: Path, dest: Path, name: Optional[str] = None, quiet: bool = False)
     archive = dest / f"{name}.tar"
     bar = reporter.bar(f"packing {src.name}", unpacked)
     try:
-        # A large buffer: tarfile writes in small pieces, and a network mount pays per write.
-        with atomic_file(archive, buffering=8 << 20) as raw:
-            out = _HashingWriter(raw)
-            with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-                for rel in sorted(listing.empty_dirs):
-                    tar.addfile(_member(rel, tarfile.DIRTYPE, listing.dirs[rel]))
-                for rel, text in listing.links.items():
-                    link = _member(rel, tarfile.SYMTYPE, 0o777)
-                    link.linkname = text
-                    tar.addfile(link)
-                for rel, info, content in _read_ahead(src, listing.files):
-                    member = _member(rel, tarfile.REGTYPE, info.mode)
-                    member.size, member.mtime = info.size, info.mtime_ns // 1_000_000_000
-                    if isinstance(content, bytes):
-                        tar.addfile(member, io.BytesIO(content))
-                    else:
-                        with content, io.BufferedReader(content, 1 << 20) as buffered:
-                            tar.addfile(member, buffered)
-                            content.check()
-                    bar.update(info.size)
+        sha256, size = _write_tar(archive, src, listing, bar)
     finally:
         bar.close()
+    file = {"url": archive.name, "sha256": sha256, "size": size, "unpacked_size": unpacked}
     manifest = {
         "name": name,
         "description": f"packed from {src} by datastage pack",
-        "files": [
-            {
-                "url": archive.name,
-                "sha256": out.h.hexdigest(),
-                "size": out.size,
-                "unpacked_size": unpacked,
-            }
-        ],
+        "files": [file],
     }
     path = dest / f"{name}.toml"
     write_atomic(path, tomli_w.dumps(manifest).encode())
@@ -152,6 +127,32 @@ def pack(src: Path, dest: Path, name: Optional[str] = None, quiet: bool = False)
     for made in (archive, path):
         os.chmod(made, 0o644 & ~umask)
     return path
+
+
+def _write_tar(archive: Path, src: Path, listing: Listing, bar: Bar) -> tuple[str, int]:
+    """One plain tar of ``listing``: empty folders, links, then the files in order, read ahead
+    by a thread pool. Returns its sha256 and size, measured as it is written."""
+    # A large buffer: tarfile writes in small pieces, and a network mount pays per write.
+    with atomic_file(archive, buffering=8 << 20) as raw:
+        out = _HashingWriter(raw)
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+            for rel in sorted(listing.empty_dirs):
+                tar.addfile(_member(rel, tarfile.DIRTYPE, listing.dirs[rel]))
+            for rel, text in listing.links.items():
+                link = _member(rel, tarfile.SYMTYPE, 0o777)
+                link.linkname = text
+                tar.addfile(link)
+            for rel, info, content in _read_ahead(src, listing.files):
+                member = _member(rel, tarfile.REGTYPE, info.mode)
+                member.size, member.mtime = info.size, info.mtime_ns // 1_000_000_000
+                if isinstance(content, bytes):
+                    tar.addfile(member, io.BytesIO(content))
+                else:
+                    with content, io.BufferedReader(content, 1 << 20) as buffered:
+                        tar.addfile(member, buffered)
+                        content.check()
+                bar.update(info.size)
+    return out.h.hexdigest(), out.size
 
 
 def _member(rel: str, kind: bytes, mode: int) -> tarfile.TarInfo:

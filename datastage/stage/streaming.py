@@ -250,7 +250,7 @@ def _decompress_some(head: bytes, compression: str) -> Optional[bytes]:
 
 
 def _is_tar_header(block: bytes) -> bool:
-    from ..extract import _is_tar_header as is_tar
+    from ..extract import is_tar_header as is_tar
 
     return is_tar(block)
 
