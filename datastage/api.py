@@ -22,12 +22,13 @@ from .core.errors import CorruptArchive, DatastageError, UsageError, VerifyFaile
 from .core.progress import Reporter
 from .core.redact import redact_url
 from .resolve import registry
-from .resolve.manifest import URL_SCHEME, Manifest
+from .resolve.manifest import URL_SCHEME, FileEntry, Manifest
 from .settings import config
 from .stage import staging as stage
 
 if TYPE_CHECKING:
-    from .obtain.cache import Blob
+    from .obtain.cache import Blob, Cache
+    from .obtain.pins import Pins
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -67,9 +68,8 @@ def get(
     ``repair`` re-hashes the staged files and the cached files they came from, as ``verify``
     does, and stages again only if something differs (a same-size change included).
     Without either, a staged dataset is trusted by its marker and sizes: instant.
-    ``from_`` reads every file from a copy the user has instead of its URLs: a folder (each
-    file by its name; also how a gated dataset's downloads are staged) or a URL prefix
-    (``base/<name>``); see localcopy.py.
+    ``from_`` reads every file by its name from the user's copy instead of its URLs: a folder
+    or a URL prefix (how a gated dataset is staged; localcopy.py).
     """
     endpoints = {"hf_endpoint": hf_endpoint, "s3_endpoint": s3_endpoint}
     dest = config.resolve_to(to)
@@ -356,39 +356,13 @@ def info(
 ) -> dict[str, Any]:
     """What the manifest says, plus which files are in the cache and whether it is staged."""
     from .obtain.cache import Cache
-    from .obtain.pins import Pins, apply
+    from .obtain.pins import Pins
 
     manifest = _manifest(target, None, None, cache_dir=cache)
     store = Cache(config.resolve(cache_dir=cache).cache_dir)
     book = Pins(store.root)
-    files = []
-    states = []
-    for entry in manifest.files:
-        pinned, pin = book.status(entry)
-        states.append(pinned)
-        blob = store.find(apply(entry, pin))
-        files.append(
-            {
-                "name": entry.name,
-                "urls": [redact_url(url) for url in entry.urls],
-                "size": entry.size,
-                "digests": [str(d) for d in entry.digests],
-                "pinned": pinned,
-                "pin": {"size": pin.size, "sha256": pin.sha256, "pinned_at": pin.pinned_at}
-                if pin
-                else None,
-                "cached": str(blob.path) if blob else None,
-                "parts": [
-                    {
-                        "name": p.name,
-                        "urls": [redact_url(url) for url in p.urls],
-                        "size": p.size,
-                        "digests": [str(d) for d in p.digests],
-                    }
-                    for p in entry.parts
-                ],
-            }
-        )
+    files = [_file_info(entry, book, store) for entry in manifest.files]
+    states = [f["pinned"] for f in files]
     result: dict[str, Any] = {
         "name": manifest.address,
         "staged_as": manifest.name,
@@ -421,6 +395,33 @@ def info(
             str(stage.root_of(manifest, dest)) if stage.is_current(manifest, dest) else None
         )
     return result
+
+
+def _file_info(entry: FileEntry, book: Pins, store: Cache) -> dict[str, Any]:
+    """One file of ``info``: where it comes from, what it must be, whether it is cached."""
+    from .obtain.pins import apply
+
+    pinned, pin = book.status(entry)
+    blob = store.find(apply(entry, pin))
+    shown = {"size": pin.size, "sha256": pin.sha256, "pinned_at": pin.pinned_at} if pin else None
+    return {
+        "name": entry.name,
+        "urls": [redact_url(url) for url in entry.urls],
+        "size": entry.size,
+        "digests": [str(d) for d in entry.digests],
+        "pinned": pinned,
+        "pin": shown,
+        "cached": str(blob.path) if blob else None,
+        "parts": [
+            {
+                "name": p.name,
+                "urls": [redact_url(url) for url in p.urls],
+                "size": p.size,
+                "digests": [str(d) for d in p.digests],
+            }
+            for p in entry.parts
+        ],
+    }
 
 
 def _mirror_measurements(cache_root: Path, manifest: Manifest) -> dict[str, Any]:
