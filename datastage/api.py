@@ -24,7 +24,7 @@ from .core.redact import redact_url
 from .resolve import registry
 from .resolve.manifest import URL_SCHEME, FileEntry, Manifest
 from .settings import config
-from .stage import staging as stage
+from .stage import staging
 
 if TYPE_CHECKING:
     from .obtain.cache import Blob, Cache
@@ -84,8 +84,8 @@ def get(
         if staged is not None:
             return staged
     manifest = _manifest(target, sha256, name, name_encoding, cache_dir=cache, **endpoints)
-    if not (force or repair) and stage.is_current(manifest, dest):
-        return stage.root_of(manifest, dest)
+    if not (force or repair) and staging.is_current(manifest, dest):
+        return staging.root_of(manifest, dest)
     settings = config.resolve(
         cache_dir=cache, quiet=quiet, connections=connections, mirror=mirror, **endpoints
     )
@@ -125,18 +125,18 @@ def _get_in_turn(
         return _get(manifest, dest, settings, force, repair)
     # --force/--repair under torchrun: the first rank to take the turn does it; the others
     # find a staging that changed while they waited, and take it.
-    before = stage.Owned.of(stage.dataset_dir(manifest, dest))
+    before = staging.Owned.of(staging.dataset_dir(manifest, dest))
 
     def done() -> bool:
-        if (force or repair) and stage.Owned.of(stage.dataset_dir(manifest, dest)) == before:
+        if (force or repair) and staging.Owned.of(staging.dataset_dir(manifest, dest)) == before:
             return False
-        return stage.is_current(manifest, dest)
+        return staging.is_current(manifest, dest)
 
     with ranks.machine_turn(
         f"get {manifest.name} {dest}", done, settings.lock_timeout, Reporter(settings.quiet).say
     ):
         if done():
-            return stage.root_of(manifest, dest)
+            return staging.root_of(manifest, dest)
         return _get(manifest, dest, settings, force, repair)
 
 
@@ -144,7 +144,7 @@ def _get(
     manifest: Manifest, dest: Path, settings: config.Settings, force: bool, repair: bool
 ) -> Path:
     if repair and not force and not _needs_repair(manifest, dest, settings):
-        return stage.root_of(manifest, dest)
+        return staging.root_of(manifest, dest)
     return get_manifest(manifest, dest, settings, force=force or repair)
 
 
@@ -158,7 +158,7 @@ def get_manifest(
     from .obtain.usage import in_use
 
     reporter = Reporter(settings.quiet)
-    stage.refuse_foreign(manifest, dest)  # before a byte is downloaded
+    staging.refuse_foreign(manifest, dest)  # before a byte is downloaded
 
     def attempt() -> Path:
         overlapped = _overlapped(manifest, dest, settings, reporter, force)
@@ -166,7 +166,7 @@ def get_manifest(
             return overlapped
         obtained = obtaining.obtain_all(manifest, dest, settings, reporter)
         blobs = list(zip(manifest.files, obtained))
-        return stage.stage(manifest, blobs, dest, reporter, settings.lock_timeout, force=force)
+        return staging.stage(manifest, blobs, dest, reporter, settings.lock_timeout, force=force)
 
     store = Cache(settings.cache_dir)
     try:
@@ -268,19 +268,19 @@ def verify(
     if repair:
         return _get(manifest, dest, settings, force=False, repair=True)
     reporter = Reporter(settings.quiet)
-    folder = stage.dataset_dir(manifest, dest)
-    marker = stage.read_marker(folder)
+    folder = staging.dataset_dir(manifest, dest)
+    marker = staging.read_marker(folder)
     if marker is None or marker.get("content_key") != manifest.content_key:
-        return stage.verify(manifest, dest, reporter)  # says what is wrong with the marker
+        return staging.verify(manifest, dest, reporter)  # says what is wrong with the marker
     problems = _inspect(manifest, dest, marker, settings, reporter)
     if problems is not None:
-        stage.record_damage(folder, problems[0])
+        staging.record_damage(folder, problems[0])
         cached = f" --cache {shlex.quote(str(cache))}" if cache is not None else ""
         raise VerifyFailed(
-            problems[0], hint=f"repair with: {stage.get_command(manifest, dest)}{cached} --repair"
+            problems[0], hint=f"repair with: {staging.get_command(manifest, dest)}{cached} --repair"
         )
-    stage.clear_damage(folder)
-    return stage.root_of(manifest, dest)
+    staging.clear_damage(folder)
+    return staging.root_of(manifest, dest)
 
 
 def _needs_repair(manifest: Manifest, dest: Path, settings: config.Settings) -> bool:
@@ -289,11 +289,11 @@ def _needs_repair(manifest: Manifest, dest: Path, settings: config.Settings) -> 
     from .obtain.cache import Cache
 
     reporter = Reporter(settings.quiet)
-    folder = stage.dataset_dir(manifest, dest)
-    marker = stage.read_marker(folder)
+    folder = staging.dataset_dir(manifest, dest)
+    marker = staging.read_marker(folder)
     if marker is None or marker.get("content_key") != manifest.content_key:
         return True  # not staged, or from another version: an ordinary staging
-    if stage.damage_reported(folder):
+    if staging.damage_reported(folder):
         reporter.say(f"repairing {folder}: verify found it damaged")
         return True
     problems = _inspect(manifest, dest, marker, settings, reporter)
@@ -322,7 +322,7 @@ def _inspect(
     store = Cache(settings.cache_dir)
     blobs = [
         Blob(store.blob_path(sha), size, sha)
-        for _, sha, size in stage.built_from(marker)
+        for _, sha, size in staging.built_from(marker)
         if store.blob_path(sha).is_file()
     ]
     bad = []
@@ -335,13 +335,13 @@ def _inspect(
     finally:
         bar.close()
     try:
-        stage.verify(manifest, dest, reporter)
+        staging.verify(manifest, dest, reporter)
         found = None
     except VerifyFailed as e:
         found = e.message
     if bad:
-        cached = stage.damaged_blobs_error(bad).message
-        where = stage.dataset_dir(manifest, dest)
+        cached = staging.damaged_blobs_error(bad).message
+        where = staging.dataset_dir(manifest, dest)
         found = f"{found}; and {cached}" if found else f"{where} was built from {cached}"
     return None if found is None else (found, [b for b, _ in bad])
 
@@ -392,7 +392,7 @@ def info(
     if to is not None:
         dest = config.given_path(to, "--to")
         result["staged"] = (
-            str(stage.root_of(manifest, dest)) if stage.is_current(manifest, dest) else None
+            str(staging.root_of(manifest, dest)) if staging.is_current(manifest, dest) else None
         )
     return result
 
@@ -458,7 +458,7 @@ def _staged_root(
     """Where ``target`` is currently staged in ``dest``, or None (also when it cannot be told)."""
     try:
         manifest = _manifest(target, sha256, name, **settings)
-        return stage.root_of(manifest, dest) if stage.is_current(manifest, dest) else None
+        return staging.root_of(manifest, dest) if staging.is_current(manifest, dest) else None
     except (DatastageError, OSError):
         return None
 
@@ -510,7 +510,7 @@ def _checked_target(target: Any, name: Optional[str] = None) -> str:
     reason = check_url(target) if URL_SCHEME.match(target) or "\x00" in target else None
     if reason:
         raise UsageError(f"target {reason}")
-    if name is not None:  # a one-liner's folder: the file's own case is allowed (direct.py)
+    if name is not None:  # a one-liner's folder: the file's own case is allowed (oneliner.py)
         reason = check_name(name.lower()) if name.strip() else "is empty"
         if not reason and len(name.encode()) > MAX_FOLDER_NAME:
             reason = f"{name[:12]!r}... is too long: at most {MAX_FOLDER_NAME} characters"
@@ -523,9 +523,9 @@ def _check_from(target: str, base: str) -> None:
     """``--from`` applies to a dataset name or manifest file (a URL/path target is already
     its own copy) and must be a folder or URL prefix."""
     from .obtain import localcopy
-    from .resolve import oneliner as direct
+    from .resolve import oneliner
 
-    if direct.is_direct(target):
+    if oneliner.is_direct(target):
         raise UsageError(
             "--from applies to a dataset name or manifest, not to a URL or path",
             hint=f"give the copy itself as the target: datastage get {shlex.quote(base)}",

@@ -198,3 +198,19 @@ def test_debug_switch_reads_the_same_words(
     )
     assert done.returncode != 0 and done.stderr.count("error: ") == 1
     assert ("Traceback" in done.stderr) is shown, done.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["get", "demo", "--to", "~no-such-user-datastage/x"],
+        ["stage", "~no-such-user-datastage/src", "--to", "/tmp"],
+        ["get", "demo", "--to", "/tmp/x", "--cache", "~no-such-user-datastage/c"],
+    ],
+)
+def test_a_tilde_user_that_does_not_exist_is_a_usage_error(args: list[str]) -> None:
+    """pathlib raises RuntimeError for ~nosuchuser: it was an internal error, exit 1."""
+    done = run_cli(*args)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ~no-such-user-datastage: no such user")
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr

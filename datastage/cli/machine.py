@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import click
 
-from ..core.errors import UsageError
+from ..core.errors import NoDefaultFolder, UsageError
 from ..core.progress import Reporter
 from ..core.redact import redact_url
 from . import options
@@ -41,7 +41,7 @@ def environment() -> dict[str, Any]:
     settings = config.resolve()
     try:
         to: Optional[str] = str(config.resolve_to())
-    except UsageError:  # no default on a plain machine: shown as such
+    except NoDefaultFolder:  # no default on a plain machine: shown as such
         to = None
     return {
         "platform": found.name,

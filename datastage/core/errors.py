@@ -5,7 +5,8 @@ boundary where they happen, with ``raise ... from e``. The CLI prints ``error: <
 when there is one, ``hint: <hint>``, then exits with ``exit_code``.
 
     DatastageError                       1
-    ├── UsageError                       2   bad flag combination, bad target string
+    ├── UsageError                       2   bad flag combination, bad target string, ~nosuchuser
+    │   └── NoDefaultFolder              2   no --to and no platform default
     ├── ManifestError                    3   unreadable or invalid manifest (names file and key)
     │   ├── InvalidManifest              3   every problem of one manifest, each with its key
     │   └── DatasetNotFound              3   unknown name ("did you mean ...")
@@ -97,6 +98,10 @@ def note_hint(error: BaseException) -> None:
 
 class UsageError(DatastageError):
     exit_code = 2
+
+
+class NoDefaultFolder(UsageError):
+    """No --to was given and this machine has no default to stage to."""
 
 
 class ManifestError(DatastageError):

@@ -15,10 +15,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Optional
 
-from .errors import InsufficientSpace
+from .errors import InsufficientSpace, UsageError
 
 #: Keep this much free beyond what a step needs: a full disk breaks more than datastage.
 SPACE_MARGIN = 64 * 1024 * 1024
+
+
+def user_path(text: str) -> Path:
+    """``text`` with a leading ``~`` or ``~user`` expanded, as a shell does; a ``~user`` that
+    names no user is a usage error (pathlib raises RuntimeError, which would be a traceback)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        head = str(text).split("/", 1)[0]
+        raise UsageError(
+            f"{head}: no such user, so {text} names no folder",
+            hint="give the folder as an absolute path",
+        ) from None
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
-from pathlib import Path
 from typing import Optional, Union
+
+from .fsutil import user_path
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -23,7 +24,7 @@ def check(*paths: Optional[PathLike]) -> None:
     for raw in paths:
         if raw is None:
             continue
-        path = Path(raw).expanduser().absolute()
+        path = user_path(os.fspath(raw)).absolute()
         ancestor = path
         while not ancestor.exists() and ancestor != ancestor.parent:
             ancestor = ancestor.parent

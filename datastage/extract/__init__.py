@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
 from ..core.errors import ArchiveError, CorruptArchive, MissingDependency, UnsupportedArchive
+from ..core.text import one_line
 from .streams import DECOMPRESSION_ERRORS, decompressed
-from .writer import Budget, SafeWriter
+from .writer import SafeWriter, SizeBudget
 
 __all__ = [
-    "Budget",
     "Format",
     "SafeWriter",
+    "SizeBudget",
     "declared_size",
     "detect",
     "extract",
@@ -311,7 +312,7 @@ def _archive_errors(writer: SafeWriter, fmt: Format) -> Iterator[None]:
         if _raised_by_a_reader_library(e):
             raise CorruptArchive(
                 f"{writer.archive} is damaged ({fmt}): its reader failed with "
-                f"{type(e).__name__}: {_one_line(e)}",
+                f"{type(e).__name__}: {one_line(e)}",
                 hint="delete it from the cache if this persists; re-run to download it again",
                 path=writer.archive,
             ) from e
@@ -321,7 +322,7 @@ def _archive_errors(writer: SafeWriter, fmt: Format) -> Iterator[None]:
         if not isinstance(e, _ARCHIVE_ERRORS) and not _is_decompression_oserror(e):
             raise
         raise CorruptArchive(
-            f"{writer.archive} is damaged or truncated ({fmt}): {_one_line(e)}",
+            f"{writer.archive} is damaged or truncated ({fmt}): {one_line(e)}",
             hint="delete it from the cache if this persists; re-run to download it again",
             path=writer.archive,
         ) from e
@@ -388,7 +389,3 @@ class _CountingReader:
 def _chunks(f: IO[bytes]) -> Any:
     while chunk := f.read(READ_CHUNK):
         yield chunk
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__

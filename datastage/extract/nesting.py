@@ -21,7 +21,7 @@ from ..core.errors import ManifestError, UnsupportedArchive
 from ..core.fsutil import SPACE_MARGIN, ensure_free, free_bytes, remove_tree
 from . import Format, detect, extract, output_name
 from .encodings import name_encoding
-from .writer import Budget, SafeWriter
+from .writer import SafeWriter, SizeBudget
 
 #: Names ``extract_nested = true`` looks at (the bytes decide, these only pick candidates).
 NESTED_SUFFIXES = (
@@ -75,7 +75,7 @@ def _run(
 
 def _budget(
     path: Path, fmt: Format, folder: Path, from_manifest: Optional[int], manifest_says: str
-) -> Budget:
+) -> SizeBudget:
     """Check the declared size against free space now; cap what the extraction may write."""
     from . import declared_size
 
@@ -85,9 +85,9 @@ def _budget(
         declared, by = declared_size(path, fmt), "the archive's own listing"
     if declared is not None:
         ensure_free(folder, declared, f"to extract {path.name}")
-        return Budget(declared, by)
+        return SizeBudget(declared, by)
     # Nothing declared: stop a little before the disk is full rather than fill it.
-    return Budget(max(0, free_bytes(folder) - SPACE_MARGIN // 4), "", free_space_of=folder)
+    return SizeBudget(max(0, free_bytes(folder) - SPACE_MARGIN // 4), "", free_space_of=folder)
 
 
 def _unpack_nested(

@@ -57,7 +57,7 @@ _UMASK_LOCK = threading.Lock()
 
 
 @dataclass
-class Budget:
+class SizeBudget:
     """How many bytes an extraction may write: what was declared, or the free space."""
 
     limit: int
@@ -106,7 +106,7 @@ class SafeWriter:
         prefix: str,
         archive: str,
         record: dict[str, Any],
-        budget: Optional[Budget] = None,
+        budget: Optional[SizeBudget] = None,
         strip: int = 0,
     ) -> None:
         self.root = root

@@ -16,7 +16,7 @@ class Cancelled(Exception):
     """Another file of the same ``get`` failed (or Ctrl-C): stop, keeping the ``.part``."""
 
 
-class Budget:
+class ConnectionBudget:
     """Connections that may be open at once, shared by every file of one ``get``/``fetch``.
 
     ``cancel()`` tells every download sharing it to stop at its next chunk (Cancelled), so

@@ -74,7 +74,7 @@ from ..resolve.manifest import FileEntry
 from ..settings.config import Settings
 from . import mirrors
 from . import plan as segment_plan
-from .budget import Budget
+from .budget import ConnectionBudget
 from .cache import Blob, Cache
 from .retrying import Patience, safe_url
 from .transfer import Mirror, Restart, SegmentedTransfer
@@ -116,7 +116,7 @@ def download(
     cache: Cache,
     settings: Settings,
     reporter: Reporter,
-    budget: Optional[Budget] = None,
+    budget: Optional[ConnectionBudget] = None,
     on_prefix: Optional[Callable[[int], None]] = None,
 ) -> Blob:
     """Return the verified cache blob for ``entry``, downloading it if needed.
@@ -137,7 +137,7 @@ def download(
         blob = cache.find(entry)  # another process may have finished it while we waited
         if blob:
             return blob
-        budget = budget or Budget(settings.connections)
+        budget = budget or ConnectionBudget(settings.connections)
         return _from_any_url(entry, cache, settings, reporter, budget, on_prefix)
 
 
@@ -157,7 +157,7 @@ def _from_any_url(
     cache: Cache,
     settings: Settings,
     reporter: Reporter,
-    budget: Budget,
+    budget: ConnectionBudget,
     on_prefix: Optional[Callable[[int], None]],
 ) -> Blob:
     failures: list[tuple[str, Exception]] = []
@@ -201,7 +201,7 @@ class _Download:
         cache: Cache,
         settings: Settings,
         reporter: Reporter,
-        budget: Optional[Budget] = None,
+        budget: Optional[ConnectionBudget] = None,
         on_prefix: Optional[Callable[[int], None]] = None,
     ):
         self.entry = entry
@@ -212,7 +212,7 @@ class _Download:
         self.source = sources.for_url(url, settings)
         self.part, self.state_path = cache.partial_paths(entry)
         self.algorithms = [d.algorithm for d in entry.digests]
-        self.budget = budget or Budget(settings.connections)
+        self.budget = budget or ConnectionBudget(settings.connections)
         self.on_prefix = on_prefix
         self.via = url  # what verification errors name as the origin of the bytes
         self.spread_urls: list[str] = []  # other mirrors that may serve segments

@@ -39,7 +39,7 @@ from .cache import Blob, Cache
 from .pins import Pins, apply
 
 if TYPE_CHECKING:
-    from .transfer import Budget
+    from .budget import ConnectionBudget
 
 T = TypeVar("T")
 #: What a first-use pin's expectation can make a download fail with.
@@ -92,7 +92,7 @@ def obtain_one(
     reporter: Reporter,
     *,
     expected: Optional[FileEntry] = None,
-    budget: Optional[Budget] = None,
+    budget: Optional[ConnectionBudget] = None,
     on_prefix: Optional[Callable[[int], None]] = None,
     pinned_now: Optional[list[str]] = None,
 ) -> Blob:
@@ -188,9 +188,9 @@ def _download_all(
     """
     from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-    from .budget import Budget, Cancelled
+    from .budget import Cancelled, ConnectionBudget
 
-    budget = Budget(settings.connections)
+    budget = ConnectionBudget(settings.connections)
 
     def one(entry: FileEntry, expected: FileEntry) -> Blob:
         return obtain_one(

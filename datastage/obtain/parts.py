@@ -42,8 +42,8 @@ from ..core.progress import Reporter
 from ..resolve.manifest import FileEntry
 from ..settings.config import Settings
 from ..sources.local import path_of
+from .budget import ConnectionBudget
 from .cache import Blob, Cache
-from .transfer import Budget
 
 JOIN_CHUNK = 8 * READ_CHUNK
 JOIN_SUFFIX = ".join"
@@ -54,7 +54,7 @@ def join(
     store: Cache,
     settings: Settings,
     reporter: Reporter,
-    budget: Optional[Budget] = None,
+    budget: Optional[ConnectionBudget] = None,
 ) -> Blob:
     """The verified cache blob of ``entry``, made from its parts (a tiers.obtain downloader)."""
     blob = store.find(entry)

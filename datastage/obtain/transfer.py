@@ -55,7 +55,7 @@ from ..core.urls import origin
 from ..settings.config import Settings
 from ..sources import Body, RemoteFile, Source
 from . import plan as segment_plan
-from .budget import Budget
+from .budget import ConnectionBudget
 from .plan import Segment
 from .retrying import Patience
 
@@ -100,7 +100,7 @@ class SegmentedTransfer:
         hasher: Hasher,
         settings: Settings,
         bar: Bar,
-        budget: Budget,
+        budget: ConnectionBudget,
         save: Callable[[list[list[int]]], None],
         refuse_html: Callable[[bytes, str], None],
         warn: Callable[[str], None],

@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 from ..core.digests import hash_file
 from ..core.errors import CorruptArchive, UsageError
+from ..core.fsutil import user_path
 from ..core.names import strip_archive_suffix
 from ..extract import Format, detect, output_name
 from .manifest import NAME_PATTERN, URL_SCHEME, FileEntry, file_name_from_url, from_dict
@@ -58,7 +59,7 @@ def measure(target: str, settings: Any, reporter: Any) -> Measured:
         local, url, size, sha256 = blob.path, target, blob.size, blob.sha256
         name = entry.name
     else:
-        local = Path(target.removeprefix("file://")).expanduser().absolute()
+        local = user_path(target.removeprefix("file://")).absolute()
         if not local.is_file():
             raise UsageError(f"{target}: no such file (give a URL or a path to a file)")
         reporter.say(f"hashing {local}")
@@ -164,7 +165,7 @@ def hash_lines(paths: Iterable[str], algorithms: Sequence[str] = DEFAULT_ALGORIT
     """``[[files]]`` tables with the size and digests of local files."""
     blocks = []
     for raw in paths:
-        path = Path(raw).expanduser()
+        path = user_path(raw)
         if not path.is_file():
             raise UsageError(f"{raw}: no such file")
         hashed = hash_file(path, algorithms).hexdigests()

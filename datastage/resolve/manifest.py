@@ -55,6 +55,7 @@ from typing import Any, Callable, NoReturn, Optional, TypeVar, Union
 from ..core import tomlio
 from ..core.digests import HEX_LENGTHS, Digest
 from ..core.errors import InvalidManifest, ManifestError
+from ..core.fsutil import user_path
 from ..core.names import archive_suffix
 from ..core.redact import remember
 from ..core.tomlio import tomllib  # noqa: F401 - authoring.py checks what it writes with it
@@ -660,7 +661,7 @@ def resolve_url(url: str, base: Path) -> str:
     """URLs stay as they are; a plain path is made absolute against the manifest's folder."""
     if URL_SCHEME.match(url):
         return url
-    return str((base / Path(url).expanduser()).resolve())
+    return str((base / user_path(url)).resolve())
 
 
 class _Skip(Exception):

@@ -28,6 +28,7 @@ from typing import Any, Optional
 from .. import sources
 from ..core.digests import Digest
 from ..core.errors import UsageError
+from ..core.fsutil import user_path
 from ..core.names import archive_suffix, strip_archive_suffix
 from ..core.redact import remember
 from ..settings.config import Settings
@@ -67,7 +68,7 @@ def manifest_for(
             sha256 = Digest.parse(sha256, "sha256").hexdigest
         except ValueError as e:
             raise UsageError(f"--sha256: {e}") from None
-    url = target if URL_SCHEME.match(target) else str(Path(target).expanduser().absolute())
+    url = target if URL_SCHEME.match(target) else str(user_path(target).absolute())
     remember(url)  # a listing error names it before any manifest entry exists
     source = sources.for_url(url, settings)
     files = source.list(url)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..core.errors import DatasetNotFound, ManifestError
+from ..core.fsutil import user_path
 from ..settings.config import REGISTRY_ENV
 from . import manifest as manifest_mod
 from .manifest import SUBSET_SEPARATOR, Manifest
@@ -31,7 +32,7 @@ def builtin_dir() -> Path:
 
 
 def search_dirs() -> list[Path]:
-    extra = [Path(p).expanduser() for p in os.environ.get(REGISTRY_ENV, "").split(os.pathsep) if p]
+    extra = [user_path(p) for p in os.environ.get(REGISTRY_ENV, "").split(os.pathsep) if p]
     return [*extra, builtin_dir()]
 
 
@@ -70,11 +71,11 @@ def resolve(target: str) -> Manifest:
     in_file = file_subset(target)
     if in_file is not None:  # "x.toml/subset" (or "x.toml/": the whole manifest)
         file, subset = in_file
-        from_file = manifest_mod.load(Path(file).expanduser())
+        from_file = manifest_mod.load(user_path(file))
         sep = SUBSET_SEPARATOR if subset else ""
         return _pick_subset(from_file, file, sep, subset, target)
     if is_path(target):
-        return manifest_mod.load(Path(target).expanduser())
+        return manifest_mod.load(user_path(target))
     name, sep, subset = target.partition(SUBSET_SEPARATOR)
     paths = manifest_paths()
     found = load_named(name, paths[name]) if name in paths else _by_alias(name, paths)

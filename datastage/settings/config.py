@@ -15,7 +15,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..core.errors import UsageError
+from ..core.errors import NoDefaultFolder, UsageError
+from ..core.fsutil import user_path
+from ..core.text import boolean
 
 ENV = {
     "cache_dir": "DATASTAGE_CACHE",
@@ -84,7 +86,7 @@ def resolve(**flags: Any) -> Settings:
     _check_urls(values, flags)
     if "cache_dir" not in values:
         values["cache_dir"] = default_cache_dir()
-    values["cache_dir"] = Path(values["cache_dir"]).expanduser().absolute()
+    values["cache_dir"] = user_path(values["cache_dir"]).absolute()
     _check_patience(values)
     return replace(Settings(cache_dir=values["cache_dir"]), **values)
 
@@ -148,7 +150,7 @@ def _add_file_and_platform_values(values: dict[str, Any]) -> None:
         values.setdefault("sources", found.default_sources)
     for key in ("persistent_cache",):
         if values.get(key) is not None:
-            values[key] = Path(values[key]).expanduser().absolute()
+            values[key] = user_path(values[key]).absolute()
     if values.get("persistent_cache") is not None and not on_a_mounted_store(
         values["persistent_cache"]
     ):
@@ -178,17 +180,17 @@ def resolve_to(flag: Any = None) -> Path:
         return given_path(flag, "--to")
     raw = os.environ.get(TO_ENV, "").strip()
     if raw:
-        return Path(raw).expanduser().absolute()
+        return user_path(raw).absolute()
     from . import configfile
 
     configured = configfile.load().get("to")
     if configured is not None:
-        return Path(configured).expanduser().absolute()
+        return user_path(configured).absolute()
     from .machine import detect
 
     found = detect()
     if found.default_to is None:
-        raise UsageError(
+        raise NoDefaultFolder(
             "--to is required on this machine (no platform default)",
             hint="pass --to DIR, set DATASTAGE_TO, or run: datastage config set to DIR",
         )
@@ -199,7 +201,7 @@ def given_path(value: Any, option: str) -> Path:
     """A path the caller passed, made absolute; an empty one is a mistake, not the cwd."""
     if not str(value).strip():
         raise UsageError(f"{option} is empty", hint=f"give {option} a path")
-    return Path(value).expanduser().absolute()
+    return user_path(value).absolute()
 
 
 def _from_env(name: str, raw: str) -> Any:
@@ -209,13 +211,13 @@ def _from_env(name: str, raw: str) -> Any:
         "backoff": float,
         "timeout": float,
         "lock_timeout": float,
-        "quiet": _boolean,
-        "offline": _boolean,
+        "quiet": boolean,
+        "offline": boolean,
         "hf_endpoint": str,
         "s3_endpoint": str,
         "gdrive_endpoint": str,
         "persistent_cache": Path,
-        "sources": lambda s: tuple(Path(p).expanduser() for p in s.split(os.pathsep) if p),
+        "sources": lambda s: tuple(user_path(p) for p in s.split(os.pathsep) if p),
         "shared_cache": str,
         "connections": _positive,
         "mirror": str,
@@ -243,12 +245,3 @@ def _byte_size(raw: str) -> int:
     if value < 1:
         raise ValueError(raw)
     return value
-
-
-def _boolean(raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(raw)

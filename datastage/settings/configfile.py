@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 from ..core import tomlio
 from ..core.errors import UsageError
-from ..core.fsutil import write_atomic
+from ..core.fsutil import user_path, write_atomic
+from ..core.text import boolean
 
 PATH_ENV = "DATASTAGE_CONFIG"
 HEADER = "# datastage settings: `datastage config list` shows them, `config set` edits them\n"
@@ -53,7 +54,7 @@ RETIRED = {"verify_persistent"}
 def path() -> Path:
     override = os.environ.get(PATH_ENV, "").strip()
     if override:
-        return Path(override).expanduser()
+        return user_path(override)
     from platformdirs import user_config_dir
 
     return Path(user_config_dir("datastage", appauthor=False)) / "config.toml"
@@ -129,12 +130,12 @@ def parse(key: str, raw: str) -> Any:
     if kind == "url" and not raw.strip().startswith("s3://"):
         raise UsageError(f"{raw!r} is not a valid value for {key} (an s3://bucket/prefix URL)")
     parsers: dict[str, Callable[[str], Any]] = {
-        "path": lambda s: Path(s).expanduser(),
+        "path": lambda s: user_path(s),
         "url": str,
-        "paths": lambda s: tuple(Path(p).expanduser() for p in s.split(os.pathsep) if p),
+        "paths": lambda s: tuple(user_path(p) for p in s.split(os.pathsep) if p),
         "int": int,
         "float": float,
-        "bool": _boolean,
+        "bool": boolean,
     }
     try:
         raw.encode("utf-8")
@@ -173,9 +174,9 @@ def _typed(key: str, value: Any, where: Path) -> Any:
             _hint(where),
         )
     if kind == "path":
-        return Path(value).expanduser()
+        return user_path(value)
     if kind == "paths":
-        return tuple(Path(v).expanduser() for v in value)
+        return tuple(user_path(v) for v in value)
     return float(value) if kind == "float" else value
 
 
@@ -234,12 +235,3 @@ _REPR.maxstring = _REPR.maxother = 80
 
 def _shown(value: Any) -> str:
     return _REPR.repr(value)
-
-
-def _boolean(raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(raw)

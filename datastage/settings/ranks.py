@@ -27,6 +27,7 @@ from typing import Callable, Optional
 from filelock import FileLock, Timeout
 
 from ..core import locks
+from ..core.fsutil import user_path
 
 LOCK_DIR_ENV = "DATASTAGE_LOCK_DIR"
 #: How long a non-zero local rank lets local rank 0 take the machine lock before doing it itself.
@@ -57,7 +58,7 @@ def distributed(environ: Optional[Mapping[str, str]] = None) -> bool:
 def lock_dir() -> Path:
     override = os.environ.get(LOCK_DIR_ENV, "").strip()
     if override:
-        return Path(override).expanduser()
+        return user_path(override)
     return Path(tempfile.gettempdir()) / f"datastage-locks-{os.getuid()}"
 
 

@@ -49,7 +49,7 @@ from ..core.errors import (
     UnexpectedHTML,
 )
 from ..settings.config import Settings
-from . import RemoteFile
+from . import RemoteFile, looks_like_html
 from .http import HTTPBody, HTTPSource
 
 DRIVE = "https://drive.google.com"
@@ -219,7 +219,7 @@ class GDriveSource:
             chunks = iter(body)
             first = next(chunks, b"")
             html = (body.remote.content_type or "").lower().startswith("text/html")
-            if not (html or (body.offset == 0 and _looks_like_html(first))):
+            if not (html or (body.offset == 0 and looks_like_html(first))):
                 self._direct[ident] = url
                 return _DriveBody(body, f, itertools.chain((first,), chunks))
             page = _read_page(first, chunks, body)
@@ -239,7 +239,7 @@ class GDriveSource:
             return error
         finally:
             response.close()
-        if not _looks_like_html(head):
+        if not looks_like_html(head):
             return error
         try:
             recognise(head.decode("utf-8", errors="replace"), target)
@@ -283,14 +283,6 @@ def _read_page(first: bytes, chunks: Iterator[bytes], body: HTTPBody) -> str:
     finally:
         body.close()
     return b"".join(parts).decode("utf-8", errors="replace")
-
-
-def _looks_like_html(head: bytes) -> bool:
-    """The start of an HTML document (Drive's pages), whatever the Content-Type says."""
-    text = head[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return text.startswith((b"<!doctype html", b"<html")) or (
-        text.startswith(b"<") and (b"<head" in text or b"<body" in text)
-    )
 
 
 def _filename(disposition: str) -> Optional[str]:

@@ -19,6 +19,7 @@ from typing import Optional
 from urllib.parse import quote, unquote, urlsplit
 
 from ..core.errors import AccessDenied, RemoteNotFound, SourceError
+from ..core.fsutil import user_path
 from ..settings.config import Settings
 from . import RemoteFile, read_range
 
@@ -26,7 +27,7 @@ from . import RemoteFile, read_range
 def path_of(url: str) -> Path:
     if url.startswith("file://"):
         return Path(unquote(urlsplit(url).path, errors="surrogateescape"))
-    return Path(url).expanduser()
+    return user_path(url)
 
 
 def url_of(path: Path, given: str = "") -> str:

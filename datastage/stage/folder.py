@@ -50,7 +50,7 @@ from typing import Any, Callable, Optional, TextIO
 
 from ..core.digests import READ_CHUNK
 from ..core.errors import IntegrityError, UsageError
-from ..core.fsutil import disk_full_as_error, ensure_free, remove_tree, write_atomic
+from ..core.fsutil import disk_full_as_error, ensure_free, remove_tree, user_path, write_atomic
 from ..core.names import MARKER, strip_archive_suffix
 from ..core.progress import Reporter
 from ..core.version import __version__
@@ -102,7 +102,7 @@ def stage(
 ) -> Path:
     """Copy folder ``src`` (or extract archive ``src``, with ``get_manifest``) to
     ``to/<name>``; return that folder."""
-    src = src.expanduser().absolute()
+    src = user_path(str(src)).absolute()
     name = checked_name(src, name)
     if src.is_file():
         if force:  # an archive is staged by `get`, whose staging has its own rules
@@ -147,7 +147,7 @@ def _stage_archive(src: Path, to: Path, name: str, quiet: bool, get_manifest: Ge
     from .verify import is_current
 
     manifest = from_dict({"name": name, "files": [{"url": str(src)}]})
-    dest = to.expanduser().absolute()
+    dest = user_path(str(to)).absolute()
     if is_current(manifest, dest):
         return root_of(manifest, dest)
     return get_manifest(manifest, dest, config.resolve(quiet=quiet))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO, Optional, Union
 
 from ..core.errors import UsageError
-from ..core.fsutil import atomic_file, write_atomic
+from ..core.fsutil import atomic_file, user_path, write_atomic
 from ..core.progress import Bar, Reporter
 from .folder import DEFAULT_WORKERS, checked_name
 from .srctree import FileInfo, Listing, check_unchanged, list_tree, open_listed, refuse_nested
@@ -95,12 +95,12 @@ def pack(src: Path, dest: Path, name: Optional[str] = None, quiet: bool = False)
     """Write ``dest/<name>.tar`` and ``dest/<name>.toml`` for folder ``src``; return the TOML."""
     import tomli_w
 
-    src = src.expanduser().absolute()
+    src = user_path(str(src)).absolute()
     if not src.is_dir():
         raise UsageError(f"{src}: not a folder")
     name = checked_name(src, name)
     reporter = Reporter(quiet)
-    dest = dest.expanduser().absolute()
+    dest = user_path(str(dest)).absolute()
     # a tar written inside SRC would be packed into the next tar (and a re-run's into itself)
     refuse_nested(src, dest, "--to", both_ways=False)
     dest.mkdir(parents=True, exist_ok=True)

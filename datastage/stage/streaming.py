@@ -32,9 +32,10 @@ from ..core import locks
 from ..core.errors import ArchiveError, UnsupportedArchive
 from ..core.fsutil import SPACE_MARGIN, free_bytes
 from ..core.progress import Reporter
+from ..core.text import switch
 from ..extract import Format, SafeWriter, extract_stream, output_name
 from ..extract.streams import ReadStream
-from ..extract.writer import Budget
+from ..extract.writer import SizeBudget
 from ..obtain.cache import Blob, Cache
 from ..resolve.manifest import FileEntry, Manifest
 from ..settings.config import Settings
@@ -48,7 +49,7 @@ _NOT_STREAMABLE = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08", b"7z\xbc\xaf\x27
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return switch(os.environ.get(ENV), default=True)
 
 
 def eligible(manifest: Manifest, pinned: list[FileEntry], store: Cache) -> bool:
@@ -430,11 +431,11 @@ def _must(blob: Optional[Blob]) -> Blob:
     return blob
 
 
-def _budget(entry: FileEntry, declared: Optional[int], folder: Path) -> Budget:
+def _budget(entry: FileEntry, declared: Optional[int], folder: Path) -> SizeBudget:
     if declared is not None:
         by = "the manifest (unpacked_size)" if entry.unpacked_size else "the archive's own listing"
-        return Budget(declared, by)
-    return Budget(max(0, free_bytes(folder) - SPACE_MARGIN // 4), "", free_space_of=folder)
+        return SizeBudget(declared, by)
+    return SizeBudget(max(0, free_bytes(folder) - SPACE_MARGIN // 4), "", free_space_of=folder)
 
 
 def _discard_download(
