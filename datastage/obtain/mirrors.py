@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import os
 import re
+import stat
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -42,6 +45,7 @@ KEEP_SECONDS = 30 * 86400.0  # older measurements leave the record (info shows t
 SPREAD_FACTOR = 4.0  # a mirror this many times slower than the fastest gets no segments
 NOMINAL_SIZE = 64 * 1024 * 1024  # the size ranked for when the file's size is unknown
 RECORD = "index/mirrors.json"
+MAX_RECORD_BYTES = 1 << 20  # thousands of hosts; more is not a record of ours
 HTTP_SCHEMES = ("http", "https")
 READ_BYTES = 16 * 1024  # one read of the sample: small, so a slow host still answers in time
 _CONTENT_RANGE_TOTAL = re.compile(r"/(\d+)\s*$")
@@ -82,6 +86,9 @@ class Ranking:
 
     def segment_peers(self, rest: list[str]) -> list[str]:
         return [u for u in rest if u not in self.slow]
+
+
+_FIELDS = frozenset(f.name for f in fields(Measurement))  # what a stored measurement may hold
 
 
 def host_of(url: str) -> str:
@@ -351,12 +358,48 @@ def _measured(url: str, **found: Any) -> Measurement:
 
 
 def _load(cache_dir: Path) -> dict[str, Measurement]:
-    """The record; an unreadable or foreign one counts as empty (it is only a hint)."""
+    """The record; an unreadable, foreign or hostile one counts as empty (it is only a hint),
+    and an entry of the wrong shape is dropped alone. Anyone who can write the cache can put
+    anything under that name: only a regular file of at most ``MAX_RECORD_BYTES`` is read, never
+    through a link (a FIFO would block ``get`` forever, a link to /dev/zero fill its memory)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
     try:
-        raw = json.loads((cache_dir / RECORD).read_text())
-        return {h: Measurement(**m) for h, m in raw["hosts"].items()}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        with open(os.open(cache_dir / RECORD, flags), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return {}
+            text = f.read(MAX_RECORD_BYTES + 1)
+        if len(text) > MAX_RECORD_BYTES:
+            return {}
+        hosts = json.loads(text)["hosts"]
+        parsed = {h: _parsed(h, m) for h, m in hosts.items()}
+    except Exception:  # OSError, ValueError, RecursionError (deep nesting), a list for a dict
         return {}
+    return {h: m for h, m in parsed.items() if m is not None}
+
+
+def _parsed(host: object, raw: object) -> Optional[Measurement]:
+    """One stored measurement, if every field has the type and range ``Measurement`` needs:
+    a string where a string is shown, a finite number where one is computed with."""
+
+    def number(value: object, optional: bool = True) -> bool:
+        if value is None:
+            return optional
+        if type(value) is int:  # not a bool; not 10**400 (no float holds it)
+            return 0 <= value < 1 << 53
+        return type(value) is float and math.isfinite(value) and value >= 0
+
+    if not isinstance(host, str) or not isinstance(raw, dict) or set(raw) - _FIELDS:
+        return None
+    texts = all(isinstance(raw.get(k), str) for k in ("host", "url", "url_sha256"))
+    error = raw.get("error")
+    if not texts or raw["host"] != host or not (error is None or isinstance(error, str)):
+        return None
+    when = raw.get("measured_at")
+    if not number(when, optional=False) or when > time.time() + 86400:  # type: ignore[operator]
+        return None  # a date in the future would stay fresh for ever
+    if not (number(raw.get("ttfb")) and number(raw.get("rate"))):
+        return None
+    return Measurement(**raw) if isinstance(raw.get("url_specific", False), bool) else None
 
 
 def _save(cache_dir: Path, record: dict[str, Measurement]) -> None:

@@ -1,0 +1,130 @@
+"""Review of the mirror probe (issue 16): hostile records, odd servers, secrets, proxies.
+
+The record ``index/mirrors.json`` is only a hint: whatever is found under that name (wrong
+types, numbers no float holds, deep nesting, a FIFO, a huge file) must never break ``get`` or
+``info``; the download goes on as if nothing had been measured."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import payload, run_cli, sha256, write_manifest
+from tests.servers.http_server import FileServer
+
+HOST_FIELDS = ("host", "url", "url_sha256", "measured_at", "ttfb", "rate", "error")
+
+
+@pytest.fixture
+def two() -> Iterator[tuple[FileServer, FileServer]]:
+    a, b = FileServer(), FileServer()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def _manifest(tmp_path: Path, urls: list[str], data: bytes) -> Path:
+    entry = {
+        "url": urls[0],
+        "mirrors": urls[1:],
+        "name": "f.bin",
+        "sha256": sha256(data),
+        "size": len(data),
+        "extract": False,
+    }
+    return write_manifest(tmp_path, "ds", [entry])
+
+
+def _stored(host: str, **over: object) -> dict[str, object]:
+    good = {"host": host, "url": host + "/f.bin", "url_sha256": "0" * 64}
+    good.update(measured_at=time.time(), ttfb=0.01, rate=1000, error=None, url_specific=False)
+    good.update(over)
+    return good
+
+
+def _hostile_records(host: str) -> dict[str, str]:
+    """Record texts a damaged or foreign cache may hold, by what is wrong with them."""
+    as_json = {
+        "measured_at a string": _stored(host, measured_at="yesterday"),
+        "rate a string": _stored(host, rate="fast"),
+        "ttfb a list": _stored(host, ttfb=[1]),
+        "url null": _stored(host, url=None),
+        "rate beyond a float": _stored(host, rate=10**400),
+    }
+    texts = {why: json.dumps({"hosts": {host: m}}) for why, m in as_json.items()}
+    fields = '"host": "%s", "url": "u", "url_sha256": "x", "ttfb": 0.1' % host
+    texts["measured_at infinite"] = '{"hosts": {"%s": {%s, "measured_at": Infinity}}}' % (
+        host,
+        fields,
+    )
+    texts["rate NaN"] = '{"hosts": {"%s": {%s, "measured_at": %f, "rate": NaN}}}' % (
+        host,
+        fields,
+        time.time(),
+    )
+    texts["nested 100,000 deep"] = "[" * 100_000 + "]" * 100_000
+    return texts
+
+
+def test_a_hostile_mirror_record_breaks_neither_info_nor_get(tmp_path, two, datastage_cli):
+    data = payload(200_000)
+    a, b = two
+    manifest = _manifest(tmp_path, [a.add("/f.bin", data), b.add("/f.bin", data)], data)
+    for n, (why, text) in enumerate(_hostile_records(a.base).items()):
+        cache = tmp_path / f"cache{n}"
+        (cache / "index").mkdir(parents=True)
+        (cache / "index" / "mirrors.json").write_text(text)
+        env = {"DATASTAGE_CACHE": str(cache)}
+        shown = datastage_cli("info", str(manifest), env=env)
+        assert shown.returncode == 0, f"{why}: {shown.stderr}"
+        out = tmp_path / f"out{n}"
+        done = datastage_cli("get", str(manifest), "--to", str(out), env=env)
+        assert done.returncode == 0, f"{why}: {done.stderr}"
+        assert (out / "ds" / "f.bin").read_bytes() == data, why
+        record = json.loads((cache / "index" / "mirrors.json").read_text())
+        assert set(record["hosts"]) == {a.base, b.base}, f"{why}: replaced by a fresh probe"
+        for m in record["hosts"].values():
+            assert set(m) >= set(HOST_FIELDS)
+
+
+def test_a_good_entry_survives_a_bad_neighbour(tmp_path, two, datastage_cli):
+    """One damaged host entry is dropped alone: the others are still shown (and reused)."""
+    data = payload(1000)
+    a, b = two
+    manifest = _manifest(tmp_path, [a.add("/f.bin", data), b.add("/f.bin", data)], data)
+    record = {"hosts": {a.base: _stored(a.base, rate="fast"), b.base: _stored(b.base, rate=5000)}}
+    (tmp_path / "cache" / "index").mkdir(parents=True)
+    (tmp_path / "cache" / "index" / "mirrors.json").write_text(json.dumps(record))
+    shown = datastage_cli("info", str(manifest))
+    assert shown.returncode == 0, shown.stderr
+    lines = [line for line in shown.stdout.splitlines() if line.startswith("mirror:")]
+    assert len(lines) == 1 and b.base in lines[0] and "5.0 kB/s" in lines[0], lines
+
+
+@pytest.mark.parametrize("kind", ["fifo", "huge"])
+def test_a_record_that_is_a_fifo_or_huge_is_not_read(tmp_path, two, kind):
+    """A FIFO under the record's name blocked ``get`` and ``info`` for ever (a link to
+    /dev/zero filled the memory); a 150 MB one took a gigabyte and half a minute."""
+    data = payload(1000)
+    a, b = two
+    manifest = _manifest(tmp_path, [a.add("/f.bin", data), b.add("/f.bin", data)], data)
+    record = tmp_path / "cache" / "index" / "mirrors.json"
+    record.parent.mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(record)
+    else:
+        entry = json.dumps(_stored("h", measured_at=time.time()))
+        with open(record, "w") as f:  # ~3 MB: over any sane record, quick to parse anyway
+            f.write('{"hosts": {' + ",".join(f'"h{i}": {entry}' for i in range(12_000)) + "}}")
+    shown = run_cli("info", str(manifest), timeout=20)
+    assert shown.returncode == 0, shown.stderr
+    assert "mirror:" not in shown.stdout
+    done = run_cli("get", str(manifest), "--to", str(tmp_path / "out"), timeout=20)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "ds" / "f.bin").read_bytes() == data
+    assert record.is_file() and record.stat().st_size < 10_000, "a fresh record of two hosts"
