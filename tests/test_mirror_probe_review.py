@@ -128,3 +128,66 @@ def test_a_record_that_is_a_fifo_or_huge_is_not_read(tmp_path, two, kind):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "ds" / "f.bin").read_bytes() == data
     assert record.is_file() and record.stat().st_size < 10_000, "a fresh record of two hosts"
+
+
+class Silent:
+    """A host that accepts connections and never answers: a probe of it lasts the whole
+    probe time. ``accepted`` is set once a client connected (its probe is under way)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/f.bin"
+        self.base = self.url.rsplit("/", 1)[0]
+        self.accepted = threading.Event()
+        self.held: list[object] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                self.held.append(self.sock.accept()[0])
+            except OSError:
+                return
+            self.accepted.set()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_two_gets_sharing_a_cache_keep_each_others_measurements(tmp_path, two):
+    """Each process saved the record it had read before probing plus its own hosts: the one
+    saving last dropped the other's (``info`` showed half, the next run probed again)."""
+    import subprocess
+    import sys
+
+    a, b = two
+    silent = [Silent(), Silent()]
+    procs = []
+    try:
+        for n, (server, hole) in enumerate(zip((a, b), silent)):
+            data = payload(1000, seed=n)
+            folder = tmp_path / f"m{n}"
+            folder.mkdir()
+            manifest = _manifest(folder, [server.add(f"/{n}.bin", data), hole.url], data)
+            command = [sys.executable, "-m", "datastage", "get", str(manifest)]
+            command += ["--to", str(tmp_path / f"out{n}")]
+            procs.append(subprocess.Popen(command, stderr=subprocess.PIPE, text=True))
+        for hole in silent:  # both probes under way: both read the record before either saved
+            assert hole.accepted.wait(30)
+        for p in procs:
+            assert p.wait(60) == 0, p.stderr.read() if p.stderr else ""
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            if p.stderr:
+                p.stderr.close()
+        for hole in silent:
+            hole.close()
+    record = json.loads((tmp_path / "cache" / "index" / "mirrors.json").read_text())
+    assert set(record["hosts"]) == {a.base, b.base, silent[0].base, silent[1].base}

@@ -196,8 +196,9 @@ def _measure(urls: list[str], settings: Settings, size: Optional[int]) -> dict[s
             wanted[host] = url
     if wanted:
         fresh = _probe_all(list(wanted.values()), settings, size)
-        record.update({m.host: m for m in fresh.values()})
-        _save(settings.cache_dir, record)
+        measured = {m.host: m for m in fresh.values()}
+        record.update(measured)
+        _save(settings.cache_dir, measured)
         for url in urls:
             if url not in found:
                 m = record[host_of(url)]
@@ -402,10 +403,20 @@ def _parsed(host: object, raw: object) -> Optional[Measurement]:
     return Measurement(**raw) if isinstance(raw.get("url_specific", False), bool) else None
 
 
-def _save(cache_dir: Path, record: dict[str, Measurement]) -> None:
-    """Write the record atomically; a cache that cannot be written only loses the hint."""
+def _save(cache_dir: Path, measured: dict[str, Measurement]) -> None:
+    """Add ``measured`` to the record, atomically; a cache that cannot be written only loses
+    the hint. The record is read again just before: another process sharing the cache may have
+    saved its own hosts while this one probed (the newer measurement of a host wins)."""
     from ..core.fsutil import write_atomic
 
+    record = _load(cache_dir)
+    record.update(
+        {
+            h: m
+            for h, m in measured.items()
+            if h not in record or m.measured_at >= record[h].measured_at
+        }
+    )
     now = time.time()
     kept = {h: m for h, m in sorted(record.items()) if now - m.measured_at < KEEP_SECONDS}
     data: dict[str, Any] = {"hosts": {h: asdict(m) for h, m in kept.items()}}
