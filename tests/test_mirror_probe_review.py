@@ -191,3 +191,54 @@ def test_two_gets_sharing_a_cache_keep_each_others_measurements(tmp_path, two):
             hole.close()
     record = json.loads((tmp_path / "cache" / "index" / "mirrors.json").read_text())
     assert set(record["hosts"]) == {a.base, b.base, silent[0].base, silent[1].base}
+
+
+class BurstThenCrawl(FileServer):
+    """A host that sends the first ``burst`` bytes of every answer at once, then ``rate``
+    bytes per second (nginx's ``limit_rate_after``, a CDN's burst allowance)."""
+
+    def __init__(self, burst: int, rate: float) -> None:
+        super().__init__()
+        from tests.servers.http_server import _Handler
+
+        def send_body(handler: _Handler, entry: object, start: int, length: int) -> int:
+            sent = 0
+            try:
+                while sent < length:
+                    n = min(16 * 1024, length - sent)
+                    handler.wfile.write(entry.read(start + sent, n))  # type: ignore[attr-defined]
+                    sent += n
+                    with self._lock:
+                        self.sent += n
+                    if sent >= burst:
+                        handler.wfile.flush()
+                        time.sleep(n / rate)
+                handler.wfile.flush()
+            except OSError:
+                handler.close_connection = True
+            return sent
+
+        base = self.httpd.RequestHandlerClass
+        self.httpd.RequestHandlerClass = type("Handler", (base,), {"_send_body": send_body})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="download.py: the probe's sample is the host's burst; the download never compares "
+    "what it gets with what the probe promised, so it stays on a host that then crawls",
+)
+def test_a_mirror_fast_only_for_the_probe_does_not_serve_the_whole_file(tmp_path):
+    from datastage.obtain.mirrors import PROBE_BYTES
+
+    data = payload(PROBE_BYTES * 3)  # 768 KiB: one connection
+    crawl = BurstThenCrawl(burst=PROBE_BYTES, rate=256 * 1024)  # 2 s for the rest
+    steady = FileServer(rate=2 * 1024 * 1024)  # 0.4 s for all of it, slower in the probe
+    try:
+        urls = [crawl.add("/f.bin", data), steady.add("/f.bin", data)]
+        done = run_cli("get", str(_manifest(tmp_path, urls, data)), "--to", str(tmp_path / "o"))
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "o" / "ds" / "f.bin").read_bytes() == data
+        assert steady.sent >= len(data) // 2, "the steady mirror served most of the file"
+    finally:
+        crawl.close()
+        steady.close()
