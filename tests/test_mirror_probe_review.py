@@ -242,3 +242,25 @@ def test_a_mirror_fast_only_for_the_probe_does_not_serve_the_whole_file(tmp_path
     finally:
         crawl.close()
         steady.close()
+
+
+@pytest.mark.parametrize("preferred", ["mirror.example.org", " "])
+def test_a_mirror_choice_no_url_matches_still_ranks_by_speed(tmp_path, preferred):
+    """``--mirror HOST`` with a host none of the file's URLs is on (a typo, or a dataset whose
+    files that host does not serve) forced nothing, and silently turned the probe off: the
+    listed (here: slow) URL served the file."""
+    from datastage.obtain.mirrors import PROBE_BYTES
+
+    data = payload(PROBE_BYTES * 2)
+    slow, fast = FileServer(rate=64 * 1024), FileServer()
+    try:
+        urls = [slow.add("/f.bin", data), fast.add("/f.bin", data)]
+        manifest = _manifest(tmp_path, urls, data)
+        done = run_cli("get", str(manifest), "--to", str(tmp_path / "o"), "--mirror", preferred)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "o" / "ds" / "f.bin").read_bytes() == data
+        assert fast.sent >= len(data), "the fast mirror served the file"
+        assert slow.sent < len(data), "the slow one only its probe"
+    finally:
+        slow.close()
+        fast.close()

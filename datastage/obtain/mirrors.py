@@ -101,9 +101,16 @@ def host_of(url: str) -> str:
     return f"{parts.scheme.lower()}://{parts.hostname or '?'}:{port}"
 
 
-def probes(settings: Settings) -> bool:
-    """Whether the ``mirror`` setting asks for ranking by speed."""
-    return (settings.mirror or AUTO).strip().lower() == AUTO and not settings.offline
+def probes(settings: Settings, urls: Optional[list[str]] = None) -> bool:
+    """Whether the ``mirror`` setting asks for ranking by speed (for ``urls``): ``auto`` does;
+    so does a preferred host that none of ``urls`` is on (a typo, or a file that host does not
+    serve): there is nothing to force, and the listed order is no better a guess."""
+    if settings.offline:
+        return False
+    choice = (settings.mirror or AUTO).strip().lower()
+    if choice in (AUTO, LISTED):
+        return choice == AUTO
+    return urls is not None and not any(settings.mirror in u for u in urls)
 
 
 def preferred_first(urls: list[str], settings: Settings) -> list[str]:
@@ -118,7 +125,7 @@ def rank(urls: list[str], settings: Settings, size: Optional[int] = None) -> Ran
     """``urls`` fastest first (probing the hosts without a fresh measurement), then the URLs of
     other schemes in their order, then those whose host failed. Unchanged when there is
     nothing to choose between."""
-    if not probes(settings) or size == 0:
+    if not probes(settings, urls) or size == 0:
         return Ranking(list(urls))
     web = [u for u in urls if _is_web(u)]
     if len({host_of(u) for u in web}) < 2:
