@@ -264,3 +264,47 @@ def test_a_mirror_choice_no_url_matches_still_ranks_by_speed(tmp_path, preferred
     finally:
         slow.close()
         fast.close()
+
+
+def test_a_hostile_reason_phrase_reaches_no_terminal(tmp_path):
+    """A mirror answering ``404 <ESC>]0;title<BEL><ESC>[2J...``: the probe's reason was stored
+    and printed by ``info`` as sent, escape sequences and all (a window title set, a screen
+    cleared on the user's terminal)."""
+    import socket
+    import threading
+
+    def serve(sock: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 404 \x1b]0;pwned\x07\x1b[2JGone\x1b[31m away\r\n"
+                b"Content-Length: 0\r\n\r\n"
+            )
+            conn.close()
+
+    hostile = socket.socket()
+    hostile.bind(("127.0.0.1", 0))
+    hostile.listen(8)
+    threading.Thread(target=serve, args=(hostile,), daemon=True).start()
+    good = FileServer()
+    data = payload(1000)
+    try:
+        urls = [f"http://127.0.0.1:{hostile.getsockname()[1]}/f.bin", good.add("/f.bin", data)]
+        manifest = _manifest(tmp_path, urls, data)
+        done = run_cli("get", str(manifest), "--to", str(tmp_path / "o"))
+        assert done.returncode == 0, done.stderr
+        shown = run_cli("info", str(manifest))
+    finally:
+        hostile.close()
+        good.close()
+    lines = [line for line in shown.stdout.splitlines() if "failed: HTTP 404" in line]
+    assert len(lines) == 1 and "Gone" in lines[0] and "away" in lines[0], shown.stdout
+    record = json.loads((tmp_path / "cache" / "index" / "mirrors.json").read_text())
+    stored = " ".join(m["error"] or "" for m in record["hosts"].values())
+    assert "Gone away" in stored
+    for text in (shown.stdout, shown.stderr, done.stderr, stored):
+        assert "\x1b" not in text and "\x07" not in text

@@ -174,7 +174,7 @@ def describe(m: Measurement) -> str:
     from ..core.units import human_bytes
 
     if not m.ok:
-        return f"{m.host}  failed: {m.error}"
+        return f"{_printable(m.host)}  failed: {_printable(m.error or '')[:80]}"
     rate = f"{human_bytes(int(m.rate))}/s" if m.rate else "no data within the probe"
     return f"{m.host}  ttfb {(m.ttfb or 0) * 1000:.0f} ms, {rate}"
 
@@ -288,7 +288,7 @@ def _refusal(response: Any, size: Optional[int]) -> Optional[tuple[str, bool]]:
     """Why a response is not the file (and whether that is the URL's fault, not the host's)."""
     status = response.status_code
     if status >= 400:
-        phrase = " ".join(str(response.reason or "").split())[:60]  # a server's, any length
+        phrase = _printable(str(response.reason or ""))[:60]  # a server's: any length, any bytes
         reason = f"HTTP {status} {phrase}".strip()
         return reason, status < 500 and status not in (408, 429)
     if response.headers.get("Content-Type", "").lower().startswith("text/html"):
@@ -306,6 +306,12 @@ def _total_size(response: Any) -> Optional[int]:
         return int(match.group(1)) if match else None
     length = response.headers.get("Content-Length", "")
     return int(length) if length.isdigit() else None
+
+
+def _printable(text: str) -> str:
+    """``text`` as one line of printable characters: a server's reason phrase (or a foreign
+    record) may hold terminal escape sequences, which ``info`` must not pass to a terminal."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 def _is_html(head: bytes) -> bool:
