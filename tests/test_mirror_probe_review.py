@@ -55,18 +55,10 @@ def _hostile_records(host: str) -> dict[str, str]:
         "ttfb a list": _stored(host, ttfb=[1]),
         "url null": _stored(host, url=None),
         "rate beyond a float": _stored(host, rate=10**400),
+        "measured_at infinite": _stored(host, measured_at=float("inf")),  # JSON's Infinity
+        "rate NaN": _stored(host, rate=float("nan")),
     }
     texts = {why: json.dumps({"hosts": {host: m}}) for why, m in as_json.items()}
-    fields = '"host": "%s", "url": "u", "url_sha256": "x", "ttfb": 0.1' % host
-    texts["measured_at infinite"] = '{"hosts": {"%s": {%s, "measured_at": Infinity}}}' % (
-        host,
-        fields,
-    )
-    texts["rate NaN"] = '{"hosts": {"%s": {%s, "measured_at": %f, "rate": NaN}}}' % (
-        host,
-        fields,
-        time.time(),
-    )
     texts["nested 100,000 deep"] = "[" * 100_000 + "]" * 100_000
     return texts
 

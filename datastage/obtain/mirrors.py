@@ -16,6 +16,9 @@ a failure tied to one URL (404, HTML, wrong size) is only reused for that URL.
 
 Not probed: a single candidate, candidates all on one host, a file already in the cache (the
 download never asks), other schemes (kept after the probed ones, in their order).
+
+The record is a hint anyone who can write the cache can tamper with: it is read only as a
+regular file of bounded size, entry by entry, and what a server sent is stored printable.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ MAX_RECORD_BYTES = 1 << 20  # thousands of hosts; more is not a record of ours
 HTTP_SCHEMES = ("http", "https")
 READ_BYTES = 16 * 1024  # one read of the sample: small, so a slow host still answers in time
 _CONTENT_RANGE_TOTAL = re.compile(r"/(\d+)\s*$")
+# A terminal's control sequences: CSI (colours, clear screen), OSC (window title), others.
+_ESCAPE_SEQUENCE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.?)")
 
 _lock = threading.Lock()  # one probe at a time per process: parallel files share its result
 
@@ -105,12 +110,13 @@ def probes(settings: Settings, urls: Optional[list[str]] = None) -> bool:
     """Whether the ``mirror`` setting asks for ranking by speed (for ``urls``): ``auto`` does;
     so does a preferred host that none of ``urls`` is on (a typo, or a file that host does not
     serve): there is nothing to force, and the listed order is no better a guess."""
+    preferred = settings.mirror or AUTO
     if settings.offline:
         return False
-    choice = (settings.mirror or AUTO).strip().lower()
+    choice = preferred.strip().lower()
     if choice in (AUTO, LISTED):
         return choice == AUTO
-    return urls is not None and not any(settings.mirror in u for u in urls)
+    return urls is not None and not any(preferred in u for u in urls)
 
 
 def preferred_first(urls: list[str], settings: Settings) -> list[str]:
@@ -311,6 +317,7 @@ def _total_size(response: Any) -> Optional[int]:
 def _printable(text: str) -> str:
     """``text`` as one line of printable characters: a server's reason phrase (or a foreign
     record) may hold terminal escape sequences, which ``info`` must not pass to a terminal."""
+    text = _ESCAPE_SEQUENCE.sub("", text[:4096])
     return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
