@@ -300,3 +300,24 @@ def test_a_hostile_reason_phrase_reaches_no_terminal(tmp_path):
     assert "Gone away" in stored
     for text in (shown.stdout, shown.stderr, done.stderr, stored):
         assert "\x1b" not in text and "\x07" not in text
+
+
+def test_an_unpinned_file_is_not_pinned_to_another_file_a_fast_mirror_serves(tmp_path):
+    """A file without a size or digest is pinned by its first download. With the probe, the
+    fastest host served it, even when it announced another size than the manifest's own URL
+    (an old release, a truncated copy): that other file became the pin."""
+    from datastage.obtain.mirrors import PROBE_BYTES
+
+    data, other = payload(PROBE_BYTES * 2, seed=1), payload(PROBE_BYTES * 2 + 17, seed=2)
+    listed, fast = FileServer(rate=1024 * 1024), FileServer()
+    try:
+        urls = [listed.add("/f.bin", data), fast.add("/f.bin", other)]
+        entry = {"url": urls[0], "mirrors": urls[1:], "name": "f.bin", "pinned": False}
+        manifest = write_manifest(tmp_path, "ds", [{**entry, "extract": False}])
+        done = run_cli("get", str(manifest), "--to", str(tmp_path / "o"))
+        assert done.returncode == 0, done.stderr
+    finally:
+        listed.close()
+        fast.close()
+    assert (tmp_path / "o" / "ds" / "f.bin").read_bytes() == data
+    assert f"pinned on first use (size {len(data)}, sha256:{sha256(data)})" in done.stderr

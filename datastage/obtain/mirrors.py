@@ -70,6 +70,7 @@ class Measurement:
     rate: Optional[float] = None  # bytes per second after them
     error: Optional[str] = None  # why the host was skipped
     url_specific: bool = False  # the failure is the URL's (404, HTML, size), not the host's
+    total: Optional[int] = None  # the size of the file at ``url``, as the host announced it
 
     @property
     def ok(self) -> bool:
@@ -139,13 +140,29 @@ def rank(urls: list[str], settings: Settings, size: Optional[int] = None) -> Ran
     with _lock:
         found = _measure(web, settings, size)
     best = {u: found[u].seconds_for(size or NOMINAL_SIZE) for u in web}
-    good = sorted((u for u in web if found[u].ok), key=lambda u: best[u])
-    failed = [u for u in web if not found[u].ok]
+    other_file = set() if size is not None else _other_files(web, found)
+    good = sorted((u for u in web if found[u].ok and u not in other_file), key=lambda u: best[u])
+    failed = [u for u in web if not found[u].ok or u in other_file]
     others = [u for u in urls if u not in web]
     slow = set(failed)
     fastest = max((found[u].rate or 0.0) for u in good) if good else 0.0
     slow.update(u for u in good if (found[u].rate or 0.0) * SPREAD_FACTOR < fastest)
     return Ranking(good + others + failed, slow)
+
+
+def _other_files(web: list[str], found: dict[str, Measurement]) -> set[str]:
+    """For a file of unknown size (not pinned: its first download pins it), the URLs whose host
+    announced another size than the first URL that answered: they serve some other file (an old
+    release, a truncated copy), which must not become the pin because its host is fastest."""
+
+    def total(url: str) -> Optional[int]:
+        m = found[url]
+        own = m.url_sha256 == url_fields(url)["url_sha256"]  # not another URL's on the host
+        return m.total if m.ok and own else None
+
+    sizes = [(u, total(u)) for u in web]
+    reference = next((t for _, t in sizes if t is not None), None)
+    return {u for u, t in sizes if reference is not None and t is not None and t != reference}
 
 
 def last_measured(cache_dir: Path, urls: list[str]) -> list[Measurement]:
@@ -287,7 +304,7 @@ def _probe(url: str, settings: Settings, size: Optional[int], deadline: float) -
         response.close()
         session.close()
     rate = round(got / max(spent, 1e-6))  # 0: headers, then nothing in time (ranked last)
-    return _measured(url, ttfb=round(ttfb, 4), rate=rate)
+    return _measured(url, ttfb=round(ttfb, 4), rate=rate, total=_total_size(response))
 
 
 def _refusal(response: Any, size: Optional[int]) -> Optional[tuple[str, bool]]:
@@ -418,7 +435,7 @@ def _parsed(host: object, raw: object) -> Optional[Measurement]:
     when = raw.get("measured_at")
     if not number(when, optional=False) or when > time.time() + 86400:  # type: ignore[operator]
         return None  # a date in the future would stay fresh for ever
-    if not (number(raw.get("ttfb")) and number(raw.get("rate"))):
+    if not all(number(raw.get(k)) for k in ("ttfb", "rate", "total")):
         return None
     return Measurement(**raw) if isinstance(raw.get("url_specific", False), bool) else None
 
