@@ -16,16 +16,22 @@ a failure tied to one URL (404, HTML, wrong size) is only reused for that URL.
 
 Not probed: a single candidate, candidates all on one host, a file already in the cache (the
 download never asks), other schemes (kept after the probed ones, in their order).
+
+The record is a hint anyone who can write the cache can tamper with: it is read only as a
+regular file of bounded size, entry by entry, and what a server sent is stored printable.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
+import os
 import re
+import stat
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -42,9 +48,12 @@ KEEP_SECONDS = 30 * 86400.0  # older measurements leave the record (info shows t
 SPREAD_FACTOR = 4.0  # a mirror this many times slower than the fastest gets no segments
 NOMINAL_SIZE = 64 * 1024 * 1024  # the size ranked for when the file's size is unknown
 RECORD = "index/mirrors.json"
+MAX_RECORD_BYTES = 1 << 20  # thousands of hosts; more is not a record of ours
 HTTP_SCHEMES = ("http", "https")
 READ_BYTES = 16 * 1024  # one read of the sample: small, so a slow host still answers in time
 _CONTENT_RANGE_TOTAL = re.compile(r"/(\d+)\s*$")
+# A terminal's control sequences: CSI (colours, clear screen), OSC (window title), others.
+_ESCAPE_SEQUENCE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.?)")
 
 _lock = threading.Lock()  # one probe at a time per process: parallel files share its result
 
@@ -61,6 +70,7 @@ class Measurement:
     rate: Optional[float] = None  # bytes per second after them
     error: Optional[str] = None  # why the host was skipped
     url_specific: bool = False  # the failure is the URL's (404, HTML, size), not the host's
+    total: Optional[int] = None  # the size of the file at ``url``, as the host announced it
 
     @property
     def ok(self) -> bool:
@@ -84,6 +94,9 @@ class Ranking:
         return [u for u in rest if u not in self.slow]
 
 
+_FIELDS = frozenset(f.name for f in fields(Measurement))  # what a stored measurement may hold
+
+
 def host_of(url: str) -> str:
     """``scheme://host:port`` of an http(s) URL, without any login (what the record keys on)."""
     parts = urlsplit(url)
@@ -94,9 +107,17 @@ def host_of(url: str) -> str:
     return f"{parts.scheme.lower()}://{parts.hostname or '?'}:{port}"
 
 
-def probes(settings: Settings) -> bool:
-    """Whether the ``mirror`` setting asks for ranking by speed."""
-    return (settings.mirror or AUTO).strip().lower() == AUTO and not settings.offline
+def probes(settings: Settings, urls: Optional[list[str]] = None) -> bool:
+    """Whether the ``mirror`` setting asks for ranking by speed (for ``urls``): ``auto`` does;
+    so does a preferred host that none of ``urls`` is on (a typo, or a file that host does not
+    serve): there is nothing to force, and the listed order is no better a guess."""
+    preferred = settings.mirror or AUTO
+    if settings.offline:
+        return False
+    choice = preferred.strip().lower()
+    if choice in (AUTO, LISTED):
+        return choice == AUTO
+    return urls is not None and not any(preferred in u for u in urls)
 
 
 def preferred_first(urls: list[str], settings: Settings) -> list[str]:
@@ -111,7 +132,7 @@ def rank(urls: list[str], settings: Settings, size: Optional[int] = None) -> Ran
     """``urls`` fastest first (probing the hosts without a fresh measurement), then the URLs of
     other schemes in their order, then those whose host failed. Unchanged when there is
     nothing to choose between."""
-    if not probes(settings) or size == 0:
+    if not probes(settings, urls) or size == 0:
         return Ranking(list(urls))
     web = [u for u in urls if _is_web(u)]
     if len({host_of(u) for u in web}) < 2:
@@ -119,13 +140,29 @@ def rank(urls: list[str], settings: Settings, size: Optional[int] = None) -> Ran
     with _lock:
         found = _measure(web, settings, size)
     best = {u: found[u].seconds_for(size or NOMINAL_SIZE) for u in web}
-    good = sorted((u for u in web if found[u].ok), key=lambda u: best[u])
-    failed = [u for u in web if not found[u].ok]
+    other_file = set() if size is not None else _other_files(web, found)
+    good = sorted((u for u in web if found[u].ok and u not in other_file), key=lambda u: best[u])
+    failed = [u for u in web if not found[u].ok or u in other_file]
     others = [u for u in urls if u not in web]
     slow = set(failed)
     fastest = max((found[u].rate or 0.0) for u in good) if good else 0.0
     slow.update(u for u in good if (found[u].rate or 0.0) * SPREAD_FACTOR < fastest)
     return Ranking(good + others + failed, slow)
+
+
+def _other_files(web: list[str], found: dict[str, Measurement]) -> set[str]:
+    """For a file of unknown size (not pinned: its first download pins it), the URLs whose host
+    announced another size than the first URL that answered: they serve some other file (an old
+    release, a truncated copy), which must not become the pin because its host is fastest."""
+
+    def total(url: str) -> Optional[int]:
+        m = found[url]
+        own = m.url_sha256 == url_fields(url)["url_sha256"]  # not another URL's on the host
+        return m.total if m.ok and own else None
+
+    sizes = [(u, total(u)) for u in web]
+    reference = next((t for _, t in sizes if t is not None), None)
+    return {u for u, t in sizes if reference is not None and t is not None and t != reference}
 
 
 def last_measured(cache_dir: Path, urls: list[str]) -> list[Measurement]:
@@ -160,7 +197,7 @@ def describe(m: Measurement) -> str:
     from ..core.units import human_bytes
 
     if not m.ok:
-        return f"{m.host}  failed: {m.error}"
+        return f"{_printable(m.host)}  failed: {_printable(m.error or '')[:80]}"
     rate = f"{human_bytes(int(m.rate))}/s" if m.rate else "no data within the probe"
     return f"{m.host}  ttfb {(m.ttfb or 0) * 1000:.0f} ms, {rate}"
 
@@ -189,8 +226,9 @@ def _measure(urls: list[str], settings: Settings, size: Optional[int]) -> dict[s
             wanted[host] = url
     if wanted:
         fresh = _probe_all(list(wanted.values()), settings, size)
-        record.update({m.host: m for m in fresh.values()})
-        _save(settings.cache_dir, record)
+        measured = {m.host: m for m in fresh.values()}
+        record.update(measured)
+        _save(settings.cache_dir, measured)
         for url in urls:
             if url not in found:
                 m = record[host_of(url)]
@@ -266,14 +304,14 @@ def _probe(url: str, settings: Settings, size: Optional[int], deadline: float) -
         response.close()
         session.close()
     rate = round(got / max(spent, 1e-6))  # 0: headers, then nothing in time (ranked last)
-    return _measured(url, ttfb=round(ttfb, 4), rate=rate)
+    return _measured(url, ttfb=round(ttfb, 4), rate=rate, total=_total_size(response))
 
 
 def _refusal(response: Any, size: Optional[int]) -> Optional[tuple[str, bool]]:
     """Why a response is not the file (and whether that is the URL's fault, not the host's)."""
     status = response.status_code
     if status >= 400:
-        phrase = " ".join(str(response.reason or "").split())[:60]  # a server's, any length
+        phrase = _printable(str(response.reason or ""))[:60]  # a server's: any length, any bytes
         reason = f"HTTP {status} {phrase}".strip()
         return reason, status < 500 and status not in (408, 429)
     if response.headers.get("Content-Type", "").lower().startswith("text/html"):
@@ -291,6 +329,13 @@ def _total_size(response: Any) -> Optional[int]:
         return int(match.group(1)) if match else None
     length = response.headers.get("Content-Length", "")
     return int(length) if length.isdigit() else None
+
+
+def _printable(text: str) -> str:
+    """``text`` as one line of printable characters: a server's reason phrase (or a foreign
+    record) may hold terminal escape sequences, which ``info`` must not pass to a terminal."""
+    text = _ESCAPE_SEQUENCE.sub("", text[:4096])
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 def _is_html(head: bytes) -> bool:
@@ -351,18 +396,64 @@ def _measured(url: str, **found: Any) -> Measurement:
 
 
 def _load(cache_dir: Path) -> dict[str, Measurement]:
-    """The record; an unreadable or foreign one counts as empty (it is only a hint)."""
+    """The record; an unreadable, foreign or hostile one counts as empty (it is only a hint),
+    and an entry of the wrong shape is dropped alone. Anyone who can write the cache can put
+    anything under that name: only a regular file of at most ``MAX_RECORD_BYTES`` is read, never
+    through a link (a FIFO would block ``get`` forever, a link to /dev/zero fill its memory)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
     try:
-        raw = json.loads((cache_dir / RECORD).read_text())
-        return {h: Measurement(**m) for h, m in raw["hosts"].items()}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        with open(os.open(cache_dir / RECORD, flags), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return {}
+            text = f.read(MAX_RECORD_BYTES + 1)
+        if len(text) > MAX_RECORD_BYTES:
+            return {}
+        hosts = json.loads(text)["hosts"]
+        parsed = {h: _parsed(h, m) for h, m in hosts.items()}
+    except Exception:  # OSError, ValueError, RecursionError (deep nesting), a list for a dict
         return {}
+    return {h: m for h, m in parsed.items() if m is not None}
 
 
-def _save(cache_dir: Path, record: dict[str, Measurement]) -> None:
-    """Write the record atomically; a cache that cannot be written only loses the hint."""
+def _parsed(host: object, raw: object) -> Optional[Measurement]:
+    """One stored measurement, if every field has the type and range ``Measurement`` needs:
+    a string where a string is shown, a finite number where one is computed with."""
+
+    def number(value: object, optional: bool = True) -> bool:
+        if value is None:
+            return optional
+        if type(value) is int:  # not a bool; not 10**400 (no float holds it)
+            return 0 <= value < 1 << 53
+        return type(value) is float and math.isfinite(value) and value >= 0
+
+    if not isinstance(host, str) or not isinstance(raw, dict) or set(raw) - _FIELDS:
+        return None
+    texts = all(isinstance(raw.get(k), str) for k in ("host", "url", "url_sha256"))
+    error = raw.get("error")
+    if not texts or raw["host"] != host or not (error is None or isinstance(error, str)):
+        return None
+    when = raw.get("measured_at")
+    if not number(when, optional=False) or when > time.time() + 86400:  # type: ignore[operator]
+        return None  # a date in the future would stay fresh for ever
+    if not all(number(raw.get(k)) for k in ("ttfb", "rate", "total")):
+        return None
+    return Measurement(**raw) if isinstance(raw.get("url_specific", False), bool) else None
+
+
+def _save(cache_dir: Path, measured: dict[str, Measurement]) -> None:
+    """Add ``measured`` to the record, atomically; a cache that cannot be written only loses
+    the hint. The record is read again just before: another process sharing the cache may have
+    saved its own hosts while this one probed (the newer measurement of a host wins)."""
     from ..core.fsutil import write_atomic
 
+    record = _load(cache_dir)
+    record.update(
+        {
+            h: m
+            for h, m in measured.items()
+            if h not in record or m.measured_at >= record[h].measured_at
+        }
+    )
     now = time.time()
     kept = {h: m for h, m in sorted(record.items()) if now - m.measured_at < KEEP_SECONDS}
     data: dict[str, Any] = {"hosts": {h: asdict(m) for h, m in kept.items()}}
