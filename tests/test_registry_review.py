@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
+
+from tests.conftest import run_cli
 
 
 def _on_a_terminal(columns: int, *args: str) -> list[str]:
@@ -37,14 +40,24 @@ def _on_a_terminal(columns: int, *args: str) -> list[str]:
     return out.decode().replace("\r\n", "\n").splitlines()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/main.py _table: NAME..TAGS alone are ~90 columns and the description keeps at "
-    "least 20, so every line of `list` wraps on an 80-column terminal",
-)
-def test_list_fits_an_80_column_terminal():
-    lines = _on_a_terminal(80, "list")
+@pytest.mark.parametrize("columns", [80, 100, 160])
+def test_list_fits_the_terminal(columns):
+    """NAME..TAGS alone were ~90 columns and the description kept at least 20: every line of
+    `list` wrapped on an 80-column terminal."""
+    lines = _on_a_terminal(columns, "list")
     assert len(lines) > 30
-    too_wide = [line for line in lines if len(line) > 80]
+    too_wide = [line for line in lines if len(line) > columns]
     assert not too_wide, f"{len(too_wide)} of {len(lines)} lines wrap, e.g. {too_wide[0]!r}"
     assert any(line.startswith("librispeech ") for line in lines)
+    if columns >= 160:  # room for everything: nothing cut
+        assert any("LibriSpeech ASR corpus" in line for line in lines)
+
+
+def test_tags_given_with_commas_are_each_a_tag():
+    rows = run_cli("list", "--tag", "zh,tts").stdout.splitlines()[1:]
+    assert {line.split()[0] for line in rows} == {"aishell3", "bznsyp", "css10"}
+
+
+def test_the_whole_of_librilight_is_not_3_tb():
+    whole = run_cli("info", "librilight", "--json")
+    assert [f["name"] for f in json.loads(whole.stdout)["files"]] == ["small.tar"]
