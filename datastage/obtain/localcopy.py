@@ -10,7 +10,10 @@ BASE is a folder (a download folder, a mount, a NAS) or a URL prefix some source
 ``BASE/<name>``, or the URL ``BASE/<name>``. A file published in parts is found as the joined
 file if the folder has it (users often ``cat`` the parts themselves), else as its parts.
 Nothing else is asked for: ``--from`` never falls back to a manifest's own URLs, so staging
-from a local copy makes no network request. Files already in the cache are not needed.
+from a local copy makes no network request. Files already in the cache are not needed. The
+one exception is a gated dataset's public files (those the manifest has a URL for): the gated
+hint sends users for the gated files only, so a folder lacking a public one is not an error,
+that file is downloaded from its URLs as without ``--from``.
 
 The copy's location is not part of a file's identity: the staged dataset, its marker and the
 cache are the same as after a download, so a later ``get`` without ``--from`` finds it staged.
@@ -24,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..core.errors import GatedDataset, NotInFolder, UsageError
 from ..core.redact import remember
@@ -59,9 +62,11 @@ def locate(manifest: Manifest, base: str, cached: Sequence[bool]) -> Manifest:
         files, missing = [], []
         for entry, have in zip(manifest.files, cached):
             found, lacking = _in_folder(entry, folder)
+            if lacking and manifest.gated and reachable(entry):
+                found, lacking = entry, []  # a gated dataset's public file: from its URLs
             files.append(found)
             if not have:
-                missing += lacking
+                missing += [_what_is_there(folder, name) for name in lacking]
         if missing:
             raise NotInFolder(
                 f"{_count(missing)} of {manifest.address} not found in {folder}: {_names(missing)}",
@@ -86,6 +91,12 @@ def _in_folder(entry: FileEntry, folder: Path) -> tuple[FileEntry, list[str]]:
     return replace(entry, parts=parts), missing
 
 
+def _what_is_there(folder: Path, name: str) -> str:
+    """``name``, saying when something that is not a file holds it (a FIFO, a folder, a link
+    to a device): never opened, since a FIFO blocks and /dev/zero never ends."""
+    return f"{name} (not a regular file)" if (folder / name).exists() else name
+
+
 def _at_url(entry: FileEntry, base: str) -> FileEntry:
     if entry.parts:
         parts = tuple(replace(p, source=join(base, p.name)) for p in entry.parts)
@@ -94,9 +105,14 @@ def _at_url(entry: FileEntry, base: str) -> FileEntry:
 
 
 def join(base: str, name: str) -> str:
-    """``base + "/" + name``; an http(s) name is percent-encoded (a space, a ``#``)."""
+    """``base + "/" + name``. For http(s) the name is percent-encoded (a space, a ``#``) and
+    goes in the path: a signed prefix's query (``?sv=...&sig=...``, a token) stays after it."""
     scheme = base.split("://", 1)[0].lower()
-    return base.rstrip("/") + "/" + (quote(name) if scheme in ("http", "https") else name)
+    if scheme not in ("http", "https"):
+        return base.rstrip("/") + "/" + name
+    parts = urlsplit(base)
+    path = parts.path.rstrip("/") + "/" + quote(name, safe="")
+    return urlunsplit(parts._replace(path=path, fragment=""))
 
 
 def reachable(entry: FileEntry) -> bool:
@@ -106,12 +122,13 @@ def reachable(entry: FileEntry) -> bool:
     return bool(entry.parts) and all(p.urls for p in entry.parts)
 
 
-def gated_error(manifest: Manifest) -> GatedDataset:
-    """What to do for a gated dataset: where to register, what to download, the --from form."""
+def gated_error(manifest: Manifest, store: Any = None) -> GatedDataset:
+    """What to do for a gated dataset: where to register, what to download (the files that no
+    URL serves and, given the cache ``store``, that it lacks), the --from form."""
     needed = [
         name
         for entry in manifest.files
-        if not reachable(entry)
+        if not reachable(entry) and not (store is not None and _cached(entry, store))
         for name in ([p.name for p in entry.parts] if entry.parts else [entry.name])
     ]
     where = f"register at {manifest.register}" if manifest.register else "get access"
@@ -132,8 +149,8 @@ def fetcher(
     a gated file that no URL serves, the error saying how to get it."""
     if not reachable(entry):
 
-        def refuse(*_: Any, **__: Any) -> Any:
-            raise gated_error(manifest)
+        def refuse(_entry: Any = None, store: Any = None, *_: Any, **__: Any) -> Any:
+            raise gated_error(manifest, store)  # called as download(entry, store, ...)
 
         return refuse
     if entry.parts and not entry.source:
@@ -143,6 +160,16 @@ def fetcher(
     from .download import download
 
     return functools.partial(download, budget=budget, on_prefix=on_prefix)
+
+
+def _cached(entry: FileEntry, store: Any) -> bool:
+    """Is ``entry`` in the cache (found by its pin when the manifest has no checksum)?"""
+    from .pins import Pins, apply
+
+    try:
+        return store.find(apply(entry, Pins(store.root).get(entry))) is not None
+    except (OSError, ValueError):
+        return False
 
 
 def _count(names: Sequence[str]) -> str:

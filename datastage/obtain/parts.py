@@ -92,6 +92,11 @@ def _join(
     entry: FileEntry, inputs: list[tuple[FileEntry, Path, bool]], store: Cache, reporter: Reporter
 ) -> Blob:
     sizes = [_size_of(part, path) for part, path, _ in inputs]
+    # Parts that cannot add up to the joined file's size are refused from their sizes alone:
+    # not a "not enough space" for a wrong terabyte, not a whole join only to fail its check.
+    where = f" in {inputs[0][1].parent}" if all(local for _, _, local in inputs) else ""
+    check(f"{entry.name} (its {len(inputs)} parts{where} together)", sum(sizes), {},
+          entry.size, ())  # fmt: skip
     ensure_free(store.root, sum(sizes), "for the joined file")
     partial = store.root / "partial"
     partial.mkdir(parents=True, exist_ok=True)
