@@ -79,9 +79,7 @@ def test_parts_without_checksums_that_cannot_add_up_are_not_joined(
 def test_a_manifest_whose_part_sizes_cannot_add_up_is_refused(tmp_path, server, datastage_cli):
     """All sizes declared: a typo is a manifest error (exit 3, key named) before any download,
     not a mismatch found after the parts were fetched."""
-    parts = [
-        {"url": server.add(f"/split/{n}", d), "size": len(d)} for n, d in zip(NAMES, PARTS)
-    ]
+    parts = [{"url": server.add(f"/split/{n}", d), "size": len(d)} for n, d in zip(NAMES, PARTS)]
     entry = {"name": "vox_dev.zip", "size": len(ZIP) + 1, "sha256": sha256(ZIP), "parts": parts}
     manifest = write_manifest(tmp_path, "split", [entry])
     done = datastage_cli("get", str(manifest), "--to", str(tmp_path / "out"))
@@ -113,7 +111,10 @@ def test_from_a_url_prefix_with_a_query_keeps_names_in_the_path(tmp_path, server
 def test_joining_a_name_to_a_url_prefix_keeps_its_query():
     from datastage.obtain.localcopy import join
 
-    assert join("https://h/c/vox?sig=a%2Fb&sv=1", "a b#1") == "https://h/c/vox/a%20b%231?sig=a%2Fb&sv=1"
+    assert (
+        join("https://h/c/vox?sig=a%2Fb&sv=1", "a b#1")
+        == "https://h/c/vox/a%20b%231?sig=a%2Fb&sv=1"
+    )
     assert join("https://h/c/vox/?sig=1", "x") == "https://h/c/vox/x?sig=1"
     assert join("https://h/c/vox/", "x") == "https://h/c/vox/x"
     assert join("s3://bucket/prefix", "x") == "s3://bucket/prefix/x"
@@ -192,8 +193,15 @@ def test_gated_error_asks_only_for_files_not_in_the_cache(tmp_path, datastage_cl
     dev = write_manifest(
         tmp_path / "dev",
         "vox",
-        [{"name": "vox_dev.zip", "md5": md5(ZIP), "size": len(ZIP), "dest": "dev",
-          "parts": [{"name": n, "md5": md5(d)} for n, d in zip(NAMES, PARTS)]}],  # fmt: skip
+        [
+            {
+                "name": "vox_dev.zip",
+                "md5": md5(ZIP),
+                "size": len(ZIP),
+                "dest": "dev",
+                "parts": [{"name": n, "md5": md5(d)} for n, d in zip(NAMES, PARTS)],
+            }
+        ],
         access="gated",
         register="https://example.org/vox/register",
     )
@@ -223,9 +231,14 @@ def test_from_a_folder_does_not_demand_files_the_persistent_tier_holds(
     manifest = _gated(tmp_path)
     tier = {"DATASTAGE_PERSISTENT_CACHE": str(tmp_path / "drive")}
     first = datastage_cli(
-        "get", str(manifest), "--to", str(tmp_path / "a"),
-        "--from", str(_downloads(tmp_path / "dl")), env=tier,
-    )  # fmt: skip
+        "get",
+        str(manifest),
+        "--to",
+        str(tmp_path / "a"),
+        "--from",
+        str(_downloads(tmp_path / "dl")),
+        env=tier,
+    )
     assert first.returncode == 0, first.stderr
     shutil.rmtree(cache_dir)  # a new session: the local cache is gone, the tier is not
     shutil.rmtree(tmp_path / "dl")  # and the downloads were deleted once staged
@@ -245,9 +258,13 @@ def test_instructions_with_control_characters_are_refused(tmp_path, datastage_cl
     """``instructions`` is printed in the hint: a terminal escape in a downloaded manifest
     (clear the screen, retitle the window, hide text) is a manifest error, never printed."""
     manifest = write_manifest(
-        tmp_path, "g", [{"name": "a.zip"}], access="gated", register="https://x.org/r",
+        tmp_path,
+        "g",
+        [{"name": "a.zip"}],
+        access="gated",
+        register="https://x.org/r",
         instructions=text,
-    )  # fmt: skip
+    )
     done = datastage_cli("get", str(manifest), "--to", str(tmp_path / "out"))
     assert done.returncode == 3, done.stderr
     assert "instructions" in _error(done.stderr)
@@ -264,9 +281,13 @@ def test_list_marks_a_gated_dataset_whose_description_does_not_say_so(tmp_path, 
     registry = tmp_path / "reg"
     registry.mkdir()
     write_manifest(
-        registry, "secretset", [{"name": "a.zip"}], access="gated",
-        register="https://x.org/r", description="a corpus",
-    )  # fmt: skip
+        registry,
+        "secretset",
+        [{"name": "a.zip"}],
+        access="gated",
+        register="https://x.org/r",
+        description="a corpus",
+    )
     done = datastage_cli("list", env={"DATASTAGE_REGISTRY": str(registry)})
     assert done.returncode == 0, done.stderr
     line = next(row for row in done.stdout.splitlines() if row.startswith("secretset "))
@@ -291,10 +312,21 @@ def test_a_name_that_is_not_a_regular_file_is_named_as_such(tmp_path, datastage_
     else:
         odd.symlink_to("/dev/zero")
     done = subprocess.run(
-        ["timeout", "60", *_cli(), "get", str(manifest), "--to", str(tmp_path / "out"),
-         "--from", str(downloads)],
-        capture_output=True, text=True, env=os.environ.copy(),
-    )  # fmt: skip
+        [
+            "timeout",
+            "60",
+            *_cli(),
+            "get",
+            str(manifest),
+            "--to",
+            str(tmp_path / "out"),
+            "--from",
+            str(downloads),
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
     assert done.returncode == 4, done.stderr
     error = _error(done.stderr)
     assert NAMES[1] in error and "not a regular file" in error
