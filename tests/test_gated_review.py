@@ -175,8 +175,13 @@ def test_public_manifest_from_a_folder_still_never_falls_back(tmp_path, server, 
     "comes, after the public files were requested; check every entry up front",
 )
 def test_gated_refusal_comes_before_any_download(tmp_path, server, datastage_cli, cache_dir):
-    manifest, _ = _mixed(tmp_path, server)
-    done = datastage_cli("get", str(manifest), "--to", str(tmp_path / "out"))
+    meta = payload(300_000, 7)
+    files = [
+        {"url": server.add("/pub/meta.bin", meta), "sha256": sha256(meta), "extract": False},
+        {"name": "vox_test.zip", "md5": md5(TEST_ZIP), "dest": "test"},
+    ]  # the public file first, one file at a time: today it is always requested first
+    manifest = write_manifest(tmp_path, "mix", files, access="gated", register="https://x.org/r")
+    done = datastage_cli("get", str(manifest), "--to", str(tmp_path / "out"), "--connections", "1")
     assert done.returncode == 3, done.stderr
     assert "mix is gated" in done.stderr
     assert server.log == []
@@ -331,6 +336,23 @@ def test_a_name_that_is_not_a_regular_file_is_named_as_such(tmp_path, datastage_
     error = _error(done.stderr)
     assert NAMES[1] in error and "not a regular file" in error
     assert not (tmp_path / "out" / "vox").exists()
+
+
+def test_from_a_file_says_to_give_its_folder(tmp_path, datastage_cli):
+    """`--from ~/Downloads/vox_test.zip` (the file itself): not "no such folder"."""
+    manifest = _gated(tmp_path)
+    downloads = _downloads(tmp_path / "dl")
+    done = datastage_cli(
+        "get",
+        str(manifest),
+        "--to",
+        str(tmp_path / "out"),
+        "--from",
+        str(downloads / "vox_test.zip"),
+    )
+    assert done.returncode == 2, done.stderr
+    assert "is a file, not a folder" in _error(done.stderr)
+    assert f"--from {downloads}" in done.stderr.split("hint:", 1)[1]
 
 
 def _cli() -> list[str]:

@@ -26,7 +26,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..core.errors import GatedDataset, NotInFolder, UsageError
@@ -57,6 +57,11 @@ def locate(manifest: Manifest, base: str, cached: Sequence[bool]) -> Manifest:
     already (not needed). A folder lacking files is one NotInFolder naming every one of them."""
     if is_folder(base):
         folder = path_of(base).absolute()  # messages name the folder wherever run from
+        if folder.is_file():
+            raise UsageError(
+                f"--from {folder} is a file, not a folder",
+                hint=f"give the folder holding the files: --from {shlex.quote(str(folder.parent))}",
+            )
         if not folder.is_dir():
             raise UsageError(f"--from {folder}: no such folder")
         files, missing = [], []
@@ -122,13 +127,24 @@ def reachable(entry: FileEntry) -> bool:
     return bool(entry.parts) and all(p.urls for p in entry.parts)
 
 
-def gated_error(manifest: Manifest, store: Any = None) -> GatedDataset:
+def gated_error(
+    manifest: Manifest, store: Any = None, refused: Optional[FileEntry] = None
+) -> GatedDataset:
     """What to do for a gated dataset: where to register, what to download (the files that no
-    URL serves and, given the cache ``store``, that it lacks), the --from form."""
+    URL serves and, given the cache ``store``, that it lacks: always ``refused``, the one whose
+    fetch failed), the --from form."""
+
+    def needed_now(entry: FileEntry) -> bool:
+        if reachable(entry):
+            return False
+        if store is None or (refused is not None and entry.url == refused.url):
+            return True
+        return not _cached(entry, store)
+
     needed = [
         name
         for entry in manifest.files
-        if not reachable(entry) and not (store is not None and _cached(entry, store))
+        if needed_now(entry)
         for name in ([p.name for p in entry.parts] if entry.parts else [entry.name])
     ]
     where = f"register at {manifest.register}" if manifest.register else "get access"
@@ -149,8 +165,8 @@ def fetcher(
     a gated file that no URL serves, the error saying how to get it."""
     if not reachable(entry):
 
-        def refuse(_entry: Any = None, store: Any = None, *_: Any, **__: Any) -> Any:
-            raise gated_error(manifest, store)  # called as download(entry, store, ...)
+        def refuse(refused: Any = None, store: Any = None, *_: Any, **__: Any) -> Any:
+            raise gated_error(manifest, store, refused)  # called as download(entry, store, ...)
 
         return refuse
     if entry.parts and not entry.source:
