@@ -278,6 +278,20 @@ def test_instructions_with_control_characters_are_refused(tmp_path, datastage_cl
 
 @pytest.mark.xfail(
     strict=True,
+    reason="cli/main.py `info` (being rewritten) prints pins.UNPINNED as 'no: checksums "
+    "unconfirmed' also for files whose manifest md5 is confirmed and checked on every read",
+)
+def test_info_does_not_call_confirmed_md5_checksums_unconfirmed(datastage_cli):
+    done = datastage_cli("info", "voxceleb1")
+    assert done.returncode == 0, done.stderr
+    assert "md5:ae63e55b951748cc486645f532ba230b" in done.stdout
+    assert "unconfirmed" not in "\n".join(
+        line for line in done.stdout.splitlines() if "pinned" in line
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
     reason="cli/main.py `list` (being rewritten): README says gated datasets are marked in a "
     "SOURCES column; there is none, and the registry test only passes because voxceleb1's "
     "description happens to contain the word",
@@ -336,6 +350,28 @@ def test_a_name_that_is_not_a_regular_file_is_named_as_such(tmp_path, datastage_
     error = _error(done.stderr)
     assert NAMES[1] in error and "not a regular file" in error
     assert not (tmp_path / "out" / "vox").exists()
+
+
+def test_missing_parts_say_which_name_the_joined_file_is_found_by(tmp_path, datastage_cli):
+    """Recipes name a joined file differently (VoxCeleb2: vox2_aac.zip or vox2_dev_aac.zip):
+    when parts are missing, the hint says the joined file is also accepted, and by which name."""
+    manifest = _gated(tmp_path)
+    downloads = _downloads(tmp_path / "dl")
+    for name in NAMES:
+        (downloads / name).unlink()
+    (downloads / "vox_dev_joined_by_another_recipe.zip").write_bytes(ZIP)
+    done = datastage_cli(
+        "get", str(manifest), "--to", str(tmp_path / "out"), "--from", str(downloads)
+    )
+    assert done.returncode == 4, done.stderr
+    hint = done.stderr.split("hint:", 1)[1]
+    assert "joined into one file named vox_dev.zip" in hint
+    (downloads / "vox_dev_joined_by_another_recipe.zip").rename(downloads / "vox_dev.zip")
+    again = datastage_cli(
+        "get", str(manifest), "--to", str(tmp_path / "out"), "--from", str(downloads)
+    )
+    assert again.returncode == 0, again.stderr
+    assert _data_tree(Path(again.stdout.strip())) == _expected_tree()
 
 
 def test_from_a_file_says_to_give_its_folder(tmp_path, datastage_cli):

@@ -64,7 +64,7 @@ def locate(manifest: Manifest, base: str, cached: Sequence[bool]) -> Manifest:
             )
         if not folder.is_dir():
             raise UsageError(f"--from {folder}: no such folder")
-        files, missing = [], []
+        files, missing, joined = [], [], []
         for entry, have in zip(manifest.files, cached):
             found, lacking = _in_folder(entry, folder)
             if lacking and manifest.gated and reachable(entry):
@@ -72,12 +72,16 @@ def locate(manifest: Manifest, base: str, cached: Sequence[bool]) -> Manifest:
             files.append(found)
             if not have:
                 missing += [_what_is_there(folder, name) for name in lacking]
+                joined += [entry.name] if lacking and entry.parts else []
         if missing:
+            # Parts already joined under another name (VoxCeleb2's is vox2_aac.zip to some
+            # recipes, vox2_dev_aac.zip to others): say which name the joined file is found by.
+            also = f"; parts may instead be joined into one file named {_names(joined)}"
             raise NotInFolder(
                 f"{_count(missing)} of {manifest.address} not found in {folder}: {_names(missing)}",
                 hint=f"put {'them' if len(missing) > 1 else 'it'} there (file names as listed by "
                 f"`datastage info {shlex.quote(manifest.target)}`), or point --from at the "
-                "folder that holds them",
+                f"folder that holds them{also if joined else ''}",
             )
     else:
         files = [_at_url(entry, base) for entry in manifest.files]
