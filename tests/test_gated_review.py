@@ -394,6 +394,61 @@ def test_missing_parts_say_which_name_the_joined_file_is_found_by(tmp_path, data
     assert _data_tree(Path(again.stdout.strip())) == _expected_tree()
 
 
+def test_a_half_joined_copy_next_to_all_its_parts_falls_back_to_the_parts(
+    tmp_path, datastage_cli, cache_dir
+):
+    """`cat parta* > vox_dev.zip` cut short (a full disk): the joined copy does not match, but
+    every part is in the folder: they are joined instead (verified), with a warning."""
+    manifest = _gated(tmp_path)
+    downloads = _downloads(tmp_path / "dl")
+    (downloads / "vox_dev.zip").write_bytes(ZIP[: len(ZIP) // 2])
+    done = datastage_cli(
+        "get", str(manifest), "--to", str(tmp_path / "out"), "--from", str(downloads)
+    )
+    assert done.returncode == 0, done.stderr
+    assert _data_tree(Path(done.stdout.strip())) == _expected_tree()
+    warning = next(line for line in done.stderr.splitlines() if line.startswith("warning:"))
+    assert "vox_dev.zip" in warning and "joining its 3 parts" in warning
+    assert (downloads / "vox_dev.zip").stat().st_size == len(ZIP) // 2  # the user's, untouched
+    assert sha256(ZIP) in {p.name for p in _blobs(cache_dir)}
+    assert _joins(cache_dir) == []
+
+
+def test_a_half_joined_copy_without_all_parts_is_still_exit_5(tmp_path, datastage_cli, cache_dir):
+    manifest = _gated(tmp_path)
+    downloads = _downloads(tmp_path / "dl")
+    (downloads / NAMES[2]).unlink()
+    (downloads / "vox_dev.zip").write_bytes(ZIP[:-1] + b"x")
+    done = datastage_cli(
+        "get", str(manifest), "--to", str(tmp_path / "out"), "--from", str(downloads)
+    )
+    assert done.returncode == 5, done.stderr
+    assert "vox_dev.zip" in _error(done.stderr) and "mismatch" in _error(done.stderr)
+    assert sha256(ZIP[:-1] + b"x") not in {p.name for p in _blobs(cache_dir)}
+    assert not (tmp_path / "out" / "vox").exists()
+
+
+def test_a_join_left_by_a_killed_run_goes_when_the_joined_copy_is_used(
+    tmp_path, datastage_cli, cache_dir
+):
+    """A join killed at 40 GB, then the user `cat`s the parts and passes that file: the dead
+    join must not stay in the cache forever (only a join of the same entry removed it)."""
+    manifest = _gated(tmp_path)
+    stale = cache_dir / "partial" / f"md5-{md5(ZIP)}.k1ll3d.join"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(ZIP[:1000])
+    downloads = tmp_path / "dl"
+    downloads.mkdir()
+    (downloads / "vox_dev.zip").write_bytes(ZIP)
+    (downloads / "vox_test.zip").write_bytes(TEST_ZIP)
+    done = datastage_cli(
+        "get", str(manifest), "--to", str(tmp_path / "out"), "--from", str(downloads)
+    )
+    assert done.returncode == 0, done.stderr
+    assert _data_tree(Path(done.stdout.strip())) == _expected_tree()
+    assert _joins(cache_dir) == []
+
+
 def test_from_a_file_says_to_give_its_folder(tmp_path, datastage_cli):
     """`--from ~/Downloads/vox_test.zip` (the file itself): not "no such folder"."""
     manifest = _gated(tmp_path)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from ..core.errors import GatedDataset, NotInFolder, UsageError
+from ..core.errors import GatedDataset, IntegrityError, NotInFolder, UsageError
 from ..core.redact import remember
 from ..resolve.manifest import URL_SCHEME, FileEntry, Manifest, check_url
 from ..sources.local import path_of, url_of
@@ -91,12 +91,13 @@ def locate(manifest: Manifest, base: str, cached: Sequence[bool]) -> Manifest:
 def _in_folder(entry: FileEntry, folder: Path) -> tuple[FileEntry, list[str]]:
     """The entry reading from ``folder``, and the names missing there."""
     whole = folder / entry.name
-    if whole.is_file():  # a file published in parts: the user may have joined them already
-        return replace(entry, source=url_of(whole)), []
     if not entry.parts:
-        return replace(entry, source=url_of(whole)), [entry.name]
+        return replace(entry, source=url_of(whole)), [] if whole.is_file() else [entry.name]
     parts = tuple(replace(p, source=url_of(folder / p.name)) for p in entry.parts)
     missing = [p.name for p in entry.parts if not (folder / p.name).is_file()]
+    if whole.is_file():  # the user may have joined the parts already (`cat`): read that file,
+        # keeping the parts, when all are there, in case it is a half-finished or wrong join
+        return replace(entry, source=url_of(whole), parts=entry.parts if missing else parts), []
     return replace(entry, parts=parts), missing
 
 
@@ -177,9 +178,37 @@ def fetcher(
         from . import parts
 
         return functools.partial(parts.join, budget=budget)
+    if entry.parts and entry.source:
+        return functools.partial(_joined_copy, budget=budget, on_prefix=on_prefix)
     from .download import download
 
     return functools.partial(download, budget=budget, on_prefix=on_prefix)
+
+
+def _joined_copy(
+    entry: FileEntry,
+    store: Any,
+    settings: Any,
+    reporter: Any,
+    budget: Any = None,
+    on_prefix: Any = None,
+) -> Any:
+    """A file published in parts, read from a copy joined by the user. Its join may have been
+    cut short (a full disk during `cat`): when it does not match and the folder has every part
+    (``source`` set on each), the parts are joined instead. Either way no join of it left by a
+    killed run stays behind (``parts.join`` removes those it finds; so does this)."""
+    from . import parts
+    from .download import download
+
+    try:
+        blob = download(entry, store, settings, reporter, budget=budget, on_prefix=on_prefix)
+    except IntegrityError as e:
+        if not all(p.source for p in entry.parts):
+            raise
+        reporter.warn(f"{e}; joining its {len(entry.parts)} parts from the same folder instead")
+        return parts.join(replace(entry, source=""), store, settings, reporter, budget)
+    parts.remove_stale_joins(entry, store, settings, reporter)
+    return blob
 
 
 def _cached(entry: FileEntry, store: Any) -> bool:

@@ -153,6 +153,20 @@ def _size_of(part: FileEntry, path: Path) -> int:
     return size
 
 
+def remove_stale_joins(
+    entry: FileEntry, store: Cache, settings: Settings, reporter: Reporter
+) -> None:
+    """Remove joins of ``entry`` left by killed runs once its file came another way (the
+    user's own joined copy): under the entry's lock, so a live join is never touched."""
+    partial = store.root / "partial"
+    if not partial.is_dir() or not any(partial.glob(f"{store.key(entry)}.*{JOIN_SUFFIX}")):
+        return
+    with locks.hold(
+        store.lock_path(entry), f"join of {entry.name}", settings.lock_timeout, reporter.say
+    ):
+        _remove_stale_joins(store, entry)
+
+
 def _remove_stale_joins(store: Cache, entry: FileEntry) -> None:
     """Joins of this entry left by a killed process (we hold the entry's lock: none is live)."""
     for stale in (store.root / "partial").glob(f"{store.key(entry)}.*{JOIN_SUFFIX}"):
