@@ -196,7 +196,8 @@ def _joined_copy(
     """A file published in parts, read from a copy joined by the user. Its join may have been
     cut short (a full disk during `cat`): when it does not match and the folder has every part
     (``source`` set on each), the parts are joined instead. Either way no join of it left by a
-    killed run stays behind (``parts.join`` removes those it finds; so does this)."""
+    killed run stays behind (``parts.join`` removes those it finds; so does this), nor the
+    state of the failed read."""
     from . import parts
     from .download import download
 
@@ -206,8 +207,8 @@ def _joined_copy(
         if not all(p.source for p in entry.parts):
             raise
         reporter.warn(f"{e}; joining its {len(entry.parts)} parts from the same folder instead")
-        return parts.join(replace(entry, source=""), store, settings, reporter, budget)
-    parts.remove_stale_joins(entry, store, settings, reporter)
+        blob = parts.join(replace(entry, source=""), store, settings, reporter, budget)
+    parts.remove_leftovers(entry, store, settings, reporter)
     return blob
 
 

@@ -153,18 +153,23 @@ def _size_of(part: FileEntry, path: Path) -> int:
     return size
 
 
-def remove_stale_joins(
+def remove_leftovers(
     entry: FileEntry, store: Cache, settings: Settings, reporter: Reporter
 ) -> None:
-    """Remove joins of ``entry`` left by killed runs once its file came another way (the
-    user's own joined copy): under the entry's lock, so a live join is never touched."""
+    """Once ``entry`` is a blob another way (the user's own joined copy, or its parts after
+    that copy failed): joins of it left by killed runs, and the state of a download of it that
+    failed, go. Under the entry's lock, so a live join or download is never touched."""
     partial = store.root / "partial"
-    if not partial.is_dir() or not any(partial.glob(f"{store.key(entry)}.*{JOIN_SUFFIX}")):
+    key = store.key(entry)
+    if not partial.is_dir() or not any(partial.glob(f"{key}.*")):
         return
     with locks.hold(
         store.lock_path(entry), f"join of {entry.name}", settings.lock_timeout, reporter.say
     ):
         _remove_stale_joins(store, entry)
+        for path in store.partial_paths(entry):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def _remove_stale_joins(store: Cache, entry: FileEntry) -> None:

@@ -344,7 +344,8 @@ def _access(v: _Validator, data: Mapping[str, Any]) -> tuple[str, str, str]:
     if register and not re.match(r"^https?://", register):
         v.note("register", f"must be an http(s) URL, got {_shown(register)}")
     elif register:
-        reason = check_url(register)
+        bad = _PRINTED_CONTROL.search(register)  # check_url lets C1 (\x9b: an escape) through
+        reason = check_url(register) or (bad and f"contains the control character {bad.group()!r}")
         if reason:
             v.note("register", reason)
     for key, value in (("register", register), ("instructions", instructions)):
