@@ -92,6 +92,11 @@ def _join(
     entry: FileEntry, inputs: list[tuple[FileEntry, Path, bool]], store: Cache, reporter: Reporter
 ) -> Blob:
     sizes = [_size_of(part, path) for part, path, _ in inputs]
+    # Parts that cannot add up to the joined file's size are refused from their sizes alone:
+    # not a "not enough space" for a wrong terabyte, not a whole join only to fail its check.
+    where = f" in {inputs[0][1].parent}" if all(local for _, _, local in inputs) else ""
+    check(f"{entry.name} (its {len(inputs)} parts{where} together)", sum(sizes), {},
+          entry.size, ())  # fmt: skip
     ensure_free(store.root, sum(sizes), "for the joined file")
     partial = store.root / "partial"
     partial.mkdir(parents=True, exist_ok=True)
@@ -146,6 +151,25 @@ def _size_of(part: FileEntry, path: Path) -> int:
         raise SourceError(f"cannot read {path}: {e.strerror or e}") from e
     check(f"{part.name} in {path.parent}", size, {}, part.size, ())
     return size
+
+
+def remove_leftovers(
+    entry: FileEntry, store: Cache, settings: Settings, reporter: Reporter
+) -> None:
+    """Once ``entry`` is a blob another way (the user's own joined copy, or its parts after
+    that copy failed): joins of it left by killed runs, and the state of a download of it that
+    failed, go. Under the entry's lock, so a live join or download is never touched."""
+    partial = store.root / "partial"
+    key = store.key(entry)
+    if not partial.is_dir() or not any(partial.glob(f"{key}.*")):
+        return
+    with locks.hold(
+        store.lock_path(entry), f"join of {entry.name}", settings.lock_timeout, reporter.say
+    ):
+        _remove_stale_joins(store, entry)
+        for path in store.partial_paths(entry):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def _remove_stale_joins(store: Cache, entry: FileEntry) -> None:

@@ -66,6 +66,7 @@ D = TypeVar("D")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*\Z")  # \Z: "name\n" is not a name
 MAX_NAME_BYTES = 255  # one path component on Linux file systems
 MAX_INT = 2**63 - 1  # sizes and counts beyond it describe no real file
+_PRINTED_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1 (\x9b starts an escape)
 
 TOP_KEYS = {"name", "description", "homepage", "license", "citation", "version", "root", "files"}
 TOP_KEYS |= {"noncommercial", "license_note", "layout", "subsets", "aliases", "tags"}
@@ -330,6 +331,10 @@ def _access(v: _Validator, data: Mapping[str, Any]) -> tuple[str, str, str]:
         access = "public"
     register = v.string(data, "register", "")
     instructions = " ".join(v.string(data, "instructions", "").split())  # one hint line
+    bad = _PRINTED_CONTROL.search(instructions)
+    if bad:  # printed in the hint: a terminal escape could clear the screen or hide text
+        v.note("instructions", f"contains the control character {bad.group()!r}")
+        instructions = ""
     if access == "gated" and not register:
         v.note(
             "register", 'missing: a gated dataset says where to register (register = "https://...")'
@@ -337,7 +342,8 @@ def _access(v: _Validator, data: Mapping[str, Any]) -> tuple[str, str, str]:
     if register and not re.match(r"^https?://", register):
         v.note("register", f"must be an http(s) URL, got {_shown(register)}")
     elif register:
-        reason = check_url(register)
+        bad = _PRINTED_CONTROL.search(register)  # check_url lets C1 (\x9b: an escape) through
+        reason = check_url(register) or (bad and f"contains the control character {bad.group()!r}")
         if reason:
             v.note("register", reason)
     for key, value in (("register", register), ("instructions", instructions)):
@@ -522,6 +528,12 @@ def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
     url, mirrors = _url_and_mirrors(v, raw, key, base, needed=not parts and not v.gated)
     if parts and (url or mirrors):
         v.note(key + ".parts", "cannot be used with url or mirrors (the parts are the file)")
+    size = v.size(raw, "size", key + ".")
+    part_sizes = [p.size for p in parts]
+    if parts and size is not None and None not in part_sizes:
+        total = sum(s for s in part_sizes if s is not None)
+        if total != size:
+            v.note(key + ".parts", f"sizes add up to {total} bytes, but size = {size}")
     if v.gated and not parts and "url" not in raw and "name" not in raw:
         v.note(key + ".name", "missing (required for a file without url)")
     digests = _digests(v, raw, key)
@@ -542,7 +554,7 @@ def _file_entry(v: _Validator, raw: Any, key: str, base: Path) -> FileEntry:
         name=name,
         mirrors=mirrors,
         digests=tuple(digests),
-        size=v.size(raw, "size", key + "."),
+        size=size,
         extract=v.boolean(raw, "extract", key + "."),
         dest=v.relative_path(raw, "dest", key + "."),
         unpacked_size=v.size(raw, "unpacked_size", key + "."),
