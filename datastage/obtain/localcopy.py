@@ -120,9 +120,9 @@ def join(base: str, name: str) -> str:
     scheme = base.split("://", 1)[0].lower()
     if scheme not in ("http", "https"):
         return base.rstrip("/") + "/" + name
-    parts = urlsplit(base)
-    path = parts.path.rstrip("/") + "/" + quote(name, safe="")
-    return urlunsplit(parts._replace(path=path, fragment=""))
+    prefix = urlsplit(base)
+    path = prefix.path.rstrip("/") + "/" + quote(name, safe="")
+    return urlunsplit((prefix.scheme, prefix.netloc, path, prefix.query, ""))
 
 
 def reachable(entry: FileEntry) -> bool:
