@@ -153,12 +153,13 @@ def get_manifest(
 ) -> Path:
     """Fetch and stage an already resolved manifest (no is-current shortcut, no rank turn).
     ``force``: stage again even if a current staging is in place."""
-    from .obtain import obtaining
+    from .obtain import localcopy, obtaining
     from .obtain.cache import Cache
     from .obtain.usage import in_use
 
     reporter = Reporter(settings.quiet)
     staging.refuse_foreign(manifest, dest)  # before a byte is downloaded
+    localcopy.refuse_unfetchable(manifest, Cache(settings.cache_dir), settings)  # so is this
 
     def attempt() -> Path:
         overlapped = _overlapped(manifest, dest, settings, reporter, force)
@@ -218,12 +219,13 @@ def fetch(
     )
     if from_ is not None:
         manifest = _located(manifest, from_, settings)
-    from .obtain import obtaining
+    from .obtain import localcopy, obtaining
     from .obtain.cache import Cache
     from .obtain.usage import in_use
 
     reporter = Reporter(settings.quiet)
     store = Cache(settings.cache_dir)
+    localcopy.refuse_unfetchable(manifest, store, settings)  # before any download
     with in_use(store):
         blobs = obtaining.fetching_damaged_again(
             lambda: obtaining.obtain_all(manifest, None, settings, reporter), store, reporter
@@ -534,13 +536,18 @@ def _check_from(target: str, base: str) -> None:
 
 
 def _located(manifest: Manifest, base: str, settings: config.Settings) -> Manifest:
-    """``manifest`` reading its files from ``base`` (files in the cache are not needed there)."""
-    from .obtain import localcopy, obtaining
+    """``manifest`` reading its files from ``base``. Files that the cache, the persistent tier,
+    a source folder or the shared cache holds are not needed there: they are taken from it
+    before the copy (persistent.obtain's order)."""
+    from .obtain import localcopy, obtaining, persistent
     from .obtain.cache import Cache
 
     store = Cache(settings.cache_dir)
-    cached = [store.find(entry) is not None for entry in obtaining.pinned_entries(manifest, store)]
-    return localcopy.locate(manifest, base, cached)
+    held = [
+        persistent.holds(entry, manifest, store, settings)
+        for entry in obtaining.pinned_entries(manifest, store)
+    ]
+    return localcopy.locate(manifest, base, held)
 
 
 def _check_endpoints(settings: dict[str, Any]) -> None:

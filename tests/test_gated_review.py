@@ -1,9 +1,5 @@
 """Review of issue 16 (gated datasets, ``--from``, split ``parts``): one regression test per
-finding. Real folders, a real loopback server that logs every request, the real CLI.
-
-Tests marked ``xfail(strict=True)`` describe defects whose fix lies in files other engineers
-are rewriting (api.py, cli/): they fail today and will pass (and so fail as XPASS, to be
-unmarked) once fixed."""
+finding. Real folders, a real loopback server that logs every request, the real CLI."""
 
 from __future__ import annotations
 
@@ -169,11 +165,6 @@ def test_public_manifest_from_a_folder_still_never_falls_back(tmp_path, server, 
     assert server.log == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api.py (being rewritten): the gated refusal comes only when the gated file's turn "
-    "comes, after the public files were requested; check every entry up front",
-)
 def test_gated_refusal_comes_before_any_download(tmp_path, server, datastage_cli, cache_dir):
     meta = payload(300_000, 7)
     files = [
@@ -186,6 +177,40 @@ def test_gated_refusal_comes_before_any_download(tmp_path, server, datastage_cli
     assert "mix is gated" in done.stderr
     assert server.log == []
     assert not (cache_dir / "partial").exists() or not any((cache_dir / "partial").iterdir())
+
+
+def test_fetch_refuses_a_gated_dataset_before_any_download(tmp_path, server, datastage_cli):
+    """``fetch`` takes the same up-front check as ``get``."""
+    meta = payload(300_000, 7)
+    files = [
+        {"url": server.add("/pub/meta.bin", meta), "sha256": sha256(meta), "extract": False},
+        {"name": "vox_test.zip", "md5": md5(TEST_ZIP)},
+    ]
+    manifest = write_manifest(tmp_path, "mix", files, access="gated", register="https://x.org/r")
+    done = datastage_cli("fetch", str(manifest), "--connections", "1")
+    assert done.returncode == 3, done.stderr
+    assert "1 file cannot be downloaded" in _error(done.stderr) and "vox_test.zip" in done.stderr
+    assert server.log == []
+
+
+def test_a_gated_file_in_a_source_folder_is_not_refused_up_front(tmp_path, server, datastage_cli):
+    """The up-front refusal asks the tiers the download would: a gated file that a
+    DATASTAGE_SOURCES folder holds (right name, size and md5) is copied from it, no --from."""
+    manifest, meta = _mixed(tmp_path, server)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "vox_test.zip").write_bytes(TEST_ZIP)
+    done = datastage_cli(
+        "get",
+        str(manifest),
+        "--to",
+        str(tmp_path / "out"),
+        env={"DATASTAGE_SOURCES": str(tmp_path / "src")},
+    )
+    assert done.returncode == 0, done.stderr
+    root = Path(done.stdout.strip())
+    assert (root / "meta.bin").read_bytes() == meta
+    assert (root / "test" / "wav" / "id9" / "c.wav").read_bytes() == payload(5_000, 3)
+    assert {r.path for r in server.log} == {"/pub/meta.bin"}
 
 
 # -- what the gated error asks for ----------------------------------------------------------------
@@ -223,11 +248,6 @@ def test_gated_error_asks_only_for_files_not_in_the_cache(tmp_path, datastage_cl
 # -- the persistent tier ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api._located (being rewritten) counts only the local cache as having a file: a "
-    "file the persistent tier holds is demanded in the --from folder (exit 4)",
-)
 def test_from_a_folder_does_not_demand_files_the_persistent_tier_holds(
     tmp_path, datastage_cli, cache_dir
 ):
@@ -288,12 +308,6 @@ def test_a_register_url_with_a_c1_control_character_is_refused(tmp_path, datasta
     assert "\x9b" not in done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/main.py (being rewritten): _one_line, which formats the error: and hint: lines, "
-    "folds whitespace but prints other control characters raw; it should escape C0/DEL/C1 as "
-    "\\xNN (the class of the instructions finding: file names reach the same lines)",
-)
 def test_error_lines_never_carry_terminal_escapes_from_file_names(tmp_path, datastage_cli):
     manifest = write_manifest(
         tmp_path,
@@ -308,11 +322,6 @@ def test_error_lines_never_carry_terminal_escapes_from_file_names(tmp_path, data
     assert "\x1b" not in done.stderr and "\x07" not in done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/main.py `info` (being rewritten) prints pins.UNPINNED as 'no: checksums "
-    "unconfirmed' also for files whose manifest md5 is confirmed and checked on every read",
-)
 def test_info_does_not_call_confirmed_md5_checksums_unconfirmed(datastage_cli):
     done = datastage_cli("info", "voxceleb1")
     assert done.returncode == 0, done.stderr
@@ -322,12 +331,6 @@ def test_info_does_not_call_confirmed_md5_checksums_unconfirmed(datastage_cli):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/main.py `list` (being rewritten): README says gated datasets are marked in a "
-    "SOURCES column; there is none, and the registry test only passes because voxceleb1's "
-    "description happens to contain the word",
-)
 def test_list_marks_a_gated_dataset_whose_description_does_not_say_so(tmp_path, datastage_cli):
     registry = tmp_path / "reg"
     registry.mkdir()
@@ -346,6 +349,34 @@ def test_list_marks_a_gated_dataset_whose_description_does_not_say_so(tmp_path, 
 
 
 # -- folders that hold something else under a file's name --------------------------------------
+
+
+def test_warning_lines_never_carry_terminal_escapes_from_file_names(tmp_path, datastage_cli):
+    """A source folder's file of that name and size but other bytes is a warning naming it,
+    then the gated refusal: neither line carries the name's escape raw (shown as \\x1b)."""
+    name = "a\x1b]0;owned\x07b.zip"
+    manifest = write_manifest(
+        tmp_path,
+        "g",
+        [{"name": name, "size": len(TEST_ZIP), "md5": md5(TEST_ZIP)}],
+        access="gated",
+        register="https://x.org/r",
+    )
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / name).write_bytes(b"x" * len(TEST_ZIP))
+    done = datastage_cli(
+        "get",
+        str(manifest),
+        "--to",
+        str(tmp_path / "out"),
+        env={"DATASTAGE_SOURCES": str(tmp_path / "src")},
+    )
+    assert done.returncode == 3, done.stderr
+    warning = next(line for line in done.stderr.splitlines() if line.startswith("warning:"))
+    assert "a\\x1b]0;owned\\x07b.zip" in warning and "a\\x1b]0;owned\\x07b.zip" in _error(
+        done.stderr
+    )
+    assert "\x1b" not in done.stderr and "\x07" not in done.stderr
 
 
 @pytest.mark.parametrize("kind", ["fifo", "directory", "device"])

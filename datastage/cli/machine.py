@@ -246,6 +246,7 @@ def _push(target: str, url: str, quiet: Optional[bool]) -> list[str]:
     settings = config.resolve(quiet=quiet)
     reporter = Reporter(settings.quiet)
     store = Cache(settings.cache_dir)
+    localcopy.refuse_unfetchable(manifest, store, settings)  # before any download
     blobs = []
     for entry in manifest.files:  # fetcher: parts are joined; a gated file must be cached
         fetch_one = localcopy.fetcher(manifest, entry)

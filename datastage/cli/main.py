@@ -21,7 +21,7 @@ import click
 from .. import api
 from ..core.errors import DatasetNotFound, DatastageError, InsufficientSpace, InvalidManifest
 from ..core.redact import redact_text, redact_url
-from ..core.text import one_line, switch
+from ..core.text import one_line, printable, switch
 from ..core.version import __version__
 from ..resolve.manifest import Manifest
 from ..settings.config import DEBUG_ENV
@@ -348,13 +348,14 @@ def _rows_of(
 
 
 def _license_cell(m: Manifest, width: int = LICENSE_WIDTH) -> str:
-    """The license's name without its notes, "[NC]" when non-commercial use only."""
+    """The license's name without its notes; "[NC]" when non-commercial use only, "[gated]"
+    when some files need a registration first (the terms of access): marks are never cut."""
     text = (m.license or "-").split(" (")[0].split(";")[0].strip()
     if len(text) > width:
         text = text[: width - 3] + "..."
     elif text != m.license and m.license:
         text += "..."
-    return text + (" [NC]" if m.noncommercial else "")
+    return text + (" [NC]" if m.noncommercial else "") + (" [gated]" if m.gated else "")
 
 
 def _tags_cell(tags: Sequence[str], width: int = TAGS_WIDTH) -> str:
@@ -394,7 +395,7 @@ def info(target: str, to: Optional[str], cache: Optional[str], as_json: bool) ->
         if details["instructions"]:
             click.echo(f"{'download:':13}{details['instructions']}")
     click.echo(f"{'size:':13}{size_text(details['size'])}")
-    click.echo(f"{'pinned:':13}{_PINNING[details['pinned']]}")
+    click.echo(f"{'pinned:':13}{_pinning(details['files'])}")
     if "staged" in details:
         click.echo(f"{'staged:':13}{details['staged'] or 'no'}")
     for sub in details["subsets"]:
@@ -423,6 +424,11 @@ def info(target: str, to: Optional[str], cache: Optional[str], as_json: bool) ->
                 f"  pinned:    on first use {pin['pinned_at']}: "
                 f"{pin['size']} bytes, sha256:{pin['sha256']}"
             )
+        elif _checked_by(f):
+            click.echo(
+                f"  pinned:    by the manifest's {_checked_by(f)}; its sha256 is recorded by "
+                "the first download"
+            )
         elif f["pinned"] != "manifest":
             click.echo("  pinned:    no (unconfirmed; the first download pins it)")
         click.echo(f"  cached:    {f['cached'] or 'no'}")
@@ -438,6 +444,30 @@ _PINNING = {
     "unpinned": "no: checksums unconfirmed; the first download pins them (trust on first use)",
     "mixed": "some files (see below)",
 }
+
+
+def _checked_by(file: dict[str, Any]) -> str:
+    """For a file without a known sha256 (``pinned`` is "unpinned"): the manifest's checksums
+    it is still checked against on every read ("md5", "md5 of its parts"), "" if none."""
+    if file["pinned"] != "unpinned":
+        return ""
+    if file["digests"]:
+        return ", ".join(dict.fromkeys(d.split(":", 1)[0] for d in file["digests"]))
+    if file["parts"] and all(p["digests"] for p in file["parts"]):
+        names = dict.fromkeys(d.split(":", 1)[0] for p in file["parts"] for d in p["digests"])
+        return f"{', '.join(names)} of its parts"
+    return ""
+
+
+def _pinning(files: Sequence[dict[str, Any]]) -> str:
+    """The dataset's ``pinned:`` line. A file with a manifest md5 but no sha256 is "unpinned"
+    to pins.py (its sha256 is recorded on first use) but not unconfirmed: say what checks it."""
+    checked = [_checked_by(f) for f in files]
+    if checked and all(checked):
+        names = ", ".join(dict.fromkeys(checked))
+        return f"every file, by the manifest's {names}; the first download records its sha256"
+    states = {f["pinned"] for f in files}
+    return _PINNING[states.pop()] if len(states) == 1 and not any(checked) else _PINNING["mixed"]
 
 
 @cli.command()
@@ -568,12 +598,18 @@ def _fail(
 ) -> NoReturn:
     if debug:  # the chain names URLs (requests: "with url: /x?token=..."): redacted too
         print(redact_text(traceback.format_exc()), end="", file=sys.stderr)
-    print(f"error: {redact_text(one_line(message))}", file=sys.stderr)
+    print(f"error: {_shown(message)}", file=sys.stderr)
     if len(details) > 1:
         for line in details[:MAX_DETAILS]:
-            print(f"  {redact_text(one_line(line))}", file=sys.stderr)
+            print(f"  {_shown(line)}", file=sys.stderr)
         if len(details) > MAX_DETAILS:
             print(f"  ... and {len(details) - MAX_DETAILS} more", file=sys.stderr)
     if hint:
-        print(f"hint: {redact_text(one_line(hint))}", file=sys.stderr)
+        print(f"hint: {_shown(hint)}", file=sys.stderr)
     sys.exit(code)
+
+
+def _shown(text: str) -> str:
+    """One printed line of an error: folded to one line, secrets masked, then control characters
+    escaped (a file name cannot carry a terminal escape onto the screen)."""
+    return printable(redact_text(one_line(text)))

@@ -15,6 +15,7 @@ import threading
 from typing import Any, Optional, Protocol
 
 from .redact import redact_text
+from .text import printable
 from .units import BAR_DIVISOR, BAR_UNIT
 
 _write_lock = threading.Lock()
@@ -68,7 +69,9 @@ class Reporter:
 
 
 def write_line(line: str) -> None:
-    """One whole line on stderr, never interleaved with another thread's, bars kept intact."""
+    """One whole line on stderr, never interleaved with another thread's, bars kept intact;
+    control characters escaped (a file name in a warning carries no terminal escape)."""
+    line = printable(line)
     with _write_lock:
         std = sys.modules.get("tqdm.std")
         if std is not None:  # bars may be on screen: tqdm clears and redraws them around it

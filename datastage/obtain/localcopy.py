@@ -1,7 +1,8 @@
 """``get --from BASE``: read a dataset's files from a copy the user has, and gated datasets.
 
 Owns: turning ``--from BASE`` into where each file is read (``FileEntry.source``), the list of
-files a folder lacks, and the error that says how to get a gated dataset's files.
+files a folder lacks, and the error that says how to get a gated dataset's files (raised before
+any download by ``refuse_unfetchable``).
 Does not own: reading or verifying the bytes (download.py, through the usual sources, so a
 copy is hashed, checked and cached exactly as a download is) or joining parts (parts.py).
 
@@ -10,7 +11,8 @@ BASE is a folder (a download folder, a mount, a NAS) or a URL prefix some source
 ``BASE/<name>``, or the URL ``BASE/<name>``. A file published in parts is found as the joined
 file if the folder has it (users often ``cat`` the parts themselves), else as its parts.
 Nothing else is asked for: ``--from`` never falls back to a manifest's own URLs, so staging
-from a local copy makes no network request. Files already in the cache are not needed. The
+from a local copy makes no network request. Files already in the cache (or the persistent
+tier, a source folder, the shared cache: ``persistent.holds``) are not needed. The
 one exception is a gated dataset's public files (those the manifest has a URL for): the gated
 hint sends users for the gated files only, so a folder lacking a public one is not an error,
 that file is downloaded from its URLs as without ``--from``.
@@ -162,6 +164,25 @@ def gated_error(
     )
 
 
+def refuse_unfetchable(manifest: Manifest, store: Any, settings: Any) -> None:
+    """Before any download: the gated error now if a file that nothing can fetch (``reachable``)
+    is in neither the cache, the persistent tier, a source folder nor the shared cache. Else the
+    refusal came when that file's turn came, after the public files were downloaded for
+    nothing (``fetcher``'s refusal stays, for a copy that turns out bad)."""
+    from .persistent import holds
+    from .pins import Pins, apply
+
+    book = Pins(store.root)
+    lacking = [
+        entry
+        for entry in manifest.files
+        if not reachable(entry)
+        and not holds(apply(entry, book.get(entry)), manifest, store, settings)
+    ]
+    if lacking:
+        raise gated_error(replace(manifest, files=tuple(lacking)))
+
+
 def fetcher(
     manifest: Manifest, entry: FileEntry, budget: Any = None, on_prefix: Any = None
 ) -> Callable[..., Any]:
@@ -232,4 +253,13 @@ def _names(names: Sequence[str]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-__all__ = ["check_base", "fetcher", "gated_error", "is_folder", "join", "locate", "reachable"]
+__all__ = [
+    "check_base",
+    "fetcher",
+    "gated_error",
+    "is_folder",
+    "join",
+    "locate",
+    "reachable",
+    "refuse_unfetchable",
+]

@@ -78,6 +78,25 @@ def obtain(
     return blob
 
 
+def holds(entry: FileEntry, manifest: Manifest, store: Cache, settings: Settings) -> bool:
+    """Would ``obtain`` find ``entry`` before its last step (the download)? The cache, the
+    persistent tier, a source folder or the shared S3 prefix has a copy worth reading (stats and
+    sidecars only, nothing hashed). Lets a file that nothing can download be refused, or not
+    demanded in a --from folder, before any download starts."""
+    if store.find(entry) is not None:
+        return True
+    tier = Persistent(settings.persistent_cache) if settings.persistent_cache else None
+    if tier is not None and tier.find(entry, manifest.name) is not None:
+        return True
+    if entry.digests and _candidates(entry, manifest.name, settings.sources):
+        return True
+    if settings.shared_cache:
+        from . import shared
+
+        return shared.holds(entry, manifest.name, settings.shared_cache)
+    return False
+
+
 class Persistent:
     """A folder of verified archives with size + digest sidecars."""
 

@@ -134,6 +134,19 @@ def push(
     return pushed
 
 
+def holds(entry: FileEntry, dataset: str, url: str) -> bool:
+    """Does the shared prefix have ``entry`` (its sidecar matches)? An unusable shared cache
+    holds nothing, as for ``restore``."""
+    bucket, prefix = split(url)
+    key = _key(prefix, dataset, entry.name)
+    try:
+        client = _client()
+        with _errors(f"s3://{bucket}/{key}"):
+            return sidecar_matches(_sidecar(client, bucket, key), entry, None)
+    except (SourceError, MissingDependency):
+        return False
+
+
 def restore(
     entry: FileEntry,
     dataset: str,
