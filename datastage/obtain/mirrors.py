@@ -444,6 +444,17 @@ def _save(cache_dir: Path, measured: dict[str, Measurement]) -> None:
     """Add ``measured`` to the record, atomically; a cache that cannot be written only loses
     the hint. The record is read again just before: another process sharing the cache may have
     saved its own hosts while this one probed (the newer measurement of a host wins)."""
+    import filelock
+
+    try:  # one saver at a time: two read-merge-writes at once would lose one's hosts
+        (cache_dir / RECORD).parent.mkdir(parents=True, exist_ok=True)
+        with filelock.FileLock(str(cache_dir / (RECORD + ".lock")), timeout=5):
+            _merge_and_write(cache_dir, measured)
+    except (filelock.Timeout, OSError):
+        pass  # only a hint is lost
+
+
+def _merge_and_write(cache_dir: Path, measured: dict[str, Measurement]) -> None:
     from ..core.fsutil import write_atomic
 
     record = _load(cache_dir)
