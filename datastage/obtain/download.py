@@ -190,8 +190,8 @@ def _from_any_url(
         try:
             attempt = _Download(entry, url, cache, settings, reporter, budget, on_prefix)
             attempt.spread_urls = ranking.segment_peers(rest) if spread else []
-            if moves < MAX_MOVES and rest and ranking.promise(url):
-                attempt.alternative = ranking.promise(rest[0])
+            if moves < MAX_MOVES:
+                attempt.alternative = ranking.alternative(url, rest)
             return attempt.run()
         except _Slower as e:
             slower = e
@@ -211,7 +211,7 @@ def _from_any_url(
             moves += 1
             mirrors.observed(settings.cache_dir, url, slower.rate)
             ranking.kept(url, slower.rate)  # never the promise another mirror is held to
-            urls.append(url)  # a last resort if the faster mirrors fail
+            urls = [u for u in ranking.urls if u in urls or u == url]  # its host last
             how = "continuing" if entry.pinned else "starting over"
             reporter.say(f"{entry.name}: {safe_url(url)} {slower}; {how} from {safe_url(urls[0])}")
     if len(failures) == 1:

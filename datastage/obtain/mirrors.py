@@ -102,16 +102,29 @@ class Ranking:
         return [u for u in rest if u not in self.slow]
 
     def promise(self, url: str) -> Optional[Measurement]:
-        """What the probe found for ``url``, if it measured a rate there (else nothing to hold
-        another mirror to)."""
+        """What the probe found for ``url``, if it measured a rate there."""
         m = self.measured.get(url)
         return m if m is not None and m.ok and m.rate else None
 
+    def alternative(self, url: str, rest: list[str]) -> Optional[Measurement]:
+        """What a download from ``url`` is held to (``Pace``): the promise of the next URL in
+        ``rest`` on another host, when both were measured. Another URL on the same host would
+        crawl the same way."""
+        if self.promise(url) is None:
+            return None
+        other = next((u for u in rest if host_of(u) != host_of(url)), None)
+        return self.promise(other) if other is not None else None
+
     def kept(self, url: str, rate: float) -> None:
-        """A download from ``url`` only kept ``rate``: rank it by that, and no segments."""
-        self.slow.add(url)
-        if url in self.measured:
-            self.measured[url] = replace(self.measured[url], rate=round(rate))
+        """A download from ``url`` only kept ``rate``: every URL on its host is ranked by that,
+        gets no segments, and goes last (a fallback)."""
+        host = host_of(url)
+        same = [u for u in self.urls if host_of(u) == host]
+        self.slow.update(same)
+        for u in same:
+            if u in self.measured:
+                self.measured[u] = replace(self.measured[u], rate=round(rate))
+        self.urls = [u for u in self.urls if u not in same] + same
 
 
 _FIELDS = frozenset(f.name for f in fields(Measurement))  # what a stored measurement may hold
