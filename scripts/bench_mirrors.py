@@ -6,8 +6,11 @@ Three hosts serve the same pinned file: a "far" one listed first (per-connection
 at ``--slow`` MB/s, 150 ms latency), a dead one (closed port), and a near one (``--fast``
 MB/s). ``datastage fetch`` runs with ``--mirror listed`` (the manifest's order, as before) and
 with ``--mirror auto`` (the default: probe, then the fastest). A last row fetches a file whose
-URLs are on two equally fast hosts: the probe's cost when there is nothing to win. Each run is
-a fresh subprocess with an empty cache (so a fresh probe); best of ``--runs``.
+URLs are on two equally fast hosts: the probe's cost when there is nothing to win. The
+"burst" rows: a host that sends 256 KiB at once (what the probe sees) then ``--crawl`` MB/s
+(nginx ``limit_rate_after``), against a steady ``--steady`` MB/s host, for a ``--burst-mb``
+file (one connection): ``auto`` starts on the burst host and must leave it. Each run is a
+fresh subprocess with an empty cache (so a fresh probe); best of ``--runs``.
 """
 
 from __future__ import annotations
@@ -67,6 +70,9 @@ def main() -> None:
     parser.add_argument("--slow", type=float, default=2.0, help="far host, MB/s per connection")
     parser.add_argument("--fast", type=float, default=40.0, help="near host, MB/s")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--burst-mb", type=int, default=8, help="file of the burst rows, MiB")
+    parser.add_argument("--crawl", type=float, default=0.1, help="burst host after 256 KiB, MB/s")
+    parser.add_argument("--steady", type=float, default=2.0, help="steady host, MB/s")
     parser.add_argument("-j", "--connections", type=int, default=16)
     opts = parser.parse_args()
     global CONNECTIONS
@@ -87,6 +93,16 @@ def main() -> None:
     equal = [near.add("/g.bin", data), twin.add("/g.bin", data)]
     rows.append(("two equal hosts, --mirror listed", fetch(equal, data, "listed", opts.runs)))
     rows.append(("two equal hosts, --mirror auto", fetch(equal, data, "auto", opts.runs)))
+    small = payload(opts.burst_mb * 1024 * 1024, seed=4)
+    bursty = FileServer(rate=opts.crawl * MB, burst=256 * 1024)
+    steady = FileServer(rate=opts.steady * MB)
+    burst = [bursty.add("/b.bin", small), steady.add("/b.bin", small)]
+    rows.append(("burst host first, --mirror listed", fetch(burst, small, "listed", 1)))
+    rows.append(("burst host first, --mirror auto", fetch(burst, small, "auto", opts.runs)))
+    print(
+        f"burst rows: {opts.burst_mb} MiB; burst host 256 KiB then {opts.crawl:g} MB/s, "
+        f"steady host {opts.steady:g} MB/s"
+    )
     print(
         f"{opts.mb} MiB pinned file, -j {opts.connections}; "
         f"far {opts.slow:g} MB/s/conn, near {opts.fast:g} MB/s/conn"
@@ -95,7 +111,7 @@ def main() -> None:
     print(f"|{'-' * 36}|---------|")
     for name, seconds in rows:
         print(f"| {name:34} | {seconds:7.2f} |")
-    for server in (far, near, twin):
+    for server in (far, near, twin, bursty, steady):
         server.close()
 
 

@@ -190,35 +190,9 @@ class BurstThenCrawl(FileServer):
     bytes per second (nginx's ``limit_rate_after``, a CDN's burst allowance)."""
 
     def __init__(self, burst: int, rate: float) -> None:
-        super().__init__()
-        from tests.servers.http_server import _Handler
-
-        def send_body(handler: _Handler, entry: object, start: int, length: int) -> int:
-            sent = 0
-            try:
-                while sent < length:
-                    n = min(16 * 1024, length - sent)
-                    handler.wfile.write(entry.read(start + sent, n))  # type: ignore[attr-defined]
-                    sent += n
-                    with self._lock:
-                        self.sent += n
-                    if sent >= burst:
-                        handler.wfile.flush()
-                        time.sleep(n / rate)
-                handler.wfile.flush()
-            except OSError:
-                handler.close_connection = True
-            return sent
-
-        base = self.httpd.RequestHandlerClass
-        self.httpd.RequestHandlerClass = type("Handler", (base,), {"_send_body": send_body})
+        super().__init__(rate=rate, burst=burst)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="download.py: the probe's sample is the host's burst; the download never compares "
-    "what it gets with what the probe promised, so it stays on a host that then crawls",
-)
 def test_a_mirror_fast_only_for_the_probe_does_not_serve_the_whole_file(tmp_path):
     from datastage.obtain.mirrors import PROBE_BYTES
 
@@ -231,9 +205,64 @@ def test_a_mirror_fast_only_for_the_probe_does_not_serve_the_whole_file(tmp_path
         assert done.returncode == 0, done.stderr
         assert (tmp_path / "o" / "ds" / "f.bin").read_bytes() == data
         assert steady.sent >= len(data) // 2, "the steady mirror served most of the file"
+        assert "slowed to" in done.stderr and "continuing from" in done.stderr, done.stderr
+        # What the crawling host really kept is recorded: the next file goes to the steady one
+        # at once (the measurements are fresh: no probe), the crawling host is not even asked.
+        more = payload(PROBE_BYTES * 3, seed=7)
+        urls = [crawl.add("/g.bin", more), steady.add("/g.bin", more)]
+        (tmp_path / "g").mkdir()
+        manifest = _manifest(tmp_path / "g", urls, more)
+        done = run_cli("get", str(manifest), "--to", str(tmp_path / "g-out"))
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "g-out" / "ds" / "f.bin").read_bytes() == more
+        assert crawl.requests_for("/g.bin") == [], "the host that crawled was picked again"
     finally:
         crawl.close()
         steady.close()
+
+
+def test_a_mirror_that_keeps_a_good_pace_is_not_left(tmp_path):
+    """Slower than its own probe (which saw a burst) is no reason to leave a mirror: what
+    counts is the next mirror's promise. 1 MiB/s against a 512 KiB/s alternative stays."""
+    from datastage.obtain.mirrors import PROBE_BYTES
+
+    data = payload(PROBE_BYTES * 6)  # 1.5 MiB: 1.25 s after the burst
+    holds = BurstThenCrawl(burst=PROBE_BYTES, rate=1024 * 1024)
+    other = FileServer(rate=512 * 1024)
+    try:
+        urls = [holds.add("/f.bin", data), other.add("/f.bin", data)]
+        done = run_cli("get", str(_manifest(tmp_path, urls, data)), "--to", str(tmp_path / "o"))
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "o" / "ds" / "f.bin").read_bytes() == data
+        assert "slowed to" not in done.stderr, done.stderr
+        assert holds.sent >= len(data), "the first-ranked mirror served the whole file"
+        assert other.sent <= PROBE_BYTES, "the other one only its probe"
+    finally:
+        holds.close()
+        other.close()
+
+
+def test_an_unpinned_file_left_for_a_faster_mirror_starts_over(tmp_path):
+    """An unpinned file is pinned by its first download: the bytes of the mirror that crawled
+    must not be spliced with the other mirror's (two servers, same size, other bytes here:
+    a splice would be pinned as neither). The file starts over and is the faster mirror's."""
+    from datastage.obtain.mirrors import PROBE_BYTES
+
+    theirs, ours = payload(PROBE_BYTES * 4, seed=3), payload(PROBE_BYTES * 4, seed=4)
+    crawl = BurstThenCrawl(burst=PROBE_BYTES, rate=256 * 1024)
+    steady = FileServer(rate=2 * 1024 * 1024)
+    try:
+        urls = [crawl.add("/f.bin", theirs), steady.add("/f.bin", ours)]
+        entry = {"url": urls[0], "mirrors": urls[1:], "name": "f.bin", "pinned": False}
+        manifest = write_manifest(tmp_path, "ds", [{**entry, "extract": False}])
+        done = run_cli("get", str(manifest), "--to", str(tmp_path / "o"))
+        assert done.returncode == 0, done.stderr
+    finally:
+        crawl.close()
+        steady.close()
+    assert "starting over from" in done.stderr, done.stderr
+    assert (tmp_path / "o" / "ds" / "f.bin").read_bytes() == ours
+    assert f"pinned on first use (size {len(ours)}, sha256:{sha256(ours)})" in done.stderr
 
 
 @pytest.mark.parametrize("preferred", ["mirror.example.org", " "])

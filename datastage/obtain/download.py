@@ -30,6 +30,15 @@ them). A URL that fails (error, HTML page, digest mismatch) is dropped and the n
 ``AllMirrorsFailed`` names every failure. After a digest mismatch, mirrors are used one at a
 time, so the next failure names the culprit.
 
+A mirror that turns slow (issue: the probe saw its burst, nginx ``limit_rate_after``) is left:
+while one stream runs, ``mirrors.Pace`` compares its recent rate with what the probe measured
+for the next ranked URL; over ``SPREAD_FACTOR`` times slower (and worth a new request), the
+download moves there, at most ``MAX_MOVES`` times per file. A pinned file continues where it is
+(a ranged request from the other mirror; the final digest covers the mix); an unpinned one
+starts over (its first download pins it: bytes of two servers must never become the pin). The
+slow URL stays last as a fallback, gets no segments, and the rate it really kept is recorded
+(``mirrors.observed``) so the next files and runs rank its host by it.
+
 Single stream: receive, write and hash run in one thread. Hashing in a second thread (a bounded
 queue of chunks; sha256 releases the GIL) was measured on the 2-core loopback benchmark and
 lost (256 MiB: 1.18-1.61 s against 0.89-0.93 s inline): with the server on the other core there
@@ -80,6 +89,15 @@ from .retrying import Patience, safe_url
 from .transfer import Mirror, Restart, SegmentedTransfer
 
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
+MAX_MOVES = 2  # moves to a faster mirror per file: bounded, never a loop between two
+
+
+class _Slower(Exception):
+    """The mirror in use kept far less than the next one promised (``mirrors.Pace``)."""
+
+    def __init__(self, rate: float, have: int) -> None:
+        super().__init__(f"slowed to {human_bytes(int(rate))}/s after {human_bytes(have)}")
+        self.rate = rate
 
 
 @dataclass(frozen=True)
@@ -164,13 +182,19 @@ def _from_any_url(
     ranking = mirrors.rank(ordered_urls(entry, settings), settings, entry.size)
     urls = ranking.urls
     spread = entry.pinned and settings.connections > 1
+    moves = 0
     while urls:
         url, rest = urls[0], urls[1:]
         attempt: Optional[_Download] = None
+        slower: Optional[_Slower] = None
         try:
             attempt = _Download(entry, url, cache, settings, reporter, budget, on_prefix)
             attempt.spread_urls = ranking.segment_peers(rest) if spread else []
+            if moves < MAX_MOVES:
+                attempt.alternative = ranking.alternative(url, rest)
             return attempt.run()
+        except _Slower as e:
+            slower = e
         # MissingDependency: e.g. gs:// without gcsfs, where an https mirror may still serve
         except (SourceError, IntegrityError, MissingDependency) as e:
             failures.append((url, e))
@@ -183,6 +207,13 @@ def _from_any_url(
                 failures.extend(attempt.dropped)
         dropped = {u for u, _ in attempt.dropped} if attempt is not None else set()
         urls = [u for u in rest if u not in dropped]
+        if slower is not None:
+            moves += 1
+            mirrors.observed(settings.cache_dir, url, slower.rate)
+            ranking.kept(url, slower.rate)  # never the promise another mirror is held to
+            urls = [u for u in ranking.urls if u in urls or u == url]  # its host last
+            how = "continuing" if entry.pinned else "starting over"
+            reporter.say(f"{entry.name}: {safe_url(url)} {slower}; {how} from {safe_url(urls[0])}")
     if len(failures) == 1:
         raise failures[0][1]
     reasons = "; ".join(f"{safe_url(url)}: {e}" for url, e in failures)
@@ -216,6 +247,7 @@ class _Download:
         self.on_prefix = on_prefix
         self.via = url  # what verification errors name as the origin of the bytes
         self.spread_urls: list[str] = []  # other mirrors that may serve segments
+        self.alternative: Optional[mirrors.Measurement] = None  # the next URL's probe: Pace
         self.dropped: list[tuple[str, Exception]] = []  # mirrors that failed on the way
 
     def run(self) -> Blob:
@@ -394,17 +426,22 @@ class _Download:
         if stream.bar is None:
             stream.bar = self.reporter.bar(self.entry.name, size, initial=hasher.size)
         rest = itertools.chain((first,), chunks)
+        pace = None
+        if self.alternative is not None:
+            pace = mirrors.Pace(self.alternative, size, restart=not self.entry.pinned)
+        probe = None
         if size and known.size and self._segmentable(size):
             # Also after a retry: a dropped connection must not leave a throttled file to a
             # single stream for the rest of its way.
             probe = segment_plan.Probe(size, self.settings.probe, asked_at, hasher.size)
-            self._write(rest, hasher, stream.bar, until=probe.decided)
-            if probe.split:
-                stream.handed_over = True
-                stream.holding = False  # the token goes with the open response
-                plan = segment_plan.plan(size, hasher.size)
-                return self._run_segments(known, size, plan, hasher, stream.bar, (body, rest)), size
-        self._write(rest, hasher, stream.bar)
+        self._write(rest, hasher, stream.bar, until=_either(pace, probe))
+        if pace is not None and pace.rate is not None:
+            raise _Slower(pace.rate, hasher.size)  # before a split: segments would stay here
+        if probe is not None and probe.split and size:
+            stream.handed_over = True
+            stream.holding = False  # the token goes with the open response
+            plan = segment_plan.plan(size, hasher.size)
+            return self._run_segments(known, size, plan, hasher, stream.bar, (body, rest)), size
         if size is not None and hasher.size < size:
             raise NetworkError(
                 f"connection to {origin(self.url)} closed at {hasher.size} of {size} bytes"
@@ -590,3 +627,18 @@ class _Download:
         except OSError:
             return ""
         return "it looks like an HTML page, not the file" if sources.looks_like_html(head) else ""
+
+
+def _either(
+    pace: Optional[mirrors.Pace], probe: Optional[segment_plan.Probe]
+) -> Optional[Callable[[int], bool]]:
+    """The ``until`` of a single stream: stop for a faster mirror or to split, else never."""
+    if pace is None and probe is None:
+        return None
+
+    def until(have: int) -> bool:
+        if pace is not None and pace.slower(have):
+            return True  # checked first: a crawling mirror is left, not split over
+        return probe is not None and probe.decided(have)
+
+    return until

@@ -14,6 +14,12 @@ as fallbacks, failed hosts last (a probe failure may be passing). Measurements a
 reused for ``FRESH_SECONDS``, so a 30-file dataset on two hosts probes twice, not sixty times;
 a failure tied to one URL (404, HTML, wrong size) is only reused for that URL.
 
+The probe samples the first 256 KiB only: a host with a burst allowance (nginx
+``limit_rate_after``) looks fast, then crawls. ``Pace`` watches the download itself and says
+when the chosen host has fallen far below what the next one promised (download.py then moves
+on); ``observed`` writes the rate the host really kept into the record, so later files and runs
+within ``FRESH_SECONDS`` rank it by that, not by its burst.
+
 Not probed: a single candidate, candidates all on one host, a file already in the cache (the
 download never asks), other schemes (kept after the probed ones, in their order).
 
@@ -31,6 +37,7 @@ import re
 import stat
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -89,9 +96,35 @@ class Ranking:
 
     urls: list[str]
     slow: set[str] = field(default_factory=set)  # failed or clearly slower: no segments
+    measured: dict[str, Measurement] = field(default_factory=dict)  # by URL, when probed
 
     def segment_peers(self, rest: list[str]) -> list[str]:
         return [u for u in rest if u not in self.slow]
+
+    def promise(self, url: str) -> Optional[Measurement]:
+        """What the probe found for ``url``, if it measured a rate there."""
+        m = self.measured.get(url)
+        return m if m is not None and m.ok and m.rate else None
+
+    def alternative(self, url: str, rest: list[str]) -> Optional[Measurement]:
+        """What a download from ``url`` is held to (``Pace``): the promise of the next URL in
+        ``rest`` on another host, when both were measured. Another URL on the same host would
+        crawl the same way."""
+        if self.promise(url) is None:
+            return None
+        other = next((u for u in rest if host_of(u) != host_of(url)), None)
+        return self.promise(other) if other is not None else None
+
+    def kept(self, url: str, rate: float) -> None:
+        """A download from ``url`` only kept ``rate``: every URL on its host is ranked by that,
+        gets no segments, and goes last (a fallback)."""
+        host = host_of(url)
+        same = [u for u in self.urls if host_of(u) == host]
+        self.slow.update(same)
+        for u in same:
+            if u in self.measured:
+                self.measured[u] = replace(self.measured[u], rate=round(rate))
+        self.urls = [u for u in self.urls if u not in same] + same
 
 
 _FIELDS = frozenset(f.name for f in fields(Measurement))  # what a stored measurement may hold
@@ -147,7 +180,63 @@ def rank(urls: list[str], settings: Settings, size: Optional[int] = None) -> Ran
     slow = set(failed)
     fastest = max((found[u].rate or 0.0) for u in good) if good else 0.0
     slow.update(u for u in good if (found[u].rate or 0.0) * SPREAD_FACTOR < fastest)
-    return Ranking(good + others + failed, slow)
+    return Ranking(good + others + failed, slow, {u: found[u] for u in good})
+
+
+class Pace:
+    """Does the mirror a download chose keep up with what the next one promised?
+
+    ``slower(have)`` is called after each chunk. It compares the rate of the last ``WINDOW``
+    seconds or more (from the newest chunk at least that old: a burst at the start does not
+    dilute it, and the first chunk's wait, the TTFB, is not in it) with the probe's rate of
+    ``alternative``. It says yes when that rate is over ``SPREAD_FACTOR`` times lower and moving
+    would save at least ``MIN_SAVING`` seconds: the rest of the file (all of it when ``restart``:
+    an unpinned file starts over on the other mirror) at the promised rate, plus its TTFB, against
+    the rest at the rate seen. A short file on a fast link is never worth a move, whatever a
+    scheduling pause does to one window. ``rate`` keeps the rate that decided it.
+    """
+
+    WINDOW = 0.5  # seconds: long enough to smooth chunks, short enough for a 1 MB file
+    MIN_SAVING = 0.5  # seconds a move must save: below it, a new request is not worth it
+
+    def __init__(self, alternative: Measurement, size: Optional[int], restart: bool) -> None:
+        self.alternative, self.size, self.restart = alternative, size, restart
+        self.rate: Optional[float] = None
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def slower(self, have: int) -> bool:
+        if self.rate is not None:
+            return True
+        now = time.monotonic()
+        samples = self._samples
+        samples.append((now, have))
+        while len(samples) > 2 and now - samples[1][0] >= self.WINDOW:
+            samples.popleft()  # the newest sample at least WINDOW old stays first
+        began, had = samples[0]
+        promised = self.alternative.rate or 0.0
+        if self.size is None or now - began < self.WINDOW or not promised:
+            return False
+        rate = (have - had) / (now - began)
+        if rate * SPREAD_FACTOR >= promised:
+            return False
+        left = max(0, self.size - have)
+        stay = left / rate if rate > 0 else float("inf")
+        move = (self.alternative.ttfb or 0.0) + (self.size if self.restart else left) / promised
+        if stay - move < self.MIN_SAVING:
+            return False
+        self.rate = rate
+        return True
+
+
+def observed(cache_dir: Path, url: str, rate: float) -> None:
+    """Record that a download from ``url`` really got ``rate`` bytes per second, far below
+    what its host's probe measured: the host is ranked by it while the record is fresh."""
+    host = host_of(url)
+    known = _load(cache_dir).get(host)
+    ttfb = (known.ttfb or 0.0) if known is not None and known.ok else 0.0
+    own = known is not None and known.url_sha256 == url_fields(url)["url_sha256"]
+    total = known.total if known is not None and own else None  # not another URL's file
+    _save(cache_dir, {host: _measured(url, ttfb=ttfb, rate=round(rate), total=total)})
 
 
 def _other_files(web: list[str], found: dict[str, Measurement]) -> set[str]:

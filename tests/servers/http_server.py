@@ -7,6 +7,7 @@
     server.max_active                          # most GET responses served at once
     FileServer(connection_limit=2)             # 503 for a GET beyond 2 at once
     FileServer(latency=0.1)                    # every answer starts 100 ms after its request
+    FileServer(rate=1e5, burst=262144)         # 256 KiB at once, then 100 kB/s (limit_rate_after)
     server.connections                         # TCP connections accepted (keep-alive reuse)
     server.sent                                # body bytes sent so far (live, all files)
 
@@ -124,8 +125,11 @@ class FileServer:
         total_rate: Optional[float] = None,
         connection_limit: Optional[int] = None,
         latency: Optional[float] = None,
+        burst: int = 0,
     ) -> None:
         self.files: dict[str, Entry] = {}
+        self.burst = burst  # bytes of each answer sent before ``rate`` applies (nginx's
+        # limit_rate_after, a CDN's burst allowance: what a short probe sees)
         self.latency = latency  # seconds between a request and its answer (a far-away host)
         self.connections = 0  # TCP connections accepted
         self.sent = 0  # body bytes written to clients so far, all files (live)
@@ -313,7 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
             limit = min(limit, faults.stall_after or 0)
         rate = faults.rate or state.rate
         sent = 0
-        began = time.monotonic()
+        began, paced_from = time.monotonic(), 0
         try:
             while sent < limit:
                 n = min(SEND_CHUNK, limit - sent)
@@ -325,8 +329,10 @@ class _Handler(BaseHTTPRequestHandler):
                 sent += n
                 with state._lock:
                     state.sent += n
-                if rate and sent < limit:  # no pause after the last byte: the answer is done
-                    ahead = began + sent / rate - time.monotonic()
+                if rate and sent <= state.burst:
+                    began, paced_from = time.monotonic(), sent  # the rate applies from here
+                elif rate and sent < limit:  # no pause after the last byte: the answer is done
+                    ahead = began + (sent - paced_from) / rate - time.monotonic()
                     if ahead > 0:
                         time.sleep(ahead)
             self.wfile.flush()
