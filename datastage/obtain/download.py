@@ -50,12 +50,11 @@ from __future__ import annotations
 
 import errno
 import itertools
-import json
 import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 from .. import sources
@@ -76,15 +75,15 @@ from ..core.errors import (
 )
 from ..core.fsutil import disk_full_as_error, ensure_free
 from ..core.progress import Bar, Reporter
-from ..core.redact import redact_url, same_url
 from ..core.units import human_bytes
 from ..core.urls import origin
 from ..resolve.manifest import FileEntry
 from ..settings.config import Settings
-from . import mirrors
+from . import mirrors, partstate
 from . import plan as segment_plan
 from .budget import ConnectionBudget
 from .cache import Blob, Cache
+from .partstate import PartState
 from .retrying import Patience, safe_url
 from .transfer import Mirror, Restart, SegmentedTransfer
 
@@ -98,17 +97,6 @@ class _Slower(Exception):
     def __init__(self, rate: float, have: int) -> None:
         super().__init__(f"slowed to {human_bytes(int(rate))}/s after {human_bytes(have)}")
         self.rate = rate
-
-
-@dataclass(frozen=True)
-class _State:
-    """What a resumed run must know about the download it continues."""
-
-    url: str
-    size: Optional[int] = None
-    etag: Optional[str] = None
-    last_modified: Optional[str] = None
-    segments: Optional[list[list[int]]] = None  # the segment plan, when segmented
 
 
 @dataclass
@@ -275,59 +263,21 @@ class _Download:
         except Restart as e:
             raise RemoteChanged(f"{e}; the file keeps changing on the server") from e
 
-    # -- state -----------------------------------------------------------------------------
-    def _load_state(self) -> Optional[_State]:
-        try:
-            state = _State(**json.loads(self.state_path.read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
-        return replace(state, url=self.url) if same_url(state.url, self.url) else state
+    # -- state (partstate.py) --------------------------------------------------------------
+    def _load_state(self) -> Optional[PartState]:
+        return partstate.load(self.state_path, self.url)
 
     def _resumable_offset(self) -> int:
-        state = self._load_state()
-        if state is None or not self.part.exists():
-            return 0
-        # Bytes from another mirror are fine when a digest will check them; otherwise not.
-        if state.url != self.url and not self.entry.pinned:
-            return 0
-        # Nothing would notice a file changed between runs: no digest, no ETag/Last-Modified
-        # for If-Range. Splicing old and new bytes would then pass (and be pinned): start over.
-        if not self.entry.pinned and not (state.etag or state.last_modified):
-            return 0
-        if state.segments is not None:
-            plan = self._saved_plan(state)
-            return segment_plan.written(plan) if plan else 0
-        have = self.part.stat().st_size
-        return 0 if state.size is not None and have > state.size else have
+        return partstate.resumable_offset(self.part, self.state_path, self.url, self.entry.pinned)
 
-    def _saved_plan(self, state: _State) -> Optional[list[segment_plan.Segment]]:
-        if state.size is None or state.segments is None:
-            return None
-        try:
-            if self.part.stat().st_size != state.size:
-                return None
-        except OSError:
-            return None
-        return segment_plan.from_json(state.segments, state.size)
+    def _saved_plan(self, state: PartState) -> Optional[list[segment_plan.Segment]]:
+        return partstate.saved_plan(self.part, state)
 
-    def _save_state(self, state: _State) -> None:
-        """Replace the state file atomically, without fsync: a kill -9 keeps the page cache,
-        and after a power cut the .part's own unsynced bytes are as uncertain as the plan (the
-        final digest catches either). Saved up to ~30 times a second at loopback speed."""
-        tmp = self.state_path.with_name(
-            f".{self.state_path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-        )
-        try:
-            stored = {**asdict(state), "url": redact_url(state.url)}  # _load_state matches it back
-            tmp.write_bytes(json.dumps(stored).encode())
-            os.replace(tmp, self.state_path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    def _save_state(self, state: PartState) -> None:
+        partstate.save(self.state_path, state)
 
     def _discard(self) -> None:
-        for path in (self.part, self.state_path):
-            path.unlink(missing_ok=True)
+        partstate.discard(self.part, self.state_path)
 
     # -- transfer --------------------------------------------------------------------------
     def _download(self, resume: bool) -> Blob:
@@ -415,7 +365,7 @@ class _Download:
             stream.hasher = Hasher(self.algorithms)
         if body.remote != stream.known or not self.state_path.exists():
             stream.known = known = body.remote
-            self._save_state(_State(self.url, known.size, known.etag, known.last_modified))
+            self._save_state(PartState(self.url, known.size, known.etag, known.last_modified))
         hasher, known = stream.hasher, stream.known
         chunks = iter(body)
         first = next(chunks, b"")
@@ -455,7 +405,7 @@ class _Download:
     def _segmentable(self, size: int) -> bool:
         return segment_plan.should_split(size, self.settings.connections, self.settings.min_segment)
 
-    def _resume_segmented(self, state: _State) -> tuple[Hasher, Optional[int]]:
+    def _resume_segmented(self, state: PartState) -> tuple[Hasher, Optional[int]]:
         plan = self._saved_plan(state)
         if plan is None or state.size is None:
             raise Restart("the saved segment plan does not match the partial file")
@@ -484,7 +434,7 @@ class _Download:
         bar: Bar,
         first: Optional[tuple[Any, Iterator[bytes]]],
     ) -> Hasher:
-        base = _State(self.url, size, known.etag, known.last_modified)
+        base = PartState(self.url, size, known.etag, known.last_modified)
 
         def save(p: list[list[int]]) -> None:
             self._save_state(replace(base, segments=p))
