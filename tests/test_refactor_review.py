@@ -1,0 +1,157 @@
+"""Found by reviewing the issue-12 refactor against the tree before it (4fa9787): errors that
+could not cross a process boundary, and a Hub answer datastage's own code choked on."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+import datastage
+from datastage.core.errors import (
+    AllMirrorsFailed,
+    InsufficientSpace,
+    InvalidManifest,
+    RemoteNotFound,
+)
+from tests.conftest import run_cli, write_manifest
+from tests.servers.http_server import FileServer
+from tests.servers.ranged import LoopbackServer, send_simple
+
+#: Unpickles stdin in a fresh interpreter (as a multiprocessing parent does) and says what came.
+UNPICKLE = (
+    "import pickle, sys\n"
+    "e = pickle.loads(sys.stdin.buffer.read())\n"
+    "failures = [(u, type(f).__name__, getattr(f, 'status', None)) for u, f in "
+    "getattr(e, 'failures', ())]\n"
+    "print(type(e).__module__, type(e).__name__, repr(str(e)), failures, e.hint, "
+    "getattr(e, 'needed', None), getattr(e, 'problems', None), sep='|')\n"
+)
+
+
+def _unpickled_elsewhere(error: BaseException) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", UNPICKLE], input=pickle.dumps(error), capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode().strip().split("|")
+
+
+def test_the_error_of_a_file_whose_mirrors_all_failed_crosses_a_process_boundary(
+    tmp_path: Path,
+) -> None:
+    """A worker process's ``datastage.get`` error reaches its parent by pickle. The failures
+    AllMirrorsFailed now carries hold HTTPStatusErrors, whose ``__init__`` takes a status:
+    the default unpickling called ``RemoteNotFound(message)`` and raised TypeError (a
+    multiprocessing pool then hangs on the result it cannot read)."""
+    server = FileServer()
+    try:
+        urls = [f"{server.base}/gone-{i}.bin" for i in range(2)]
+        manifest = write_manifest(
+            tmp_path, "ds", [{"url": urls[0], "mirrors": urls[1:], "name": "f.bin"}]
+        )
+        with pytest.raises(datastage.errors.AllMirrorsFailed) as caught:
+            datastage.get(str(manifest), to=tmp_path / "to", quiet=True)
+    finally:
+        server.close()
+    module, kind, text, failures, *_ = _unpickled_elsewhere(caught.value)
+    assert (module, kind) == ("datastage.errors", "AllMirrorsFailed")
+    assert text == repr(str(caught.value)) and "all 2 sources of f.bin failed" in text
+    assert failures == repr([(url, "RemoteNotFound", 404) for url in urls])
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        InsufficientSpace("/data", 10 << 30, 1 << 20, "to stage ds"),
+        RemoteNotFound("no such file: https://h/x", 404),
+        InvalidManifest("ds.toml", [("files[0].url", "missing"), ("name", "empty")]),
+        AllMirrorsFailed("all 1 sources failed", failures=[("https://h/x", OSError("boom"))]),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_every_error_survives_pickling_with_its_fields(error: datastage.DatastageError) -> None:
+    error.hint = "a hint"
+    module, kind, text, _, hint, needed, problems = _unpickled_elsewhere(error)
+    assert (module, kind, text, hint) == ("datastage.errors", type(error).__name__,
+                                          repr(str(error)), "a hint")  # fmt: skip
+    assert needed == str(getattr(error, "needed", None))
+    assert problems == str(getattr(error, "problems", None))
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error) and repr(vars(again)) == repr(vars(error))
+
+
+# -- a Hub answer huggingface_hub accepts, but that datastage's own code choked on ----------
+
+
+class _OneAnswer(LoopbackServer):
+    """Answers every request with ``answer`` (JSON), as a broken or hostile Hub mirror."""
+
+    answer: object = None
+
+    class handler(BaseHTTPRequestHandler):
+        state: _OneAnswer
+
+        def do_GET(self) -> None:
+            body = json.dumps(self.state.answer).encode()
+            send_simple(self, 200, body, content_type="application/json")
+
+
+@pytest.fixture
+def odd_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[_OneAnswer]:
+    pytest.importorskip("huggingface_hub")
+    server = _OneAnswer()
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    yield server
+    server.close()
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        ({"id": "org/x", "sha": COMMIT, "siblings": [{"rfilename": 5}]}, "file name 5"),
+        ({"id": "org/x", "sha": 5, "siblings": [{"rfilename": "a.bin", "size": 3}]}, "commit 5"),
+        (
+            {"id": "org/x", "sha": COMMIT, "siblings": [{"rfilename": "a.bin", "size": "big"}]},
+            "size 'big' of 'a.bin'",
+        ),
+        (
+            {
+                "id": "org/x",
+                "sha": COMMIT,
+                "siblings": [
+                    {"rfilename": "a.bin", "lfs": {"size": 3, "sha256": 7, "pointerSize": 1}}
+                ],
+            },
+            "sha256 7 of 'a.bin'",
+        ),
+    ],
+    ids=["name", "commit", "size", "lfs-sha256"],
+)
+def test_a_hub_listing_of_the_wrong_types_is_that_remotes_failure(
+    odd_hub: _OneAnswer, tmp_path: Path, answer: object, said: str
+) -> None:
+    """Was an internal error (exit 1, "report the traceback") or a manifest error (exit 3,
+    "manifest: 2 problems") for what is the endpoint's fault: one error line, exit 4."""
+    odd_hub.answer = answer
+    result = run_cli(
+        "get", "hf://datasets/org/x", "--to", str(tmp_path / "to"), "--hf-endpoint", odd_hub.base,
+        env={"DATASTAGE_RETRIES": "0"},
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"error: {odd_hub.base} failed for dataset repo org/x: "), first
+    assert f"unexpected answer: {said}" in first
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert not (tmp_path / "to").exists() or not any((tmp_path / "to").iterdir())
