@@ -155,3 +155,60 @@ def test_a_hub_listing_of_the_wrong_types_is_that_remotes_failure(
     assert f"unexpected answer: {said}" in first
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     assert not (tmp_path / "to").exists() or not any((tmp_path / "to").iterdir())
+
+
+# -- an S3 endpoint answering 412 or 416 to requests that sent no IfMatch or Range ----------
+
+
+def _s3_error(code: str) -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+        "<Message>refused</Message></Error>"
+    ).encode()
+
+
+class _OneRefusal(LoopbackServer):
+    """Answers every request with ``status`` and S3's error document for ``code``."""
+
+    status, code = 412, "PreconditionFailed"
+
+    class handler(BaseHTTPRequestHandler):
+        state: _OneRefusal
+
+        def refuse(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            send_simple(self, self.state.status, _s3_error(self.state.code), "application/xml")
+
+        do_GET = do_HEAD = do_PUT = do_POST = refuse
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(412, "PreconditionFailed"), (416, "InvalidRange")], ids=str
+)
+@pytest.mark.parametrize("target", ["s3://b/p/d.bin", "s3://b/p/"], ids=["key", "prefix"])
+def test_an_s3_answer_to_a_question_not_asked_is_that_remotes_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: int, code: str, target: str
+) -> None:
+    """S3 answers "the object changed" and "past the end" to a ranged, IfMatch'ed GET
+    (open_range restarts or ends on them). To a HEAD or a listing they escaped as private
+    exceptions: "internal error: _Precondition", exit 1."""
+    pytest.importorskip("boto3")
+    server = _OneRefusal()
+    server.status, server.code = status, code
+    for name, value in {
+        "AWS_ENDPOINT_URL": server.base,
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    try:
+        result = run_cli(
+            "get", target, "--to", str(tmp_path / "to"), env={"DATASTAGE_RETRIES": "0"}
+        )
+    finally:
+        server.close()
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.startswith(f"error: S3 error for {target}: "), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr

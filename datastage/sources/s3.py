@@ -142,7 +142,7 @@ class S3Source:
         try:
             return method(**args)
         except ClientError as e:
-            raise self._client_error(url, e) from e
+            raise self._client_error(url, e, args) from e
         except NoCredentialsError as e:
             raise AccessDenied(f"no AWS credentials for {url}", 401, HINT_CREDENTIALS) from e
         except EndpointConnectionError as e:
@@ -159,11 +159,14 @@ class S3Source:
                 return
             yield page
 
-    def _client_error(self, url: str, e: Any) -> Exception:
+    def _client_error(self, url: str, e: Any, asked: dict[str, Any]) -> Exception:
+        """The datastage error for S3's refusal of a request with arguments ``asked``; the
+        answers open_range handles itself (``_Precondition``, ``_Unsatisfiable``) only to a
+        request that sent an IfMatch or a Range: to any other, the endpoint misbehaved."""
         answer = refusal(e)
-        if answer.changed:
+        if answer.changed and "IfMatch" in asked:
             return _Precondition()
-        if answer.past_the_end:
+        if answer.past_the_end and "Range" in asked:
             return _Unsatisfiable(_int(answer.actual_size))
         if answer.missing:
             return RemoteNotFound(f"no such {answer.missing}: {url} ({answer.reason})", 404)
