@@ -212,3 +212,57 @@ def test_an_s3_answer_to_a_question_not_asked_is_that_remotes_failure(
     assert result.stderr.startswith(f"error: S3 error for {target}: "), result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+
+
+def _listing(contents: str) -> bytes:
+    return (
+        '<?xml version="1.0"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        "<Name>b</Name><Prefix>p/</Prefix><KeyCount>1</KeyCount><IsTruncated>false</IsTruncated>"
+        f"<Contents>{contents}</Contents></ListBucketResult>"
+    ).encode()
+
+
+class _OneListing(LoopbackServer):
+    """Answers every GET with ``listing`` (a ListObjectsV2 result), as a broken endpoint."""
+
+    listing = b""
+
+    class handler(BaseHTTPRequestHandler):
+        state: _OneListing
+
+        def do_GET(self) -> None:
+            send_simple(self, 200, self.state.listing, "application/xml")
+
+
+@pytest.mark.parametrize(
+    ("contents", "said"),
+    [
+        ("<Key>p/a</Key><Size>x</Size>", "ValueError: invalid literal for int()"),
+        ("<Size>5</Size>", "unexpected entry {'Size': 5}"),
+        ("<Key>p/a</Key>", "unexpected entry {'Key': 'p/a'}"),
+    ],
+    ids=["size-not-a-number", "no-key", "no-size"],
+)
+def test_an_s3_listing_botocore_or_datastage_chokes_on_is_that_remotes_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, contents: str, said: str
+) -> None:
+    """botocore's parser raising ValueError on a listing was not translated at all (the s3
+    source caught only botocore's own classes), and an entry without a Key or Size was a
+    KeyError in datastage's code: both "internal error", exit 1."""
+    pytest.importorskip("boto3")
+    server = _OneListing()
+    server.listing = _listing(contents)
+    for name, value in {
+        "AWS_ENDPOINT_URL": server.base,
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    try:
+        result = run_cli("get", "s3://b/p/", "--to", str(tmp_path / "to"))
+    finally:
+        server.close()
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.startswith(f"error: S3 request for s3://b/p/ failed: {said}")
+    assert len(result.stderr.splitlines()) == 1
