@@ -266,3 +266,24 @@ def test_an_s3_listing_botocore_or_datastage_chokes_on_is_that_remotes_failure(
     assert result.returncode == 4, result.stderr
     assert result.stderr.startswith(f"error: S3 request for s3://b/p/ failed: {said}")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_an_empty_drive_folder_is_the_remotes_answer_not_a_manifest_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Drive folder link whose page lists no file was "manifest: files: needs at least one
+    [[files]] entry" (exit 3, about a manifest the user never wrote); as an empty S3 prefix
+    or fsspec folder: nothing there, exit 4."""
+    from tests.servers.gdrive_server import DriveServer
+
+    folder = "1AbCdEfGhIjKlMnOpQrStUvWxYz012345"
+    server = DriveServer()
+    server.add_folder(folder, "Empty", [])
+    monkeypatch.setenv("DATASTAGE_GDRIVE_ENDPOINT", server.base)
+    try:
+        url = f"https://drive.google.com/drive/folders/{folder}"
+        result = run_cli("get", url, "--to", str(tmp_path / "to"))
+    finally:
+        server.close()
+    assert result.returncode == 4, result.stderr
+    assert result.stderr == f"error: no files in Google Drive folder {folder}\n"
