@@ -4,6 +4,7 @@ could not cross a process boundary, and a Hub answer datastage's own code choked
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -287,3 +288,42 @@ def test_an_empty_drive_folder_is_the_remotes_answer_not_a_manifest_error(
         server.close()
     assert result.returncode == 4, result.stderr
     assert result.stderr == f"error: no files in Google Drive folder {folder}\n"
+
+
+def test_a_stage_refused_at_the_swap_leaves_no_unresumable_copy_behind(tmp_path: Path) -> None:
+    """stage SRC keeps its partial folder on failure, for the next run to resume, but the swap
+    comes after its journal and owner record are removed: a refusal there (a user's file saved
+    into DIR/<name> during the copy) left a complete, hidden copy that no later run would
+    resume or remove. It goes now; the re-run copies again and leaves only the dataset."""
+    from tests.procs import wait_for
+
+    root = Path(__file__).resolve().parents[1]
+    src, to = tmp_path / "src", tmp_path / "fast"
+    src.mkdir()
+    for i in range(40):
+        (src / f"f{i:02d}.bin").write_bytes(bytes([i]) * 40_000)  # 1.6 MB at 2 MB/s
+    slow = {"SLOW_MOUNT_DIR": str(src), "SLOW_MOUNT_RATE": str(2 << 20)}
+    path = os.pathsep.join([str(root / "tests" / "slowmount"), os.environ.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "datastage", "stage", str(src), "--to", str(to), "--workers", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **slow, "PYTHONPATH": path},
+    )
+    journals = lambda: list(to.glob(".src.partial-*/.datastage-journal.jsonl"))  # noqa: E731
+    wait_for(lambda: bool(journals()) and journals()[0].stat().st_size > 0, proc, timeout=60,
+             what="the copy under way")  # fmt: skip
+    (to / "src").mkdir()
+    (to / "src" / "results.csv").write_text("mine")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert "is not a datastage dataset" in err
+    assert (to / "src" / "results.csv").read_text() == "mine"
+    assert sorted(p.name for p in to.iterdir()) == ["src"]  # was: + a hidden full copy
+    (to / "src" / "results.csv").unlink()
+    (to / "src").rmdir()
+    again = run_cli("stage", str(src), "--to", str(to))
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in to.iterdir()) == ["src"]
+    assert (to / "src" / "f39.bin").read_bytes() == bytes([39]) * 40_000
