@@ -1,5 +1,7 @@
 """Found by reviewing the issue-12 refactor against the tree before it (4fa9787): errors that
-could not cross a process boundary, and a Hub answer datastage's own code choked on."""
+could not cross a process boundary; hostile or broken answers (Hub, S3, Drive) that ended as an
+internal error or a manifest error instead of the remote's failure; a stage SRC copy left
+behind, hidden and unresumable, after a refusal at the swap."""
 
 from __future__ import annotations
 
