@@ -70,6 +70,14 @@ class DatastageError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its type, args and fields, without calling ``__init__`` again: the
+        default calls ``type(e)(*e.args)``, which fails for errors whose ``__init__`` takes
+        more than the message (InsufficientSpace, HTTPStatusError, InvalidManifest), so a
+        multiprocessing worker's error could not reach its parent (nor an AllMirrorsFailed
+        whose ``failures`` hold one)."""
+        return (_rebuilt, (type(self), self.args, self.__dict__))
+
     def amend(self, suffix: str = "", hint: Optional[str] = None) -> None:
         """Say more where more is known: ``suffix`` is appended to the message, ``hint`` (if
         given) replaces the hint; both redacted, as in a new error. Type and fields stay."""
@@ -77,6 +85,16 @@ class DatastageError(Exception):
         self.args = (self.message,)
         if hint is not None:
             self.hint = redact_text(hint)
+
+
+def _rebuilt(
+    cls: type[DatastageError], args: tuple[Any, ...], fields: dict[str, Any]
+) -> DatastageError:
+    """An unpickled error (``DatastageError.__reduce__``): its args and fields as they were."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(fields)
+    return error
 
 
 def _redacted(url: Optional[str]) -> Optional[str]:

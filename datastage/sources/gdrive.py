@@ -191,6 +191,8 @@ class GDriveSource:
         _walk(root, "", files)
         if not files and not must:
             return None
+        if not files:  # like an empty S3 prefix, not a manifest without [[files]] (exit 3)
+            raise RemoteNotFound(f"no files in Google Drive folder {ident}", 404)
         return files
 
     def _describe_file(self, ident: str) -> RemoteFile:

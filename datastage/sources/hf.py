@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+import re
 import threading
 from dataclasses import dataclass, replace
 from typing import Any, Optional
@@ -121,8 +122,9 @@ class HFSource:
     def _repo_info(self, target: HFPath, endpoint: str) -> Any:
         from huggingface_hub import HfApi
 
+        what = f"{target.repo_type} repo {target.repo_id}"
         try:
-            return HfApi(endpoint=endpoint).repo_info(
+            info = HfApi(endpoint=endpoint).repo_info(
                 target.repo_id,
                 repo_type=target.repo_type,
                 revision=target.revision,
@@ -132,7 +134,11 @@ class HFSource:
         except Exception as e:
             if not library_failure(e):
                 raise  # a bug, or an error datastage raised on purpose
-            raise _translate(e, f"{target.repo_type} repo {target.repo_id}", endpoint) from e
+            raise _translate(e, what, endpoint) from e
+        odd = _odd_listing(info)
+        if odd:  # the library took it; datastage's own use of it would fail as a bug
+            raise SourceError(f"{endpoint} failed for {what}: unexpected answer: {odd}")
+        return info
 
     # -- transfer --------------------------------------------------------------------------
     def open_range(self, f: RemoteFile, start: int = 0, end: Optional[int] = None) -> HTTPBody:
@@ -185,6 +191,27 @@ class HFSource:
             raise first
         first.amend("; " + "; ".join(f"then {e}" for e in failures[1:]))
         raise first
+
+
+def _odd_listing(info: Any) -> Optional[str]:
+    """What in a repo listing is not of the types the Hub sends (a broken or hostile endpoint
+    that huggingface_hub's parser let through), or None."""
+    sha, siblings = getattr(info, "sha", None), getattr(info, "siblings", None)
+    if sha is not None and (not isinstance(sha, str) or not sha or set(sha) & set("/ \t\n")):
+        return f"commit {sha!r}"
+    if siblings is not None and not isinstance(siblings, list):
+        return f"siblings {type(siblings).__name__}"
+    for sibling in siblings or ():
+        name, lfs = getattr(sibling, "rfilename", None), getattr(sibling, "lfs", None)
+        size = getattr(lfs or sibling, "size", None)
+        if not isinstance(name, str) or not name:
+            return f"file name {name!r}"
+        if size is not None and (type(size) is not int or size < 0):
+            return f"size {size!r} of {name!r}"
+        sha256 = getattr(lfs, "sha256", None) if lfs else None
+        if lfs and not (isinstance(sha256, str) and re.fullmatch("[0-9a-f]{64}", sha256)):
+            return f"sha256 {sha256!r} of {name!r}"
+    return None
 
 
 def _select(path: str, names: list[str]) -> tuple[set[str], str]:

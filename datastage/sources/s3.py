@@ -20,8 +20,9 @@ from typing import Any, Optional
 import boto3  # noqa: F401  (imported here so a missing package is a MissingDependency)
 
 from ..core.errors import AccessDenied, NetworkError, RemoteNotFound, SourceError
+from ..core.text import one_line
 from ..settings.config import Settings
-from . import RemoteFile
+from . import RemoteFile, library_failure
 from .s3rules import parse_url, refusal
 
 CHUNK = 1 << 20
@@ -96,6 +97,9 @@ class S3Source:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         for page in self._pages(url, pages):
             for obj in page.get("Contents", []):
+                if not isinstance(obj.get("Key"), str) or not isinstance(obj.get("Size"), int):
+                    listed = one_line(obj, limit=200)
+                    raise SourceError(f"S3 request for {url} failed: unexpected entry {listed}")
                 if obj["Key"].endswith("/"):
                     continue  # a "folder" marker object
                 files.append(
@@ -142,13 +146,19 @@ class S3Source:
         try:
             return method(**args)
         except ClientError as e:
-            raise self._client_error(url, e) from e
+            raise self._client_error(url, e, args) from e
         except NoCredentialsError as e:
             raise AccessDenied(f"no AWS credentials for {url}", 401, HINT_CREDENTIALS) from e
         except EndpointConnectionError as e:
             raise NetworkError(f"cannot reach the S3 endpoint for {url}: {e}") from e
         except BotoCoreError as e:
             raise SourceError(f"S3 request for {url} failed: {e}") from e
+        except Exception as e:  # botocore's parser choking on what the endpoint sent
+            if not library_failure(e):
+                raise  # a bug, or an error datastage raised on purpose
+            raise SourceError(
+                f"S3 request for {url} failed: {type(e).__name__}: {one_line(e)}"
+            ) from e
 
     def _pages(self, url: str, pages: Any) -> Iterator[Any]:
         """Each page of a listing, with errors translated (pages are fetched lazily)."""
@@ -159,11 +169,14 @@ class S3Source:
                 return
             yield page
 
-    def _client_error(self, url: str, e: Any) -> Exception:
+    def _client_error(self, url: str, e: Any, asked: dict[str, Any]) -> Exception:
+        """The datastage error for S3's refusal of a request with arguments ``asked``; the
+        answers open_range handles itself (``_Precondition``, ``_Unsatisfiable``) only to a
+        request that sent an IfMatch or a Range: to any other, the endpoint misbehaved."""
         answer = refusal(e)
-        if answer.changed:
+        if answer.changed and "IfMatch" in asked:
             return _Precondition()
-        if answer.past_the_end:
+        if answer.past_the_end and "Range" in asked:
             return _Unsatisfiable(_int(answer.actual_size))
         if answer.missing:
             return RemoteNotFound(f"no such {answer.missing}: {url} ({answer.reason})", 404)

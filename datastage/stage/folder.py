@@ -441,6 +441,9 @@ class _Stager:
         }
         write_atomic(partial / MARKER, json.dumps(marker, separators=(",", ":")).encode())
         os.chmod(partial / MARKER, 0o644 & ~self.umask)
+        # Without its journal and owner record no run can resume (or remove) this folder: a
+        # refusal at the swap must remove it, not keep it hidden in DIR.
+        self.staging.resumable = False
         (partial / JOURNAL).unlink()
         (partial / PARTIAL_OWNER).unlink()
         self.staging.swap()

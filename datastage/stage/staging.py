@@ -91,7 +91,8 @@ class Staging:
     Leaving on an exception removes the partial folder; the lock is released either way.
     ``resumable`` (``stage SRC``, folder.py): the caller decides "current" itself, brings its
     own partial folder (``make_partial`` or ``adopt``), clears its own dead runs' folders and
-    writes its own marker; a partial folder is kept on failure, for the next run to resume.
+    writes its own marker; a partial folder is kept on failure, for the next run to resume
+    (the caller clears ``resumable`` once it no longer could: then a failure removes it).
     """
 
     def __init__(
