@@ -50,6 +50,7 @@ where). URLs in fields are redacted like messages. A caller that knows more says
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -342,6 +343,18 @@ class InsufficientSpace(DatastageError):
 
 class LockTimeout(DatastageError):
     exit_code = 8
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # datastage/
+
+
+def raised_in(e: BaseException, folder: str = _PACKAGE_DIR) -> bool:
+    """Whether the innermost frame of ``e``'s traceback is code under ``folder`` (default:
+    datastage's own). Tells our bug from a library choking on the bytes it was given."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.startswith(folder + os.sep)
 
 
 # The public name of these classes is ``datastage.errors`` (a stable import path for users,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import struct
 import tarfile
 import zipfile
@@ -26,7 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
-from ..core.errors import ArchiveError, CorruptArchive, MissingDependency, UnsupportedArchive
+from ..core.errors import (
+    ArchiveError,
+    CorruptArchive,
+    MissingDependency,
+    UnsupportedArchive,
+    raised_in,
+)
 from ..core.text import one_line
 from .streams import DECOMPRESSION_ERRORS, decompressed
 from .writer import SafeWriter, SizeBudget
@@ -343,13 +348,7 @@ def _raised_by_a_reader_library(e: BaseException) -> bool:
     bad_seek = isinstance(e, OSError) and e.errno == errno.EINVAL
     if isinstance(e, ArchiveError) or not (isinstance(e, _PARSER_BUGS) or bad_seek):
         return False
-    tb = e.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and _PACKAGE_DIR not in tb.tb_frame.f_code.co_filename
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return e.__traceback__ is not None and not raised_in(e)
 
 
 def _is_decompression_oserror(e: BaseException) -> bool:

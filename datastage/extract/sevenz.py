@@ -16,7 +16,13 @@ import os
 from pathlib import Path
 from typing import Any, Optional, cast
 
-from ..core.errors import CorruptArchive, MissingDependency, UnsupportedArchive, install_hint
+from ..core.errors import (
+    CorruptArchive,
+    MissingDependency,
+    UnsupportedArchive,
+    install_hint,
+    raised_in,
+)
 from ..core.text import one_line
 from . import external
 from .streams import BadData
@@ -92,11 +98,7 @@ def _py7zr_refused(e: BaseException) -> bool:
     refusals = (py7zr.exceptions.ArchiveError, py7zr.exceptions.PasswordRequired)
     if isinstance(e, (*refusals, lzma.LZMAError, EOFError, ValueError)):
         return True
-    innermost = e.__traceback__
-    while innermost is not None and innermost.tb_next is not None:
-        innermost = innermost.tb_next
-    where = innermost.tb_frame.f_code.co_filename if innermost else ""
-    return where.startswith(os.path.dirname(os.path.abspath(py7zr.__file__)) + os.sep)
+    return raised_in(e, os.path.dirname(os.path.abspath(py7zr.__file__)))
 
 
 def extract_rar(path: Path, writer: SafeWriter) -> None:

@@ -10,13 +10,12 @@ To add a source: implement ``Source`` in a module of this package and add its UR
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Optional, Protocol
 
 from ..core.digests import Digest
-from ..core.errors import MissingDependency, UsageError, install_hint
+from ..core.errors import MissingDependency, UsageError, install_hint, raised_in
 from ..core.urls import URL_SCHEME
 from ..settings.config import Settings
 
@@ -97,18 +96,7 @@ def library_failure(e: BaseException) -> bool:
         return False
     if type(e).__module__ != "builtins":
         return True
-    return not _raised_by_datastage(e)
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _raised_by_datastage(e: BaseException) -> bool:
-    """Whether the innermost frame of ``e``'s traceback is datastage's own code."""
-    tb = e.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is None or tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR + os.sep)
+    return e.__traceback__ is not None and not raised_in(e)
 
 
 # Handed to fsspec, which imports each protocol's own package (gcsfs, adlfs, ...) on use.
