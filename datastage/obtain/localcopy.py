@@ -28,13 +28,19 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..core.errors import GatedDataset, IntegrityError, NotInFolder, UsageError
 from ..core.redact import remember
 from ..resolve.manifest import URL_SCHEME, FileEntry, Manifest, check_url
 from ..sources.local import path_of, url_of
+
+if TYPE_CHECKING:
+    from ..core.progress import Reporter
+    from ..settings.config import Settings
+    from .budget import ConnectionBudget
+    from .cache import Blob, Cache
 
 SHOWN_NAMES = 8  # names listed in one error line; the rest are counted
 
@@ -135,7 +141,7 @@ def reachable(entry: FileEntry) -> bool:
 
 
 def gated_error(
-    manifest: Manifest, store: Any = None, refused: Optional[FileEntry] = None
+    manifest: Manifest, store: Optional[Cache] = None, refused: Optional[FileEntry] = None
 ) -> GatedDataset:
     """What to do for a gated dataset: where to register, what to download (the files that no
     URL serves and, given the cache ``store``, that it lacks: always ``refused``, the one whose
@@ -164,7 +170,7 @@ def gated_error(
     )
 
 
-def refuse_unfetchable(manifest: Manifest, store: Any, settings: Any) -> None:
+def refuse_unfetchable(manifest: Manifest, store: Cache, settings: Settings) -> None:
     """Before any download: the gated error now if a file that nothing can fetch (``reachable``)
     is in neither the cache, the persistent tier, a source folder nor the shared cache. Else the
     refusal came when that file's turn came, after the public files were downloaded for
@@ -184,14 +190,19 @@ def refuse_unfetchable(manifest: Manifest, store: Any, settings: Any) -> None:
 
 
 def fetcher(
-    manifest: Manifest, entry: FileEntry, budget: Any = None, on_prefix: Any = None
-) -> Callable[..., Any]:
+    manifest: Manifest,
+    entry: FileEntry,
+    budget: Optional[ConnectionBudget] = None,
+    on_prefix: Optional[Callable[[int], None]] = None,
+) -> Callable[..., Blob]:
     """What tiers.obtain calls last for ``entry`` (after the cache, the persistent tier and
     source folders): a download of its URLs (or --from copy), the join of its parts, or, for
     a gated file that no URL serves, the error saying how to get it."""
     if not reachable(entry):
 
-        def refuse(refused: Any = None, store: Any = None, *_: Any, **__: Any) -> Any:
+        def refuse(
+            refused: Optional[FileEntry] = None, store: Optional[Cache] = None, *_: Any, **__: Any
+        ) -> Blob:
             raise gated_error(manifest, store, refused)  # called as download(entry, store, ...)
 
         return refuse
@@ -208,12 +219,12 @@ def fetcher(
 
 def _joined_copy(
     entry: FileEntry,
-    store: Any,
-    settings: Any,
-    reporter: Any,
-    budget: Any = None,
-    on_prefix: Any = None,
-) -> Any:
+    store: Cache,
+    settings: Settings,
+    reporter: Reporter,
+    budget: Optional[ConnectionBudget] = None,
+    on_prefix: Optional[Callable[[int], None]] = None,
+) -> Blob:
     """A file published in parts, read from a copy joined by the user. Its join may have been
     cut short (a full disk during `cat`): when it does not match and the folder has every part
     (``source`` set on each), the parts are joined instead. Either way no join of it left by a
@@ -233,7 +244,7 @@ def _joined_copy(
     return blob
 
 
-def _cached(entry: FileEntry, store: Any) -> bool:
+def _cached(entry: FileEntry, store: Cache) -> bool:
     """Is ``entry`` in the cache (found by its pin when the manifest has no checksum)?"""
     from .pins import Pins, apply
 
