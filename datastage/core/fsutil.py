@@ -29,8 +29,8 @@ def user_path(text: str) -> Path:
     except RuntimeError:
         head = str(text).split("/", 1)[0]
         raise UsageError(
-            f"{head}: no such user, so {text} names no folder",
-            hint="give the folder as an absolute path",
+            f"{head}: no such user, so {text} cannot be expanded",
+            hint="give the path as an absolute path",
         ) from None
 
 
